@@ -1,0 +1,287 @@
+"""Landmark layouts as data: the single source of truth for names, order, channel counts and end plates.
+
+Two layouts ship:
+
+* ``LATERAL`` - the paper's layout (An et al. 2022, Section 3.1): L1-L5 with four end-plate corners each and
+  the two corners of the S1 upper end plate, 22 points, 6 centres.
+* ``AP`` - antero-posterior view, L1-L5 with four corners each, 20 points, 5 centres (BUU-LSPINE AP and the
+  AASCE/SpineWeb-16 real radiographs).
+
+Everything downstream (targets, channel counts of the networks, metrics, measurements, writers) reads a
+:class:`Layout`; no other module hard-codes 22, 20, 6 or 5.
+
+Point convention used everywhere in the project: a float ``(N, 2)`` array of ``(x, y)`` in pixels of the
+current image, pixel centres at integer coordinates, rows ordered as :attr:`Layout.point_names`.
+
+Corner names are anatomical (*ours*, SPEC "Task"): lateral lumbar corners are ``superior_anterior``,
+``superior_posterior``, ``inferior_anterior``, ``inferior_posterior``; S1 has ``anterior`` and ``posterior``.
+The paper's image-side names (top-left, ...) are aliases that depend on which way the patient faces
+(see :func:`image_side_aliases` and :func:`infer_facing`). The centre of a vertebra is the mean of its corners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+__all__ = [
+    "VertebraSpec",
+    "Layout",
+    "LATERAL",
+    "AP",
+    "LAYOUTS",
+    "get_layout",
+    "infer_facing",
+    "image_side_aliases",
+    "resolve_corner_name",
+]
+
+LUMBAR_LATERAL_CORNERS = ("superior_anterior", "superior_posterior", "inferior_anterior", "inferior_posterior")
+SACRUM_CORNERS = ("anterior", "posterior")
+# AP view: patient sides in the standard radiographic display (patient's right on the image left).
+LUMBAR_AP_CORNERS = ("superior_right", "superior_left", "inferior_right", "inferior_left")
+
+
+@dataclass(frozen=True)
+class VertebraSpec:
+    """One vertebra of a layout.
+
+    Args:
+        name: anatomical label, e.g. ``"L3"`` or ``"S1"``.
+        corners: corner names in storage order.
+        end_plates: pairs of corner indices (into ``corners``) joined by an end-plate segment, superior first.
+        kind: ``"lumbar"`` (4 corners, 2 end plates) or ``"sacrum"`` (2 corners, 1 end plate).
+    """
+
+    name: str
+    corners: tuple[str, ...]
+    end_plates: tuple[tuple[int, int], ...]
+    kind: str = "lumbar"
+
+    @property
+    def num_corners(self) -> int:
+        return len(self.corners)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An ordered set of vertebrae and their corner landmarks.
+
+    Args:
+        name: registry key (``"lateral"``, ``"ap"``).
+        view: ``"lateral"`` or ``"ap"``.
+        vertebrae: the vertebrae from cranial to caudal.
+        description: one line for humans.
+    """
+
+    name: str
+    view: str
+    vertebrae: tuple[VertebraSpec, ...]
+    description: str = ""
+
+    # ----- counts -----------------------------------------------------------------------------------------
+    @property
+    def num_vertebrae(self) -> int:
+        """Number of vertebrae, i.e. of centres (Pose-Net output channels)."""
+        return len(self.vertebrae)
+
+    @property
+    def num_centres(self) -> int:
+        return self.num_vertebrae
+
+    @cached_property
+    def num_points(self) -> int:
+        """Number of corner landmarks."""
+        return sum(v.num_corners for v in self.vertebrae)
+
+    @cached_property
+    def vertebra_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.vertebrae)
+
+    @cached_property
+    def lumbar_indices(self) -> tuple[int, ...]:
+        """Indices (into :attr:`vertebrae`) of lumbar vertebrae."""
+        return tuple(i for i, v in enumerate(self.vertebrae) if v.kind == "lumbar")
+
+    @cached_property
+    def sacrum_index(self) -> int | None:
+        """Index of the sacrum (S1) in :attr:`vertebrae`, or ``None`` when the layout has none."""
+        idx = [i for i, v in enumerate(self.vertebrae) if v.kind == "sacrum"]
+        return idx[0] if idx else None
+
+    @property
+    def has_sacrum(self) -> bool:
+        return self.sacrum_index is not None
+
+    # ----- index tables -----------------------------------------------------------------------------------
+    @cached_property
+    def vertebra_slices(self) -> tuple[slice, ...]:
+        """For each vertebra, the slice of its corners in the ``(N, 2)`` point array."""
+        out, start = [], 0
+        for v in self.vertebrae:
+            out.append(slice(start, start + v.num_corners))
+            start += v.num_corners
+        return tuple(out)
+
+    @cached_property
+    def point_names(self) -> tuple[str, ...]:
+        """Qualified names ``"<vertebra>_<corner>"`` in storage order, e.g. ``"L1_superior_anterior"``."""
+        return tuple(f"{v.name}_{c}" for v in self.vertebrae for c in v.corners)
+
+    @cached_property
+    def point_vertebra(self) -> np.ndarray:
+        """``(N,)`` index of the vertebra each point belongs to."""
+        return np.concatenate([np.full(v.num_corners, i) for i, v in enumerate(self.vertebrae)])
+
+    def index(self, vertebra: str, corner: str, facing: str = "left") -> int:
+        """Row of ``vertebra``'s ``corner`` in the point array; ``corner`` may be an image-side alias."""
+        vi = self.vertebra_names.index(vertebra)
+        spec = self.vertebrae[vi]
+        name = resolve_corner_name(self, spec, corner, facing)
+        return self.vertebra_slices[vi].start + spec.corners.index(name)
+
+    @cached_property
+    def end_plate_segments(self) -> tuple[tuple[int, int], ...]:
+        """All end plates as pairs of global point indices, cranial to caudal (superior before inferior)."""
+        segs = []
+        for v, sl in zip(self.vertebrae, self.vertebra_slices):
+            segs.extend((sl.start + a, sl.start + b) for a, b in v.end_plates)
+        return tuple(segs)
+
+    # ----- geometry ---------------------------------------------------------------------------------------
+    def check_points(self, points: np.ndarray) -> np.ndarray:
+        """Return ``points`` as float ``(N, 2)`` or raise ``ValueError`` naming the mismatch."""
+        arr = np.asarray(points, dtype=np.float64)
+        if arr.shape != (self.num_points, 2):
+            raise ValueError(f"layout {self.name!r} needs points of shape ({self.num_points}, 2), got {arr.shape}")
+        return arr
+
+    def centres(self, points: np.ndarray) -> np.ndarray:
+        """``(V, 2)`` centre of each vertebra: the mean of its corners (SPEC "Task")."""
+        arr = np.asarray(points, dtype=np.float64)
+        lead = arr.shape[:-2]
+        if arr.shape[-2:] != (self.num_points, 2):
+            raise ValueError(f"layout {self.name!r} needs (..., {self.num_points}, 2) points, got {arr.shape}")
+        return np.stack([arr[..., sl, :].mean(axis=-2) for sl in self.vertebra_slices], axis=-2).reshape(
+            *lead, self.num_vertebrae, 2
+        )
+
+    def vertebra_points(self, points: np.ndarray, vertebra: int | str) -> np.ndarray:
+        """The corners of one vertebra (by index or name)."""
+        vi = self.vertebra_names.index(vertebra) if isinstance(vertebra, str) else vertebra
+        return np.asarray(points)[..., self.vertebra_slices[vi], :]
+
+    def to_named(self, points: np.ndarray) -> dict[str, dict[str, list[float]]]:
+        """``(N, 2)`` array -> ``{"L1": {"superior_anterior": [x, y], ...}, ...}``."""
+        arr = self.check_points(points)
+        return {
+            v.name: {c: [float(x), float(y)] for c, (x, y) in zip(v.corners, arr[sl])}
+            for v, sl in zip(self.vertebrae, self.vertebra_slices)
+        }
+
+    def from_named(self, named: Mapping[str, Mapping[str, object]], facing: str = "left") -> np.ndarray:
+        """Inverse of :meth:`to_named`; corner keys may be image-side aliases. Raises ``KeyError`` if one is missing."""
+        out = np.full((self.num_points, 2), np.nan)
+        for vi, (v, sl) in enumerate(zip(self.vertebrae, self.vertebra_slices)):
+            if v.name not in named:
+                raise KeyError(f"vertebra {v.name} missing")
+            corners = {resolve_corner_name(self, v, k, facing): val for k, val in named[v.name].items()}
+            for ci, c in enumerate(v.corners):
+                if c not in corners:
+                    raise KeyError(f"{v.name} corner {c} missing")
+                out[sl.start + ci] = np.asarray(corners[c], dtype=np.float64)[:2]
+        return out
+
+
+# Image-side aliases in the reference orientation (lateral: patient faces image-left, so anterior = left;
+# AP: standard display). They mirror left/right when a lateral image faces right.
+_SIDE_ALIASES_LUMBAR = ("top_left", "top_right", "bottom_left", "bottom_right")
+_SIDE_ALIASES_SACRUM = ("left", "right")
+
+
+def _lumbar(name: str, corners: tuple[str, ...]) -> VertebraSpec:
+    return VertebraSpec(name=name, corners=corners, end_plates=((0, 1), (2, 3)), kind="lumbar")
+
+
+LATERAL = Layout(
+    name="lateral",
+    view="lateral",
+    vertebrae=tuple(_lumbar(f"L{i}", LUMBAR_LATERAL_CORNERS) for i in range(1, 6))
+    + (VertebraSpec(name="S1", corners=SACRUM_CORNERS, end_plates=((0, 1),), kind="sacrum"),),
+    description="Lateral lumbar spine (An et al. 2022): L1-L5 x 4 end-plate corners + S1 upper end plate x 2.",
+)
+
+AP = Layout(
+    name="ap",
+    view="ap",
+    vertebrae=tuple(_lumbar(f"L{i}", LUMBAR_AP_CORNERS) for i in range(1, 6)),
+    description="Antero-posterior lumbar spine: L1-L5 x 4 end-plate corners (BUU-LSPINE AP, AASCE L1-L5).",
+)
+
+LAYOUTS: dict[str, Layout] = {LATERAL.name: LATERAL, AP.name: AP}
+
+
+def get_layout(layout: str | Layout) -> Layout:
+    """Look a layout up by name (or pass one through)."""
+    if isinstance(layout, Layout):
+        return layout
+    try:
+        return LAYOUTS[str(layout).lower()]
+    except KeyError:
+        raise ValueError(f"unknown layout {layout!r}; known: {sorted(LAYOUTS)}") from None
+
+
+def image_side_aliases(layout: Layout, vertebra: VertebraSpec, facing: str = "left") -> dict[str, str]:
+    """Map image-side alias -> anatomical corner name for one vertebra.
+
+    ``facing`` is the image side the patient's front points to (lateral views). ``"left"`` is the usual display
+    and the paper's convention (top-left = superior anterior). AP layouts ignore ``facing``.
+    """
+    if facing not in ("left", "right"):
+        raise ValueError(f"facing must be 'left' or 'right', got {facing!r}")
+    sides = _SIDE_ALIASES_LUMBAR if vertebra.kind == "lumbar" else _SIDE_ALIASES_SACRUM
+    corners = list(vertebra.corners)
+    if facing == "right" and layout.view == "lateral":
+        # mirror: swap the anterior/posterior corner of each end plate
+        for a, b in vertebra.end_plates:
+            corners[a], corners[b] = corners[b], corners[a]
+    return dict(zip(sides, corners))
+
+
+def resolve_corner_name(layout: Layout, vertebra: VertebraSpec, corner: str, facing: str = "left") -> str:
+    """Anatomical name for ``corner``, which may already be anatomical or an image-side alias."""
+    key = corner.lower().replace("-", "_").replace(" ", "_")
+    if key in vertebra.corners:
+        return key
+    aliases = image_side_aliases(layout, vertebra, facing)
+    if key in aliases:
+        return aliases[key]
+    raise KeyError(f"{vertebra.name}: unknown corner name {corner!r}; expected one of {vertebra.corners} or {tuple(aliases)}")
+
+
+def infer_facing(points: np.ndarray, layout: Layout) -> str:
+    """Which image side the patient faces on a lateral image, from landmarks in *image-side* order.
+
+    ``points`` are stored as if the patient faced left (top-left first). Rule (*ours*): the S1 upper end plate
+    slopes down anteriorly (sacral slope 20-60 degrees in adults), so the lower S1 corner is anterior; without
+    a sacrum, the lordotic apex (mid-lumbar centres) bulges anteriorly relative to the L1-L5 chord.
+    Returns ``"left"`` or ``"right"``; AP layouts return ``"left"``.
+    """
+    arr = layout.check_points(points)
+    if layout.view != "lateral":
+        return "left"
+    if layout.has_sacrum:
+        s = arr[layout.vertebra_slices[layout.sacrum_index]]
+        if abs(s[0, 1] - s[1, 1]) > 1e-6:
+            lower_is_left = (s[0, 1] > s[1, 1]) == (s[0, 0] < s[1, 0])
+            return "left" if lower_is_left else "right"
+    c = layout.centres(arr)[list(layout.lumbar_indices)]
+    a, b = c[0], c[-1]
+    mid = c[len(c) // 2]
+    # x of the chord at the apex's height
+    t = 0.0 if abs(b[1] - a[1]) < 1e-9 else (mid[1] - a[1]) / (b[1] - a[1])
+    chord_x = a[0] + t * (b[0] - a[0])
+    return "left" if mid[0] < chord_x else "right"

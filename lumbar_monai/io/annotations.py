@@ -1,0 +1,232 @@
+"""Landmark annotation files: the project's own JSON format and the BUU-LSPINE CSV layout.
+
+The project's JSON (``"format": "lumbar-monai/landmarks@1"``)::
+
+    {
+      "format": "lumbar-monai/landmarks@1",
+      "layout": "lateral",                      # a key of lumbar_monai.anatomy.LAYOUTS
+      "image": "case_0001.png",                 # path relative to the JSON file (optional)
+      "image_size": [W, H],                     # pixels (optional, checked when present)
+      "facing": "left",                         # lateral only: image side the patient faces
+      "pixel_spacing": [sx, sy],                # mm per pixel along x (columns) and y (rows), or null
+      "spacing_source": "PixelSpacing",         # PixelSpacing | ImagerPixelSpacing | synthetic | null
+      "points": {"L1": {"superior_anterior": [x, y], ...}, ..., "S1": {"anterior": [x, y], ...}},
+      "meta": {...}                             # free-form, never patient identifiers
+    }
+
+Points are in pixels of the original image, ``(x, y)``, pixel centres at integer coordinates.
+
+BUU-LSPINE (see ``../shared/data/README.md``): one headerless CSV per image, rows
+``x_left,y_left,x_right,y_right,label``; lateral files have 11 rows (L1 top end plate, L1 bottom, ..., L5 bottom,
+S1 top), AP files the first 10. ``left``/``right`` are image sides.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..anatomy import Layout, get_layout, image_side_aliases
+from ..errors import InputError
+from .atomic import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "ANNOTATION_FORMAT",
+    "LandmarkAnnotation",
+    "read_annotation_json",
+    "write_annotation_json",
+    "read_buu_csv",
+    "write_buu_csv",
+    "check_points_in_image",
+]
+
+ANNOTATION_FORMAT = "lumbar-monai/landmarks@1"
+
+
+@dataclass
+class LandmarkAnnotation:
+    """Landmarks of one image in the project's point convention (``(N, 2)`` x, y pixels)."""
+
+    layout: Layout
+    points: np.ndarray
+    pixel_spacing: tuple[float, float] | None = None
+    spacing_source: str | None = None
+    image: str | None = None
+    image_size: tuple[int, int] | None = None  # (W, H)
+    facing: str = "left"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "format": ANNOTATION_FORMAT,
+            "layout": self.layout.name,
+            "image": self.image,
+            "image_size": None if self.image_size is None else [int(v) for v in self.image_size],
+            "facing": self.facing,
+            "pixel_spacing": None if self.pixel_spacing is None else [float(v) for v in self.pixel_spacing],
+            "spacing_source": self.spacing_source,
+            "points": self.layout.to_named(self.points),
+            "meta": self.meta,
+        }
+
+
+def check_points_in_image(points: np.ndarray, size_wh: tuple[int, int], path, tolerance: float = 0.5) -> None:
+    """Raise :class:`InputError` if a point is non-finite or outside the image (by more than ``tolerance`` px)."""
+    pts = np.asarray(points, dtype=np.float64)
+    bad = ~np.isfinite(pts).all(axis=1)
+    if bad.any():
+        raise InputError(path, f"point {int(np.argmax(bad)) + 1} is not a finite number")
+    w, h = size_wh
+    out = (pts[:, 0] < -tolerance) | (pts[:, 0] > w - 1 + tolerance) | (pts[:, 1] < -tolerance) | (
+        pts[:, 1] > h - 1 + tolerance
+    )
+    if out.any():
+        i = int(np.argmax(out))
+        raise InputError(path, f"point {i + 1} at ({pts[i, 0]:.1f}, {pts[i, 1]:.1f}) lies outside the {w}x{h} image")
+
+
+def read_annotation_json(path: str | os.PathLike) -> LandmarkAnnotation:
+    """Read the project's JSON; every problem is an :class:`InputError` naming the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(p, f"cannot read as UTF-8 text ({type(e).__name__})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(p, f"not valid JSON: {e.msg}", line=e.lineno) from None
+    if not isinstance(doc, dict) or doc.get("format") != ANNOTATION_FORMAT:
+        raise InputError(p, f"not a landmark annotation (expected \"format\": \"{ANNOTATION_FORMAT}\")")
+    try:
+        layout = get_layout(doc.get("layout", ""))
+    except ValueError as e:
+        raise InputError(p, str(e)) from None
+    facing = doc.get("facing") or "left"
+    if facing not in ("left", "right"):
+        raise InputError(p, f"facing must be 'left' or 'right', got {facing!r}")
+    named = doc.get("points")
+    if not isinstance(named, dict):
+        raise InputError(p, "missing \"points\" object")
+    try:
+        points = layout.from_named(named, facing=facing)
+    except KeyError as e:
+        raise InputError(p, f"incomplete points: {e.args[0]}") from None
+    except (TypeError, ValueError) as e:
+        raise InputError(p, f"malformed point: {e}") from None
+    spacing = doc.get("pixel_spacing")
+    if spacing is not None:
+        if not (isinstance(spacing, list) and len(spacing) == 2 and all(_positive_number(v) for v in spacing)):
+            raise InputError(p, f"pixel_spacing must be two positive numbers [sx, sy] in mm, got {spacing!r}")
+        spacing = (float(spacing[0]), float(spacing[1]))
+    size = doc.get("image_size")
+    if size is not None:
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise InputError(p, f"image_size must be [W, H] positive integers, got {size!r}")
+        size = (int(size[0]), int(size[1]))
+        check_points_in_image(points, size, p)
+    elif not np.isfinite(points).all():
+        raise InputError(p, "a point is not a finite number")
+    return LandmarkAnnotation(
+        layout=layout,
+        points=points,
+        pixel_spacing=spacing,
+        spacing_source=doc.get("spacing_source"),
+        image=doc.get("image"),
+        image_size=size,
+        facing=facing,
+        meta=doc.get("meta") or {},
+    )
+
+
+def _positive_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def write_annotation_json(path: str | os.PathLike, annotation: LandmarkAnnotation) -> Path:
+    """Write the project's JSON atomically."""
+    annotation.layout.check_points(annotation.points)
+    return atomic_write_json(path, annotation.to_json_dict())
+
+
+# ----- BUU-LSPINE ---------------------------------------------------------------------------------------------
+
+
+def _buu_rows(layout: Layout) -> list[tuple[int, int, int]]:
+    """For each CSV row: (vertebra index, point index of the image-left end, point index of the image-right end).
+
+    Rows follow the layout's end plates cranial to caudal; left/right are image sides with the patient facing left
+    (BUU-LSPINE lateral images are all left-lateral, facing image-left).
+    """
+    rows = []
+    for vi, (v, sl) in enumerate(zip(layout.vertebrae, layout.vertebra_slices)):
+        aliases = image_side_aliases(layout, v, "left")
+        for a, b in v.end_plates:
+            left_name, right_name = v.corners[a], v.corners[b]
+            # the alias table tells which of the two corners is on the image left
+            left_alias = {c: s for s, c in aliases.items()}[left_name]
+            if "right" in left_alias:
+                left_name, right_name = right_name, left_name
+            rows.append((vi, sl.start + v.corners.index(left_name), sl.start + v.corners.index(right_name)))
+    return rows
+
+
+def read_buu_csv(path: str | os.PathLike, layout: str | Layout | None = None) -> LandmarkAnnotation:
+    """Read one BUU-LSPINE CSV; the layout follows from the row count (11 lateral, 10 AP) unless given."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(p, f"cannot read as text ({type(e).__name__})") from None
+    rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)]
+    if layout is None:
+        counts = {len(_buu_rows(get_layout(n))): n for n in ("lateral", "ap")}
+        if len(rows) not in counts:
+            raise InputError(p, f"BUU-LSPINE CSV needs 11 rows (lateral) or 10 (AP), found {len(rows)}")
+        layout = counts[len(rows)]
+    lay = get_layout(layout)
+    table = _buu_rows(lay)
+    if len(rows) != len(table):
+        raise InputError(p, f"layout {lay.name!r} needs {len(table)} rows, found {len(rows)}")
+    points = np.full((lay.num_points, 2), np.nan)
+    for (lineno, row), (_, li, ri) in zip(rows, table):
+        if len(row) < 4:
+            raise InputError(p, f"expected x_left,y_left,x_right,y_right,label, got {len(row)} fields", line=lineno)
+        try:
+            xl, yl, xr, yr = (float(c) for c in row[:4])
+        except ValueError:
+            raise InputError(p, f"non-numeric coordinate in {row[:4]}", line=lineno) from None
+        if not all(math.isfinite(v) for v in (xl, yl, xr, yr)):
+            raise InputError(p, "coordinate is NaN or infinite", line=lineno)
+        if min(xl, yl, xr, yr) < 0:
+            raise InputError(p, "negative coordinate (outside the image)", line=lineno)
+        points[li] = (xl, yl)
+        points[ri] = (xr, yr)
+    return LandmarkAnnotation(layout=lay, points=points, facing="left", meta={"source_format": "buu-lspine"})
+
+
+def write_buu_csv(path: str | os.PathLike, points: np.ndarray, layout: str | Layout) -> Path:
+    """Write points in the BUU-LSPINE CSV layout (label column = ``<vertebra>_<superior|inferior>``)."""
+    lay = get_layout(layout)
+    pts = lay.check_points(points)
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    counters: dict[int, int] = {}
+    for vi, li, ri in _buu_rows(lay):
+        k = counters.get(vi, 0)
+        counters[vi] = k + 1
+        label = f"{lay.vertebrae[vi].name}_{'superior' if k == 0 else 'inferior'}"
+        w.writerow([f"{pts[li, 0]:.3f}", f"{pts[li, 1]:.3f}", f"{pts[ri, 0]:.3f}", f"{pts[ri, 1]:.3f}", label])
+    return atomic_write_text(path, out.getvalue())

@@ -1,0 +1,84 @@
+"""The predictor's answer for one image: what writers (JSON, SR, presentation state, overlay) and metrics read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .anatomy import Layout
+
+__all__ = ["LandmarkResult", "QC_FLAGS"]
+
+#: QC flags a result may carry, with their meaning.
+QC_FLAGS = {
+    "centre_repaired": "Algorithm 1 fired: a missed centre was recovered and the top-most centre (likely T12) dropped",
+    "low_confidence": "at least one landmark's peak height is below the confidence threshold",
+    "order_violation": "landmarks are in an anatomically impossible order (e.g. a vertebra above the one before it)",
+}
+
+
+@dataclass
+class LandmarkResult:
+    """Landmarks of one image in original pixels (x, y), pixel centres at integer coordinates.
+
+    Attributes:
+        layout: the landmark layout.
+        points: ``(N, 2)`` corners, rows as ``layout.point_names``.
+        confidence: ``(N,)`` peak heights of the corner maps (0..1).
+        centres: ``(V, 2)`` stage-1 centres (after Algorithm 1).
+        centre_confidence: ``(V,)`` peak heights of the centre maps.
+        qc_flags: keys of :data:`QC_FLAGS` that apply.
+        pixel_spacing: ``(sx, sy)`` mm per pixel, or ``None``.
+        spacing_source: ``"PixelSpacing"``, ``"ImagerPixelSpacing"``, ``"annotation"``, ... or ``None``.
+        image_size: ``(W, H)`` of the original image.
+        meta: free-form (model versions, timings); never patient identifiers.
+    """
+
+    layout: Layout
+    points: np.ndarray
+    confidence: np.ndarray
+    centres: np.ndarray
+    centre_confidence: np.ndarray
+    qc_flags: list[str] = field(default_factory=list)
+    pixel_spacing: tuple[float, float] | None = None
+    spacing_source: str | None = None
+    image_size: tuple[int, int] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def points_mm(self) -> np.ndarray | None:
+        """Corners in millimetres from the image origin, or ``None`` without a pixel spacing."""
+        if self.pixel_spacing is None:
+            return None
+        return np.asarray(self.points, dtype=np.float64) * np.asarray(self.pixel_spacing, dtype=np.float64)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: every landmark with its name, (x, y) px, mm where known, and confidence."""
+        mm = self.points_mm()
+        landmarks = []
+        for i, name in enumerate(self.layout.point_names):
+            item = {
+                "name": name,
+                "vertebra": self.layout.vertebrae[int(self.layout.point_vertebra[i])].name,
+                "x": float(self.points[i, 0]),
+                "y": float(self.points[i, 1]),
+                "confidence": float(self.confidence[i]),
+            }
+            if mm is not None:
+                item["x_mm"], item["y_mm"] = float(mm[i, 0]), float(mm[i, 1])
+            landmarks.append(item)
+        centres = [
+            {"name": v.name, "x": float(c[0]), "y": float(c[1]), "confidence": float(p)}
+            for v, c, p in zip(self.layout.vertebrae, self.centres, self.centre_confidence)
+        ]
+        return {
+            "layout": self.layout.name,
+            "image_size": None if self.image_size is None else [int(v) for v in self.image_size],
+            "pixel_spacing": None if self.pixel_spacing is None else [float(v) for v in self.pixel_spacing],
+            "spacing_source": self.spacing_source,
+            "landmarks": landmarks,
+            "centres": centres,
+            "qc_flags": list(self.qc_flags),
+            "meta": self.meta,
+        }

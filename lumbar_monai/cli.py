@@ -17,7 +17,9 @@ COMMANDS = ("synth", "demo", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lumbar-monai", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lumbar-monai", description="Lumbar spine and sacrum landmarks on X-rays (An et al. 2022) with MONAI."
+    )
     parser.add_argument("--version", action="version", version=f"lumbar-monai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

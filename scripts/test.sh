@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/setup.sh --compat
+# dcmtk + dicom3tools for the DICOM validation tests (needs root or sudo; otherwise those tests skip and say why)
+if [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then bash scripts/system-deps.sh; fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 echo "== main environment: $(.venv/bin/python -c 'import pydicom, numpy; print(f"pydicom {pydicom.__version__}, numpy {numpy.__version__}")')"
 .venv/bin/python -m pytest -q "$@"

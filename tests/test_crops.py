@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lumbar_monai.anatomy import AP, LATERAL
+from lumbar_monai.codecs.gaussian import decode_peaks, render_gaussians
+from lumbar_monai.crops import (
+    VertebraCropsd,
+    crop_affines,
+    crop_boxes_eq5,
+    crop_to_image,
+    extract_vertebra_crops,
+    image_to_crop,
+    resample_crops,
+)
+
+pytestmark = pytest.mark.compat
+
+
+def _centres(ys, x=50.0):
+    return np.stack([np.full(len(ys), x), np.asarray(ys, dtype=float)], axis=1)
+
+
+def test_eq5_lateral_known_answer():
+    ys = [100, 140, 190, 250, 300, 380]  # L1..L5, S1
+    sides = crop_boxes_eq5(_centres(ys), LATERAL)
+    expected = [1.5 * 40, 0.75 * (40 + 50), 0.75 * (50 + 60), 0.75 * (60 + 50), 1.5 * 50, 1.5 * 50]
+    np.testing.assert_allclose(sides, expected)
+
+
+def test_eq5_ap_has_no_sacrum_and_batches():
+    ys = np.array([[10, 30, 60, 100, 120], [0, 10, 20, 30, 40]], dtype=float)
+    c = np.stack([np.zeros_like(ys), ys], axis=-1)
+    sides = crop_boxes_eq5(c, AP)
+    assert sides.shape == (2, 5)
+    np.testing.assert_allclose(sides[0], [30, 0.75 * 50, 0.75 * 70, 0.75 * 60, 30])
+    np.testing.assert_allclose(sides[1], [15, 15, 15, 15, 15])
+    with pytest.raises(ValueError):
+        crop_boxes_eq5(c[:, :4], AP)
+
+
+def test_affine_pixel_centre_convention():
+    # side 8 image px -> 4 crop px: crop pixel u has its centre at c + (u - 1.5) * 2
+    a = crop_affines([[10.0, 20.0]], 8.0, 4)
+    got = crop_to_image(np.array([[[0, 0], [3, 3], [1.5, 1.5]]]), a)[0]
+    np.testing.assert_allclose(got, [[7, 17], [13, 23], [10, 20]])
+
+
+def test_resample_ramp_is_exact_and_zero_outside():
+    h, w = 40, 60
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([xx, yy])  # channel 0 holds x, channel 1 holds y
+    rng = np.random.default_rng(0)
+    centres = np.array([[20.0, 15.0], [30.5, 20.25], [58.0, 2.0]])
+    aff = crop_affines(centres, [10.0, 12.0, 16.0], 16, rotation=rng.uniform(-0.3, 0.3, 3))
+    crops = resample_crops(img, aff, 16).numpy()
+    uv = np.stack(np.meshgrid(np.arange(16.0), np.arange(16.0), indexing="xy"), -1).reshape(1, -1, 2)
+    xy = crop_to_image(np.repeat(uv, 3, 0), aff).reshape(3, 16, 16, 2)
+    inside = (xy[..., 0] >= 0) & (xy[..., 0] <= w - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= h - 1)
+    np.testing.assert_allclose(crops[:, 0][inside], xy[..., 0][inside], atol=1e-3)
+    np.testing.assert_allclose(crops[:, 1][inside], xy[..., 1][inside], atol=1e-3)
+    far = (xy[..., 0] < -1) | (xy[..., 0] > w) | (xy[..., 1] < -1) | (xy[..., 1] > h)
+    assert far[2].any()  # the third crop leaves the image
+    assert np.all(crops[:, 0][far] == 0) and np.all(crops[:, 1][far] == 0)
+
+
+@pytest.mark.parametrize("rotation", [0.0, 0.4])
+def test_round_trip_through_pixels_including_outside_crops(rotation):
+    # a Gaussian drawn in the image at p shows up in the crop at image_to_crop(p), and maps back to p
+    h, w = 120, 100
+    pts = torch.tensor([[30.3, 40.7], [95.2, 3.4]], dtype=torch.float64)  # the second is near a corner
+    # crops coarser than the image (as in practice: crop side > 256 px of the original), so that bilinear
+    # sampling of the finely drawn Gaussian does not move its peak
+    img = render_gaussians(pts, 6.0, h, w)  # (2, H, W): one channel per point
+    centres = np.array([[35.0, 45.0], [99.0, 0.0]])  # second crop half outside the image
+    aff = crop_affines(centres, [40.0, 50.0], 16, rotation=[rotation, -rotation])
+    crops = resample_crops(img, aff, 16)  # (2 crops, 2 channels, 16, 16)
+    expect = image_to_crop(np.repeat(pts.numpy()[None], 2, 0), aff)  # (2 crops, 2 points, 2)
+    for j in range(2):
+        found, conf = decode_peaks(crops[j, j].double())
+        np.testing.assert_allclose(found.numpy(), expect[j, j], atol=0.05)
+        back = crop_to_image(found.numpy()[None, None], aff[j : j + 1])[0, 0]
+        np.testing.assert_allclose(back, pts[j].numpy(), atol=0.05)
+    np.testing.assert_allclose(crop_to_image(expect, aff), np.repeat(pts.numpy()[None], 2, 0), atol=1e-10)
+
+
+def test_extract_uses_eq5_and_selection():
+    ys = [100, 140, 190, 250, 300, 380]
+    centres = _centres(ys, x=80.0)
+    img = np.zeros((400, 200), dtype=np.uint16)
+    crops, aff = extract_vertebra_crops(img, centres, LATERAL, out_size=32, vertebrae="sacrum", blur_sigma=0)
+    assert crops.shape == (1, 1, 32, 32) and crops.dtype == torch.float32
+    np.testing.assert_allclose(aff[0, 0, 0] * 32, 1.5 * 50)  # sacrum side from the L4-L5 distance
+    np.testing.assert_allclose(crop_to_image(np.array([[[15.5, 15.5]]]), aff)[0, 0], [80, 380])
+
+
+def _toy_sample(layout=LATERAL):
+    rng = np.random.default_rng(3)
+    pts = []
+    y = 40.0
+    for v in layout.vertebrae:
+        if v.kind == "lumbar":
+            pts += [[60, y], [100, y + 2], [62, y + 30], [101, y + 31]]
+            y += 45
+        else:
+            pts += [[62, y + 5], [100, y - 5]]
+    pts = np.asarray(pts, float) + rng.normal(0, 0.5, (layout.num_points, 2))
+    img = np.zeros((1, 320, 160), dtype=np.float32)
+    img[0, ::4] = 1.0
+    return {"image": img, "points": pts, "id": 7}
+
+
+def test_vertebra_cropsd_points_follow_the_image():
+    t = VertebraCropsd("image", LATERAL, vertebrae="lumbar", out_size=48, blur_sigma=0.0, translate=0.1, rotate=10,
+                       scale=(0.9, 1.1))
+    t.set_random_state(seed=5)
+    sample = _toy_sample()
+    out = t(sample)
+    assert len(out) == len(LATERAL.lumbar_indices)
+    for item in out:
+        assert item["image"].shape == (1, 48, 48) and item["points"].shape == (4, 2) and item["id"] == 7
+        back = crop_to_image(item["points"][None].astype(float), item["affine"][None])[0]
+        sl = LATERAL.vertebra_slices[item["vertebra"]]
+        np.testing.assert_allclose(back, sample["points"][sl], atol=1e-4)
+    # same seed, same crops; no augmentation gives crops centred on the ground-truth centre
+    t2 = VertebraCropsd("image", LATERAL, vertebrae="lumbar", out_size=48, blur_sigma=0.0, translate=0.1, rotate=10,
+                        scale=(0.9, 1.1))
+    t2.set_random_state(seed=5)
+    np.testing.assert_allclose(t2(sample)[2]["affine"], out[2]["affine"])
+    plain = VertebraCropsd("image", LATERAL, vertebrae="sacrum", out_size=48)(sample)
+    assert len(plain) == 1 and plain[0]["points"].shape == (2, 2)
+    centre = LATERAL.centres(sample["points"])[LATERAL.sacrum_index]
+    np.testing.assert_allclose(crop_to_image(np.array([[[23.5, 23.5]]]), plain[0]["affine"][None])[0, 0], centre)

@@ -1,0 +1,345 @@
+"""DICOM projection radiographs (CR, DX for presentation/processing, secondary capture) -> :class:`Radiograph`.
+
+Why pydicom directly and not MONAI's ``PydicomReader`` (read in MONAI 1.6.1, ``monai/data/image_reader.py``):
+for a single radiograph that reader only calls ``pixel_array`` and applies ``RescaleSlope/Intercept``; everything
+a projection radiograph needs is missing - it ignores the Modality LUT Sequence, does not invert MONOCHROME1,
+takes spacing only from ``PixelSpacing`` (``[1, 1]`` when only ``ImagerPixelSpacing`` is present), warns and
+falls back to an identity affine without ``ImagePositionPatient`` (which CR/DX lack), swaps rows and columns by
+default, and has no decoder fallback or error reporting. Wrapping it would mean undoing half of what it does, so
+this module uses pydicom's own pixel pipeline (``apply_modality_lut``, ``apply_voi_lut``) directly, and
+SimpleITK (GDCM inside) as the fallback decoder.
+
+Pipeline: stored values -> Modality LUT (rescale or Modality LUT Sequence) -> [VOI LUT / window, ``voi=True``]
+-> MONOCHROME1 inverted so that bone is bright. Works with pydicom 2.4 and 3.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from ..errors import InputError
+from .loader import Radiograph, check_readable_file
+
+try:  # pydicom >= 3
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+except ImportError:  # pydicom 2.4
+    from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+
+__all__ = ["read_dicom", "read_dicom_header", "dicom_pixel_spacing", "decoder_hint", "is_dicom_file"]
+
+_PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
+
+# Transfer syntax -> the pydicom decoder plugin to install (pydicom's own pixel-data handler docs).
+_DECODER_HINTS = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg (or pillow)",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg (or pillow)",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",  # JPEG Lossless P14
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
+    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",  # RLE Lossless (pydicom also decodes it natively)
+}
+_UNCOMPRESSED = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, "1.2.840.10008.1.2.1.99"}
+_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # Structured Report storage SOP classes
+
+
+def decoder_hint(transfer_syntax: str) -> str:
+    """The package to install for pixel data in ``transfer_syntax`` (e.g. ``"pylibjpeg-openjpeg"``)."""
+    return _DECODER_HINTS.get(str(transfer_syntax), "pylibjpeg with its libjpeg and openjpeg plugins")
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """``True`` if the file's first bytes look like DICOM (with or without preamble / file meta)."""
+    from .loader import sniff_format
+
+    try:
+        return sniff_format(path) == "dicom"
+    except InputError:
+        return False
+
+
+def read_dicom_header(path: str | os.PathLike) -> Dataset:
+    """Read a DICOM data set without its pixel data (fast); legacy files without file meta are accepted.
+
+    The returned data set always has ``file_meta.TransferSyntaxUID`` (guessed from the encoding for legacy files).
+    """
+    return _dcmread(check_readable_file(path), stop_before_pixels=True)
+
+
+def _dcmread(p: Path, stop_before_pixels: bool = False) -> Dataset:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(p, force=True, stop_before_pixels=stop_before_pixels)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as e:
+        raise InputError(p, f"not a readable DICOM file ({type(e).__name__}: {e})") from None
+    except Exception as e:  # pydicom raises assorted errors on garbage; never let one escape untranslated
+        raise InputError(p, f"not a readable DICOM file ({type(e).__name__}: {e})") from None
+    if len(ds) == 0 or not any(tag.group >= 0x0008 for tag in ds.keys()):
+        raise InputError(p, "not DICOM (no data elements)")
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        # legacy file without a file meta header: record the encoding pydicom detected
+        if meta is None:
+            ds.file_meta = FileMetaDataset()
+        implicit, little = _encoding(ds)
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+    return ds
+
+
+def _encoding(ds: Dataset) -> tuple[bool, bool]:
+    enc = getattr(ds, "original_encoding", None)  # pydicom 3
+    if enc is not None and enc[0] is not None:
+        return bool(enc[0]), bool(enc[1])
+    return bool(getattr(ds, "is_implicit_VR", True)), bool(getattr(ds, "is_little_endian", True))
+
+
+def dicom_pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
+    """``((sx, sy), source)`` from ``PixelSpacing`` else ``ImagerPixelSpacing``; ``(None, None)`` if neither is usable.
+
+    DICOM stores both as ``[row spacing, column spacing]`` = ``[sy, sx]``. ``PixelSpacing`` (calibrated to the
+    patient) wins over ``ImagerPixelSpacing`` (at the detector face, includes the geometric magnification).
+    """
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        try:
+            sy, sx = (float(v) for v in list(value)[:2])
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite([sx, sy]).all() and sx > 0 and sy > 0:
+            return (sx, sy), keyword
+    return None, None
+
+
+def _stored_range(ds: Dataset) -> tuple[int, int]:
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def _value_domain(ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """All values the stored pixels can take (every level up to 16 bits, else the extremes and the image's own)."""
+    lo, hi = _stored_range(ds)
+    if hi - lo < 2**16:
+        return np.arange(lo, hi + 1, dtype=np.int64 if lo < 0 else np.uint32).astype(stored.dtype, copy=False)
+    return np.array([lo, hi, stored.min(), stored.max()]).astype(stored.dtype)
+
+
+def _to_grey(p: Path, arr: np.ndarray, photometric: str) -> np.ndarray:
+    """``(H, W, 3)`` colour-encoded pixels -> ``(H, W)`` when they hold a grey image, else InputError."""
+    a = arr.astype(np.int64)
+    if np.abs(a[..., 1] - a[..., 0]).max() <= 1 and np.abs(a[..., 2] - a[..., 0]).max() <= 1:
+        return arr[..., 0]
+    if photometric.startswith("YBR"):  # pydicom 2.4 hands YBR through unconverted: grey = constant chroma
+        mid = a[..., 1].flat[0]
+        if np.abs(a[..., 1:] - mid).max() <= 1:
+            return arr[..., 0]
+    raise InputError(p, f"colour image ({photometric}), a greyscale radiograph is needed")
+
+
+def _pydicom_has_decoder(tsyntax: str) -> bool:
+    """Whether the installed pydicom has a usable decoder for ``tsyntax`` (pydicom 3 plugins / 2.4 handlers)."""
+    try:
+        from pydicom.pixels import get_decoder  # pydicom >= 3
+
+        try:
+            return bool(get_decoder(UID(tsyntax)).is_available)
+        except NotImplementedError:
+            return False
+    except ImportError:
+        from pydicom import config
+
+        return any(h.supports_transfer_syntax(UID(tsyntax)) and h.is_available() for h in config.pixel_data_handlers)
+
+
+def _decode_with_pydicom(ds: Dataset) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ds.pixel_array
+
+
+def _decode_with_sitk(p: Path, ds: Dataset) -> np.ndarray:
+    """Decode with SimpleITK (GDCM) and return the *stored* values, so the rest of the pipeline is shared.
+
+    Measured with SimpleITK 2.5 (see ``tests/test_io_dicom.py``, which checks this against pydicom on every
+    compressed and uncompressed test file): GDCM applies Rescale Slope/Intercept and inverts MONOCHROME1 as
+    ``2**BitsStored - 1 - stored``; both are undone here.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(str(p))
+    img = reader.Execute()
+    arr = sitk.GetArrayFromImage(img)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    values = arr.astype(np.float64)
+    slope, intercept = float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    if "ModalityLUTSequence" not in ds and (slope != 1.0 or intercept != 0.0):
+        values = (values - intercept) / slope
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+            raise ValueError("signed MONOCHROME1 pixel data cannot be recovered exactly from GDCM's output")
+        values = (2 ** int(ds.BitsStored) - 1) - values
+    return np.rint(values).astype(np.int32 if int(ds.get("PixelRepresentation", 0) or 0) else np.uint32)
+
+
+def _truncation(ds: Dataset) -> str | None:
+    """For native (uncompressed) pixel data, a message if ``PixelData`` is shorter than the header says."""
+    tsyntax = str(ds.file_meta.TransferSyntaxUID)
+    if tsyntax not in _UNCOMPRESSED or "PixelData" not in ds:
+        return None
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    expected = (rows * cols * spp * frames * bits + 7) // 8
+    have = len(ds.PixelData or b"")
+    if have < expected:
+        return f"truncated pixel data ({have} of {expected} bytes)"
+    return None
+
+
+def read_dicom(path: str | os.PathLike, voi: bool = False) -> Radiograph:
+    """Read a single-frame greyscale DICOM image as a :class:`Radiograph`, bone bright.
+
+    Args:
+        path: a DICOM file; with or without the 128-byte preamble and file meta header.
+        voi: apply the VOI LUT Sequence or Window Center/Width (first one) and return display values in [0, 1].
+            Without it the image holds Modality LUT output values (e.g. stored values for CR/DX).
+
+    Raises:
+        InputError: not DICOM, no pixel data (e.g. an SR document), multi-frame / 3-D, colour, truncated pixel
+            data, or a compressed transfer syntax no installed decoder can read (the message names the package).
+    """
+    p = check_readable_file(path)
+    ds = _dcmread(p)
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        what = "a Structured Report" if sop_class.startswith(_SR_PREFIX) else f"modality {ds.get('Modality', '?')}"
+        raise InputError(p, f"no pixel data ({what}), not an image")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InputError(p, f"multi-frame image ({frames} frames); a single-frame 2-D radiograph is needed")
+    if "Rows" not in ds or "Columns" not in ds:
+        raise InputError(p, "image without Rows/Columns")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    if spp not in (1, 3) or photometric in ("PALETTE COLOR",):
+        raise InputError(p, f"colour image ({photometric}, {spp} samples per pixel), a greyscale radiograph is needed")
+    trunc = _truncation(ds)
+    if trunc:
+        raise InputError(p, trunc)
+
+    tsyntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    decoder = "pydicom"
+    try:
+        stored = _decode_with_pydicom(ds)
+    except Exception as e:  # noqa: BLE001 - any decoder failure: try GDCM before giving up
+        first = f"{type(e).__name__}: {e}"
+        try:
+            stored = _decode_with_sitk(p, ds)
+            decoder = "SimpleITK"
+        except Exception:  # noqa: BLE001
+            name = getattr(tsyntax, "name", str(tsyntax))
+            if tsyntax in _UNCOMPRESSED:
+                raise InputError(p, f"cannot read pixel data ({first})") from None
+            if not _pydicom_has_decoder(tsyntax):
+                raise InputError(
+                    p, f"no decoder for {name} pixel data: install {decoder_hint(tsyntax)} (or SimpleITK with GDCM)"
+                ) from None
+            raise InputError(p, f"cannot decode {name} pixel data (truncated or corrupt?): {first}") from None
+
+    stored = np.asarray(stored)
+    if stored.ndim == 3 and stored.shape[-1] == 3 and spp == 3:
+        stored = _to_grey(p, stored, photometric)
+        photometric = "MONOCHROME2"
+    if stored.ndim != 2:
+        raise InputError(p, f"expected a 2-D image, decoded pixel data has shape {stored.shape}")
+    if stored.shape != (int(ds.Rows), int(ds.Columns)):
+        raise InputError(p, f"decoded shape {stored.shape} differs from Rows x Columns {(ds.Rows, ds.Columns)}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if spp == 3:  # grey image stored as colour: the LUT modules refer to the colour samples; use them raw
+            values = stored.astype(np.float64)
+            domain = _value_domain(ds, stored).astype(np.float64)
+        else:
+            values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+            domain = np.asarray(apply_modality_lut(_value_domain(ds, stored), ds), dtype=np.float64)
+        if voi and spp == 1:
+            grey_ds = ds
+            if photometric != str(ds.get("PhotometricInterpretation", "")).strip().upper():
+                grey_ds = Dataset(ds)
+                grey_ds.PhotometricInterpretation = photometric
+            values = np.asarray(apply_voi_lut(values, grey_ds), dtype=np.float64)
+            domain = np.asarray(apply_voi_lut(domain, grey_ds), dtype=np.float64)
+    lo, hi = float(domain.min()), float(domain.max())
+    # MONOCHROME1: the minimum value is displayed white; mirror the value range so that bone is bright.
+    # (DX "Presentation LUT Shape" INVERSE accompanies MONOCHROME1 by definition; it is not a second inversion.)
+    invert = photometric == "MONOCHROME1"
+    if invert:
+        values = (lo + hi) - values
+    if voi:
+        values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    spacing, source = dicom_pixel_spacing(ds)
+    meta = _meta(ds, tsyntax, decoder, invert, voi, photometric)
+    return Radiograph(
+        image=np.ascontiguousarray(values, dtype=np.float32),
+        pixel_spacing=spacing,
+        spacing_source=source,
+        path=str(p),
+        meta=meta,
+    )
+
+
+def _meta(ds: Dataset, tsyntax: UID, decoder: str, inverted: bool, voi: bool, photometric: str) -> dict[str, Any]:
+    """Non-identifying facts only (no patient, physician, institution or date attributes)."""
+    meta: dict[str, Any] = {
+        "format": "dicom",
+        "modality": str(ds.get("Modality", "")) or None,
+        "photometric_interpretation": str(ds.get("PhotometricInterpretation", "")).strip() or None,
+        "bits_stored": int(ds.get("BitsStored", 0) or 0) or None,
+        "bits_allocated": int(ds.get("BitsAllocated", 0) or 0) or None,
+        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
+        "transfer_syntax_uid": str(tsyntax),
+        "transfer_syntax": getattr(tsyntax, "name", str(tsyntax)),
+        "sop_class_uid": str(ds.get("SOPClassUID", "")) or None,
+        "sop_instance_uid": str(ds.get("SOPInstanceUID", "")) or None,
+        "decoder": decoder,
+        "inverted": inverted,
+        "voi_applied": voi,
+    }
+    if photometric != (meta["photometric_interpretation"] or "").upper():
+        meta["converted_to"] = photometric
+    for keyword, key in (("ViewPosition", "view_position"), ("PresentationIntentType", "presentation_intent")):
+        if ds.get(keyword):
+            meta[key] = str(ds.get(keyword))
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        try:
+            wc, ww = ds.WindowCenter, ds.WindowWidth
+            meta["window"] = [float(wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc),
+                              float(ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww)]
+        except (TypeError, ValueError):
+            pass
+    return meta

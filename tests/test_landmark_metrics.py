@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.handlers import IgniteMetricHandler
+
+from lumbar_monai.anatomy import AP, LATERAL
+from lumbar_monai.metrics.landmark import (
+    LandmarkErrorMetric,
+    distance_error,
+    edge_partners,
+    landmark_outliers,
+    relative_distance_error,
+    relative_distance_error_vertebra,
+    vertebra_mean,
+)
+
+pytestmark = pytest.mark.compat
+
+RECT = np.array([[0.0, 0.0], [40.0, 0.0], [0.0, 30.0], [40.0, 30.0]])  # h = 40, v = 30
+
+
+def _layout_points(layout=LATERAL):
+    pts = []
+    for i, v in enumerate(layout.vertebrae):
+        if v.kind == "lumbar":
+            pts.append(RECT + [100.0, 50.0 * i])
+        else:
+            pts.append(np.array([[100.0, 50.0 * i], [160.0, 50.0 * i]]))  # l = 60
+    return np.concatenate(pts)
+
+
+def test_edge_partners():
+    h, v = edge_partners(LATERAL.vertebrae[0])
+    assert h.tolist() == [1, 0, 3, 2] and v.tolist() == [2, 3, 0, 1]
+    with pytest.raises(ValueError):
+        edge_partners(LATERAL.vertebrae[-1])
+
+
+def test_lumbar_rd_eq12_14_uses_horizontal_and_vertical_edges():
+    pred = RECT.copy()
+    pred[0] += [4.0, 3.0]  # r_x = 4/40, r_y = 3/30
+    pred[3] += [0.0, -6.0]  # r_y = 6/30
+    rd = relative_distance_error_vertebra(pred, RECT, LATERAL.vertebrae[0])
+    np.testing.assert_allclose(rd, [100 * np.sqrt(0.02), 0, 0, 20.0])
+    # h and v come from the gt edges through each corner: a trapezoid gives corner-specific lengths
+    gt = np.array([[0.0, 0.0], [40.0, 0.0], [0.0, 30.0], [40.0, 40.0]])
+    pred = gt + [[0, 0], [0, 0], [5.0, 0], [0, 8.0]]
+    rd = relative_distance_error_vertebra(pred, gt, LATERAL.vertebrae[0])
+    np.testing.assert_allclose(rd, [0, 0, 100 * 5 / np.hypot(40, 10), 100 * 8 / 40])
+
+
+def test_sacrum_rd_eq15():
+    gt = np.array([[0.0, 0.0], [60.0, 0.0]])
+    rd = relative_distance_error_vertebra(gt + [[3.0, 4.0], [0, 0]], gt, LATERAL.vertebrae[-1])
+    np.testing.assert_allclose(rd, [500 / 60, 0])
+
+
+def test_layout_rd_outliers_and_distances():
+    gt = _layout_points()
+    pred = gt.copy()
+    pred[LATERAL.vertebra_slices[1]] += [0.0, 9.0]  # every L2 corner: r_y = 0.3 -> 30 %: outlier
+    pred[LATERAL.vertebra_slices[5].start] += [6.0, 0.0]  # S1 anterior: 10 %
+    rd = relative_distance_error(pred, gt, LATERAL)
+    assert rd.shape == (22,)
+    np.testing.assert_allclose(vertebra_mean(rd, LATERAL), [0, 30, 0, 0, 0, 5])
+    assert landmark_outliers(rd, LATERAL).tolist() == [False, True, False, False, False, False]
+    d = distance_error(pred, gt, spacing=(0.5, 0.25))
+    assert d[4] == pytest.approx(9 * 0.25) and d[20] == pytest.approx(3.0)
+    np.testing.assert_allclose(distance_error(pred, gt)[[4, 20]], [9, 6])
+    assert relative_distance_error(_layout_points(AP), _layout_points(AP), AP).shape == (20,)
+
+
+def test_cumulative_metric_summary_and_ignite_handler():
+    gt = torch.as_tensor(_layout_points())
+    pred = gt.clone()
+    pred[LATERAL.vertebra_slices[0]] += torch.tensor([8.0, 0.0])  # L1: 20 % each, not an outlier (> 20 needed)
+    pred2 = gt.clone()
+    pred2[LATERAL.vertebra_slices[0]] += torch.tensor([12.0, 0.0])  # 30 %: outlier
+    metric = LandmarkErrorMetric(LATERAL)
+    metric(torch.stack([pred, pred2]), torch.stack([gt, gt]), spacing=torch.tensor([[0.1, 0.1], [0.2, 0.2]]))
+    assert metric.aggregate().item() == pytest.approx((20 * 4 + 30 * 4) / 44)  # 2 images x 22 points
+    s = metric.summary()
+    assert s["images"] == 2
+    assert s["rd"]["L1"][0] == pytest.approx(25.0) and s["rd"]["L1"][1] == pytest.approx(5.0)
+    assert s["rd"]["sacrum"] == (0.0, 0.0)
+    assert s["rd"]["lumbar"][0] == pytest.approx((20 * 4 + 30 * 4) / 40)
+    assert s["d_mm"]["L1"][0] == pytest.approx((0.8 + 2.4) / 2)
+    assert s["outlier_pct"]["L1"] == 50.0 and s["outlier_pct"]["L2"] == 0.0
+
+    engine = Engine(lambda e, batch: batch)
+    handler = IgniteMetricHandler(metric_fn=LandmarkErrorMetric(LATERAL, metric="d"))
+    handler.attach(engine, "landmark_d")
+    state = engine.run([(pred[None], gt[None]), (pred2[None], gt[None])], max_epochs=1)
+    assert state.metrics["landmark_d"] == pytest.approx((8 * 4 + 12 * 4) / 44)

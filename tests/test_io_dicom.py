@@ -73,6 +73,12 @@ def make_dicom(
         ds.HighBit = ds.BitsStored - 1
         ds.PixelRepresentation = 1 if arr.dtype.kind == "i" else 0
         ds.PixelData = arr.tobytes()
+        if transfer_syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):  # compressed: encapsulate as-is
+            from pydicom.encaps import encapsulate
+
+            ds.PixelData = encapsulate([arr.tobytes()])
+            ds["PixelData"].is_undefined_length = True
+            ds["PixelData"].VR = "OB"
     for k, v in attrs.items():
         setattr(ds, k, v)
     ds.file_meta = FileMetaDataset()

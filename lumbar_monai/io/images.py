@@ -87,6 +87,7 @@ def read_raster(path: str | os.PathLike, fmt: str | None = None) -> Radiograph:
                 elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                     im = im.convert("RGB")
                 arr = np.asarray(im)
+                src_dtype = str(arr.dtype)
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
@@ -103,7 +104,7 @@ def read_raster(path: str | os.PathLike, fmt: str | None = None) -> Radiograph:
             arr = _colour_to_grey(p, arr, scale)
     if arr.ndim != 2:
         raise InputError(p, f"expected a 2-D greyscale image, got array shape {arr.shape}")
-    meta = {"format": fmt, "mode": mode, "dtype": str(np.asarray(arr).dtype), "decoder": "PIL"}
+    meta = {"format": fmt, "mode": mode, "dtype": src_dtype, "decoder": "PIL"}
     if orientation not in (None, 1):
         meta["exif_orientation_ignored"] = int(orientation)
     return Radiograph(image=np.ascontiguousarray(arr, dtype=np.float32), path=str(p), meta=meta)
@@ -134,6 +135,7 @@ def read_itk(path: str | os.PathLike, fmt: str | None = None) -> Radiograph:
     if len(size) != 2:
         raise InputError(p, f"{len(size)}-D image of size {tuple(img.GetSize())}; a 2-D radiograph is needed")
     arr = sitk.GetArrayFromImage(img)
+    src_dtype = str(arr.dtype)
     ncomp = img.GetNumberOfComponentsPerPixel()
     arr = arr.reshape(size[1], size[0], ncomp) if ncomp > 1 else arr.reshape(size[1], size[0])
     if ncomp == 2:
@@ -149,5 +151,5 @@ def read_itk(path: str | os.PathLike, fmt: str | None = None) -> Radiograph:
         pixel_spacing=(sx, sy) if known else None,
         spacing_source="header" if known else None,
         path=str(p),
-        meta={"format": fmt, "dtype": str(arr.dtype), "decoder": "SimpleITK", "components": int(ncomp)},
+        meta={"format": fmt, "dtype": src_dtype, "decoder": "SimpleITK", "components": int(ncomp)},
     )

@@ -1,0 +1,282 @@
+"""Stage-1 augmentations (An et al. 2022, Section 3.2 "Training procedures") and the stage-1 transform chains.
+
+* :class:`RandAffinePointsd` - random rotation, scaling and translation in which the landmarks move with the
+  image: the image is resampled by MONAI's :class:`~monai.transforms.Affine`, the points are moved by MONAI's
+  point-aware :class:`~monai.transforms.ApplyTransformToPoints` with the inverse of the very matrix ``Affine``
+  reports, and the step is composed into ``sample["geometry"]`` like every other geometric step.
+* :class:`RandBrightnessContrastd` - random brightness (additive) and contrast (scaling about the image mean).
+  MONAI's ``RandScaleIntensity`` scales about zero and ``RandAdjustContrast`` is a gamma curve, neither is a
+  contrast change about the mean, so this small one is written here.
+* :func:`stage1_preprocessing` / :func:`stage1_transforms` - the chains used by training and inference.
+
+The paper gives no augmentation ranges; the defaults here are *ours* (rotation +-10 degrees, zoom 0.9-1.1,
+translation +-5 % of the side, brightness +-0.1, contrast 0.8-1.2 on [0, 1] images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import (
+    Affine,
+    ApplyTransformToPoints,
+    Compose,
+    EnsureTyped,
+    GaussianSmoothd,
+    MapTransform,
+    RandomizableTransform,
+    ScaleIntensityd,
+)
+from monai.utils import convert_to_dst_type
+
+from ..points import monai_to_xy, xy_to_monai
+from .cutout import make_cutout
+from .geometry import GEOMETRY_KEY, PadToSquared, ResizeSquared, compose_geometry
+from .intensity import CLAHEd
+
+__all__ = [
+    "RandAffinePointsd",
+    "RandBrightnessContrastd",
+    "monai_affine_to_xy",
+    "stage1_preprocessing",
+    "stage1_augmentation",
+    "stage1_transforms",
+]
+
+# swaps (y, x) <-> (x, y) in homogeneous 3x3 form
+_SWAP = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def monai_affine_to_xy(affine_yx) -> np.ndarray:
+    """Convert the matrix MONAI's ``Affine`` returns into the ``(x, y)`` point matrix of the same step.
+
+    ``Affine(image_only=False)`` returns the 3x3 matrix taking *output* pixel indices ``(y, x)`` to *input* indices
+    (the resampling grid). A point therefore moves by its inverse; in ``(x, y)`` order that is ``S A^-1 S``.
+    """
+    a = affine_yx.detach().cpu().numpy() if isinstance(affine_yx, torch.Tensor) else np.asarray(affine_yx)
+    return _SWAP @ np.linalg.inv(np.asarray(a, dtype=np.float64)) @ _SWAP
+
+
+class RandAffinePointsd(RandomizableTransform, MapTransform):
+    """Random rotation, zoom and translation of images with their landmarks (points move with the image).
+
+    Args:
+        keys: image keys (all resampled with the same matrix).
+        point_keys: ``(N, 2)`` (x, y) point arrays moved with the image.
+        prob: probability of applying the transform.
+        rotate_range: maximum absolute rotation in radians.
+        scale_range: zoom is drawn from ``[1 - scale_range, 1 + scale_range]`` (> 1 enlarges the content).
+        translate_range: maximum absolute shift as a fraction of each side.
+        mode: interpolation mode of the image.
+        padding_mode: MONAI padding mode outside the image (``"zeros"``).
+        geometry_key: where the ``original -> current`` matrix is composed.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        point_keys: KeysCollection = ("points",),
+        prob: float = 0.5,
+        rotate_range: float = np.deg2rad(10.0),
+        scale_range: float = 0.1,
+        translate_range: float = 0.05,
+        mode: str = "bilinear",
+        padding_mode: str = "zeros",
+        geometry_key: str = GEOMETRY_KEY,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.point_keys = (point_keys,) if isinstance(point_keys, str) else tuple(point_keys)
+        self.rotate_range = float(rotate_range)
+        self.scale_range = float(scale_range)
+        self.translate_range = float(translate_range)
+        self.mode = mode
+        self.padding_mode = padding_mode
+        self.geometry_key = geometry_key
+        self._params: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 0.0)
+
+    def randomize(self, data=None) -> None:
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        angle = self.R.uniform(-self.rotate_range, self.rotate_range)
+        zoom = self.R.uniform(1.0 - self.scale_range, 1.0 + self.scale_range)
+        tx, ty = self.R.uniform(-self.translate_range, self.translate_range, size=2)
+        self._params = (float(angle), float(zoom), float(tx), float(ty))
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        self.randomize()
+        keys = list(self.key_iterator(d))
+        if not self._do_transform or not keys:
+            return d
+        angle, zoom, tx, ty = self._params
+        h, w = d[keys[0]].shape[-2:]
+        # MONAI's parameters act on the resampling grid (output -> input), hence the inverses:
+        # content zoomed by `zoom` and shifted by (+tx*w, +ty*h).
+        affine = Affine(
+            rotate_params=angle,
+            scale_params=(1.0 / zoom, 1.0 / zoom),
+            translate_params=(-ty * h, -tx * w),
+            mode=self.mode,
+            padding_mode=self.padding_mode,
+            image_only=False,
+        )
+        grid_affine = None
+        for k in keys:
+            img = d[k]
+            t = img if isinstance(img, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(img))
+            out, grid_affine = affine(t.float() if not t.is_floating_point() else t)
+            d[k] = convert_to_dst_type(out, img, dtype=np.float32 if isinstance(img, np.ndarray) else out.dtype)[0]
+        m_xy = monai_affine_to_xy(grid_affine)
+        # the points: MONAI's point transform, in its (1, N, 2) (y, x) layout, with the inverse grid matrix
+        inv_yx = torch.as_tensor(np.linalg.inv(np.asarray(grid_affine, dtype=np.float64)))
+        mover = ApplyTransformToPoints(dtype=torch.float64, affine=inv_yx, invert_affine=False)
+        for pk in self.point_keys:
+            if pk not in d or d[pk] is None:
+                if not self.allow_missing_keys:
+                    raise KeyError(f"point key {pk!r} not in the sample")
+                continue
+            pts = d[pk]
+            moved = monai_to_xy(mover(xy_to_monai(pts)))
+            d[pk] = torch.as_tensor(moved, dtype=pts.dtype) if isinstance(pts, torch.Tensor) else moved
+        compose_geometry(d, m_xy, self.geometry_key)
+        return d
+
+
+class RandBrightnessContrastd(RandomizableTransform, MapTransform):
+    """Random brightness and contrast: ``img' = (img - mean) * c + mean + b`` (Section 3.2).
+
+    Args:
+        keys: image keys (one draw shared by all keys).
+        prob: probability of applying the transform.
+        brightness: ``b`` is drawn from ``[-brightness, brightness]`` (intensity units; images are in [0, 1]).
+        contrast: ``c`` is drawn from ``[1 - contrast, 1 + contrast]``.
+        clip: clip the result to ``clip`` (``None``: no clipping).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        prob: float = 0.5,
+        brightness: float = 0.1,
+        contrast: float = 0.2,
+        clip: tuple[float, float] | None = (0.0, 1.0),
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.brightness = float(brightness)
+        self.contrast = float(contrast)
+        self.clip = clip
+        self._b, self._c = 0.0, 1.0
+
+    def randomize(self, data=None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self._b = float(self.R.uniform(-self.brightness, self.brightness))
+            self._c = float(self.R.uniform(1.0 - self.contrast, 1.0 + self.contrast))
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for k in self.key_iterator(d):
+            img = d[k]
+            mean = img.mean()
+            out = (img - mean) * self._c + mean + self._b
+            if self.clip is not None:
+                out = out.clip(*self.clip)
+            d[k] = out
+        return d
+
+
+def stage1_preprocessing(
+    keys: KeysCollection = "image",
+    point_keys: Sequence[str] = ("points",),
+    size: int = 512,
+    pad_method: str = "symmetric",
+    blur_sigma: float = 1.0,
+    clahe_clip: float = 0.01,
+    clahe: bool = True,
+    allow_missing_keys: bool = True,
+) -> list:
+    """Section 3.2 pre-processing: zero-pad to square, resize to ``size``, scale to [0, 1], Gaussian blur, CLAHE.
+
+    ``blur_sigma`` is in output pixels (*ours*: 1.0 at 512; scaled with ``size``); 0 disables the blur. The geometry
+    steps record ``sample["geometry"]`` so that :func:`~lumbar_monai.transforms.geometry.to_original` maps
+    predictions back.
+    """
+    chain: list = [
+        EnsureTyped(keys, data_type="tensor", dtype=torch.float32, track_meta=False, allow_missing_keys=True),
+        PadToSquared(keys, point_keys=point_keys, method=pad_method, allow_missing_keys=allow_missing_keys),
+        ResizeSquared(keys, point_keys=point_keys, size=size, allow_missing_keys=allow_missing_keys),
+        ScaleIntensityd(keys, minv=0.0, maxv=1.0, allow_missing_keys=True),
+    ]
+    sigma = blur_sigma * size / 512.0
+    if sigma > 0:
+        chain.append(GaussianSmoothd(keys, sigma=sigma, allow_missing_keys=True))
+    if clahe:
+        chain.append(CLAHEd(keys, clip_limit=clahe_clip, allow_missing_keys=True))
+    return chain
+
+
+def stage1_augmentation(
+    keys: KeysCollection = "image",
+    point_keys: Sequence[str] = ("points",),
+    cutout: str = "rsc",
+    cutout_ratio: float = 0.6,
+    cutout_prob: float = 0.5,
+    affine_prob: float = 0.5,
+    intensity_prob: float = 0.5,
+    layout_key: str = "layout",
+) -> list:
+    """Section 3.2 training augmentation: brightness/contrast, rotation/zoom/translation, then cutout.
+
+    ``cutout`` is ``"none"``, ``"conventional"`` or ``"rsc"`` (Random Spine Cutout); see
+    :mod:`lumbar_monai.transforms.cutout`.
+    """
+    chain: list = [
+        RandBrightnessContrastd(keys, prob=intensity_prob),
+        RandAffinePointsd(keys, point_keys=point_keys, prob=affine_prob),
+    ]
+    cut = make_cutout(cutout, keys=keys, point_key=point_keys[0], ratio=cutout_ratio, prob=cutout_prob,
+                      layout_key=layout_key)
+    if cut is not None:
+        chain.append(cut)
+    return chain
+
+
+def stage1_transforms(
+    train: bool,
+    size: int = 512,
+    heatmap_size: int | None = None,
+    layout_key: str = "layout",
+    cutout: str = "rsc",
+    cutout_ratio: float = 0.6,
+    preprocessing: Mapping | None = None,
+    augmentation: Mapping | None = None,
+    with_target: bool = True,
+) -> Compose:
+    """The whole stage-1 chain: pre-processing, augmentation when ``train``, and the centre-map target.
+
+    Args:
+        train: add the random augmentations.
+        size: network input side (512 default; tests use 128).
+        heatmap_size: target side (default ``size // 8``).
+        with_target: append :class:`~lumbar_monai.codecs.centre.CentreHeatmapd` (needs ``"points"``).
+    """
+    from ..codecs.centre import CentreHeatmapd
+
+    chain = stage1_preprocessing(size=size, **dict(preprocessing or {}))
+    if train:
+        chain += stage1_augmentation(cutout=cutout, cutout_ratio=cutout_ratio, layout_key=layout_key,
+                                     **dict(augmentation or {}))
+    if with_target:
+        chain.append(CentreHeatmapd(input_size=size, heatmap_size=heatmap_size or size // 8, layout_key=layout_key))
+    return Compose(chain)

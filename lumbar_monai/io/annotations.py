@@ -30,6 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ __all__ = [
     "read_buu_csv",
     "write_buu_csv",
     "check_points_in_image",
+    "read_landmark_file",
 ]
 
 ANNOTATION_FORMAT = "lumbar-monai/landmarks@1"
@@ -78,19 +80,40 @@ class LandmarkAnnotation:
         }
 
 
-def check_points_in_image(points: np.ndarray, size_wh: tuple[int, int], path, tolerance: float = 0.5) -> None:
-    """Raise :class:`InputError` if a point is non-finite or outside the image (by more than ``tolerance`` px)."""
+def check_points_in_image(
+    points: np.ndarray,
+    size_wh: tuple[int, int],
+    path,
+    tolerance: float = 0.5,
+    names: Sequence[str] | None = None,
+    lines: Sequence[int | None] | None = None,
+) -> None:
+    """Raise :class:`InputError` if a point is non-finite or outside the image (by more than ``tolerance`` px).
+
+    ``names`` (e.g. :attr:`Layout.point_names`) and ``lines`` (1-based line of each point in its file) make the
+    message point at the offending landmark: ``"file.csv:7: point 13 (L4_superior_right) at (...) lies outside"``.
+    """
     pts = np.asarray(points, dtype=np.float64)
+
+    def where(i: int) -> tuple[str, int | None]:
+        label = f"point {i + 1}" + (f" ({names[i]})" if names is not None and i < len(names) else "")
+        line = lines[i] if lines is not None and i < len(lines) else None
+        return label, line
+
     bad = ~np.isfinite(pts).all(axis=1)
     if bad.any():
-        raise InputError(path, f"point {int(np.argmax(bad)) + 1} is not a finite number")
+        label, line = where(int(np.argmax(bad)))
+        raise InputError(path, f"{label} is not a finite number", line=line)
     w, h = size_wh
     out = (pts[:, 0] < -tolerance) | (pts[:, 0] > w - 1 + tolerance) | (pts[:, 1] < -tolerance) | (
         pts[:, 1] > h - 1 + tolerance
     )
     if out.any():
         i = int(np.argmax(out))
-        raise InputError(path, f"point {i + 1} at ({pts[i, 0]:.1f}, {pts[i, 1]:.1f}) lies outside the {w}x{h} image")
+        label, line = where(i)
+        raise InputError(
+            path, f"{label} at ({pts[i, 0]:.1f}, {pts[i, 1]:.1f}) lies outside the {w}x{h} image", line=line
+        )
 
 
 def read_annotation_json(path: str | os.PathLike) -> LandmarkAnnotation:
@@ -134,7 +157,7 @@ def read_annotation_json(path: str | os.PathLike) -> LandmarkAnnotation:
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
             raise InputError(p, f"image_size must be [W, H] positive integers, got {size!r}")
         size = (int(size[0]), int(size[1]))
-        check_points_in_image(points, size, p)
+        check_points_in_image(points, size, p, names=layout.point_names)
     elif not np.isfinite(points).all():
         raise InputError(p, "a point is not a finite number")
     return LandmarkAnnotation(
@@ -201,6 +224,7 @@ def read_buu_csv(path: str | os.PathLike, layout: str | Layout | None = None) ->
     if len(rows) != len(table):
         raise InputError(p, f"layout {lay.name!r} needs {len(table)} rows, found {len(rows)}")
     points = np.full((lay.num_points, 2), np.nan)
+    lines: list[int] = [0] * lay.num_points  # 1-based CSV line of each point, for error messages
     for (lineno, row), (_, li, ri) in zip(rows, table):
         if len(row) < 4:
             raise InputError(p, f"expected x_left,y_left,x_right,y_right,label, got {len(row)} fields", line=lineno)
@@ -214,7 +238,10 @@ def read_buu_csv(path: str | os.PathLike, layout: str | Layout | None = None) ->
             raise InputError(p, "negative coordinate (outside the image)", line=lineno)
         points[li] = (xl, yl)
         points[ri] = (xr, yr)
-    return LandmarkAnnotation(layout=lay, points=points, facing="left", meta={"source_format": "buu-lspine"})
+        lines[li] = lines[ri] = lineno
+    return LandmarkAnnotation(
+        layout=lay, points=points, facing="left", meta={"source_format": "buu-lspine", "lines": lines}
+    )
 
 
 def write_buu_csv(path: str | os.PathLike, points: np.ndarray, layout: str | Layout) -> Path:
@@ -230,3 +257,28 @@ def write_buu_csv(path: str | os.PathLike, points: np.ndarray, layout: str | Lay
         label = f"{lay.vertebrae[vi].name}_{'superior' if k == 0 else 'inferior'}"
         w.writerow([f"{pts[li, 0]:.3f}", f"{pts[li, 1]:.3f}", f"{pts[ri, 0]:.3f}", f"{pts[ri, 1]:.3f}", label])
     return atomic_write_text(path, out.getvalue())
+
+
+def read_landmark_file(path: str | os.PathLike, layout: str | Layout | None = None) -> LandmarkAnnotation:
+    """Read an annotation by content: the project's JSON (starts with ``{``) or a BUU-LSPINE CSV.
+
+    ``layout`` applies to CSVs (where the row count decides otherwise); a JSON file names its own layout and
+    must agree with ``layout`` when both are given.
+    """
+    p = Path(path)
+    try:
+        head = p.read_bytes()[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(p, "is a directory, expected an annotation file") from None
+    except OSError as e:
+        raise InputError(p, f"cannot read ({e.strerror or type(e).__name__})") from None
+    if not head:
+        raise InputError(p, "empty annotation file")
+    if head.startswith((b"{", b"[")) or p.suffix.lower() == ".json":
+        ann = read_annotation_json(p)
+        if layout is not None and get_layout(layout).name != ann.layout.name:
+            raise InputError(p, f"layout {ann.layout.name!r} in the file, {get_layout(layout).name!r} expected")
+        return ann
+    return read_buu_csv(p, layout)

@@ -1,0 +1,1 @@
+"""Training entry points of the two stages (MONAI Ignite engines)."""

@@ -65,6 +65,8 @@ class LandmarkAnnotation:
     image_size: tuple[int, int] | None = None  # (W, H)
     facing: str = "left"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: 1-based line of each point in its source text file (CSV readers), for error messages; not serialised
+    lines: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -240,7 +242,7 @@ def read_buu_csv(path: str | os.PathLike, layout: str | Layout | None = None) ->
         points[ri] = (xr, yr)
         lines[li] = lines[ri] = lineno
     return LandmarkAnnotation(
-        layout=lay, points=points, facing="left", meta={"source_format": "buu-lspine", "lines": lines}
+        layout=lay, points=points, facing="left", meta={"source_format": "buu-lspine"}, lines=tuple(lines)
     )
 
 

@@ -1,0 +1,211 @@
+"""AASCE 2019 / SpineWeb Dataset 16 (Wu et al., MICCAI 2017): real AP spine radiographs with vertebral corners.
+
+Layout of a copy (``../shared/data/aasce16``)::
+
+    images_training/<name>.jpg
+    labels_training/filenames.csv      one image name per row (names contain spaces)
+    labels_training/landmarks.csv      one row per image: 68 x then 68 y, normalised by image width / height
+    labels_training/<name>.jpg.mat     the same points in whole pixels, variable p2 (68, 2) (x, y)
+
+Points: 17 vertebrae T1..T12, L1..L5 x 4 corners in image order top-left, top-right, bottom-left,
+bottom-right; L1..L5 (rows 48..67) map onto the project's ``AP`` layout through its image-side aliases.
+
+Coordinates are ``landmarks.csv`` times the image size. The CSV keeps 5 decimals (up to ~0.02 px of rounding on
+a 3000 px image); the original annotation (the ``.mat``) is in whole pixels, so a row whose values are all within
+0.05 px of integers is snapped to them, which reproduces the ``.mat`` exactly. (The ``.mat`` values may be
+MATLAB 1-based; nothing in the data set says so, so no offset is applied.)
+
+Known slips in the public training set, kept as they are: one image has an L4 corner below the image (see
+``read_aasce(outside=...)``) and 6 images have a vertebra whose corners are out of image-side order or far off.
+
+Patients: names look like ``"sunhl-1th-02-Jan-2017-162 A AP.jpg"``; the number before the letter is the patient
+(``162``; the same number recurs on other dates with letters B, C, ...). Names without that pattern (e.g.
+``"...-coronal7.jpg"``) are each their own case. The datalist split is by patient (:func:`assign_split`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..anatomy import AP, Layout, VertebraSpec
+from ..errors import InputError
+from .annotations import LandmarkAnnotation, check_points_in_image, write_annotation_json
+from .datalist import DEFAULT_FRACTIONS, write_datalist
+
+__all__ = [
+    "AASCE_VERTEBRAE",
+    "AASCE_CORNERS",
+    "aasce_layout",
+    "aasce_patient",
+    "read_aasce",
+    "build_aasce_datalist",
+]
+
+#: The vertebrae of the AASCE files, in row order (a property of the file format, not a project layout).
+AASCE_VERTEBRAE = tuple(f"T{i}" for i in range(1, 13)) + tuple(f"L{i}" for i in range(1, 6))
+#: Corner order of each vertebra in the files (image sides).
+AASCE_CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+_PATIENT = re.compile(r"-(\d+)\s+[A-Za-z]\s+(?:AP|PA)\b", re.IGNORECASE)
+_SNAP_TOL = 0.05
+
+
+@lru_cache(maxsize=None)
+def aasce_layout(lumbar_only: bool = True) -> Layout:
+    """``AP`` (L1-L5) or, with ``lumbar_only=False``, the 17-vertebra T1-L5 spine with AP corner names.
+
+    The full-spine layout is built here from the ``AP`` vertebra spec (same corners, end plates) because only
+    this file format has it; it is not registered in :data:`lumbar_monai.anatomy.LAYOUTS`.
+    """
+    if lumbar_only:
+        return AP
+    spec = AP.vertebrae[0]
+    return Layout(
+        name="aasce_spine",
+        view="ap",
+        vertebrae=tuple(VertebraSpec(v, spec.corners, spec.end_plates, spec.kind) for v in AASCE_VERTEBRAE),
+        description="AASCE / SpineWeb-16: T1-L5 x 4 corners (AP).",
+    )
+
+
+def _file_rows(layout: Layout) -> np.ndarray:
+    """For each point of ``layout``, its row (0..67) in the AASCE files."""
+    rows = np.empty(layout.num_points, dtype=np.int64)
+    for v in layout.vertebrae:
+        base = 4 * AASCE_VERTEBRAE.index(v.name)
+        for k, alias in enumerate(AASCE_CORNERS):
+            rows[layout.index(v.name, alias)] = base + k
+    return rows
+
+
+def aasce_patient(name: str) -> str:
+    """The patient key of an AASCE image name (``"...-162 A AP.jpg"`` -> ``"162"``; else the name's stem)."""
+    m = _PATIENT.search(name)
+    return m.group(1) if m else Path(name).stem
+
+
+def _read_lines(p: Path) -> list[tuple[int, list[str]]]:
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(p, f"cannot read as text ({type(e).__name__})") from None
+    return [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)]
+
+
+def read_aasce(
+    root: str | os.PathLike,
+    lumbar_only: bool = True,
+    split: str = "training",
+    outside: str = "error",
+    excluded: list[tuple[Path, str]] | None = None,
+) -> list[tuple[Path, LandmarkAnnotation]]:
+    """Read an AASCE / SpineWeb-16 copy into ``(image path, LandmarkAnnotation)`` pairs in file order.
+
+    Args:
+        root: the folder holding ``images_<split>/`` and ``labels_<split>/``.
+        lumbar_only: L1-L5 in the ``AP`` layout (default) or all 17 vertebrae (:func:`aasce_layout`).
+        split: the folder suffix (``training`` in the public release).
+        outside: what to do with an image whose points leave it (each image's size comes from its header, PIL
+            lazy open): ``"error"`` (InputError), ``"skip"`` (leave the image out, appending ``(image, message)``
+            to ``excluded``) or ``"keep"``. The public training set has one such image (``landmarks.csv`` row
+            395: an L4 corner 57 px below the bottom edge), so full-set readers pass ``"skip"`` or ``"keep"``.
+        excluded: receives the skipped images when ``outside="skip"``.
+
+    Raises:
+        InputError: naming the file and line for a row that is not 136 numbers, a NaN, a missing image, or a
+            point outside its image; or when the two CSVs disagree in length.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if outside not in ("error", "skip", "keep"):
+        raise ValueError(f"outside must be 'error', 'skip' or 'keep', got {outside!r}")
+    base = Path(root)
+    labels_dir, images_dir = base / f"labels_{split}", base / f"images_{split}"
+    names_csv, marks_csv = labels_dir / "filenames.csv", labels_dir / "landmarks.csv"
+    names = _read_lines(names_csv)
+    marks = _read_lines(marks_csv)
+    if len(names) != len(marks):
+        raise InputError(marks_csv, f"{len(marks)} landmark rows but {len(names)} file names in {names_csv.name}")
+    layout = aasce_layout(lumbar_only)
+    rows = _file_rows(layout)
+    n = 4 * len(AASCE_VERTEBRAE)
+    out = []
+    for (name_line, name_row), (line, values) in zip(names, marks):
+        name = name_row[0].strip()
+        if len(values) != 2 * n:
+            raise InputError(marks_csv, f"expected {2 * n} numbers (68 x then 68 y), found {len(values)}", line=line)
+        try:
+            v = np.array([float(c) for c in values], dtype=np.float64)
+        except ValueError:
+            raise InputError(marks_csv, "non-numeric value", line=line) from None
+        if not np.isfinite(v).all():
+            raise InputError(marks_csv, f"value {int(np.argmax(~np.isfinite(v))) + 1} is NaN or infinite", line=line)
+        image = images_dir / name
+        if not image.is_file():
+            raise InputError(names_csv, f"image {name!r} not found in {images_dir}", line=name_line)
+        try:
+            with Image.open(image) as im:
+                w, h = im.size
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(image, f"cannot read image header ({type(e).__name__})") from None
+        xy = np.stack([v[:n] * w, v[n:] * h], axis=1)
+        snapped = np.rint(xy)
+        if np.abs(xy - snapped).max() < _SNAP_TOL:
+            xy = snapped
+        points = xy[rows]
+        if outside != "keep":
+            try:
+                check_points_in_image(points, (w, h), marks_csv, names=layout.point_names, lines=[line] * len(points))
+            except InputError as e:
+                if outside != "skip":
+                    raise
+                if excluded is not None:
+                    excluded.append((image, str(e)))
+                continue
+        ann = LandmarkAnnotation(
+            layout=layout,
+            points=points,
+            image=name,
+            image_size=(int(w), int(h)),
+            facing="left",
+            meta={"source_format": "aasce16", "case": aasce_patient(name)},
+            lines=(line,) * len(points),
+        )
+        out.append((image, ann))
+    return out
+
+
+def build_aasce_datalist(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> Path:
+    """Write one annotation JSON per image to ``out_dir/labels/`` and ``out_dir/datalist.json``, split by patient.
+
+    Labels use the ``AP`` layout (L1-L5). The source copy is only read. Datalist items: ``{"image", "label", "case", "layout"}``; paths relative to
+    ``out_dir`` (so the folder can move with the data beside it). Returns the datalist path.
+    """
+    out = Path(out_dir)
+    items: list[dict[str, Any]] = []
+    excluded: list[tuple[Path, str]] = []
+    for image, ann in read_aasce(root, lumbar_only=True, outside="skip", excluded=excluded):
+        label = out / "labels" / (Path(image.name).stem + ".json")
+        ann.image = os.path.relpath(image.resolve(), label.resolve().parent)
+        write_annotation_json(label, ann)
+        items.append({"image": str(image.resolve()), "label": str(label.resolve()), "case": ann.meta["case"],
+                      "layout": ann.layout.name})
+    description = "AASCE 2019 / SpineWeb-16 AP radiographs, L1-L5"
+    if excluded:
+        description += f"; {len(excluded)} image(s) left out with landmarks outside the image: " + ", ".join(
+            repr(p.name) for p, _ in excluded
+        )
+    return write_datalist(out / "datalist.json", items, description, fractions)

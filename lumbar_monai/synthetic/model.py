@@ -1,0 +1,467 @@
+"""The anatomical model behind a synthetic lateral lumbar radiograph, in millimetres.
+
+Patient frame (the patient faces image-left): ``x`` grows posteriorly, ``y`` grows caudally, origin at the
+posterior corner of the S1 upper end plate. The column is built from the sacrum upwards: every end plate has an
+angle ``phi`` (anterior end down = positive) and its posterior corner; a disc or a body of anterior/posterior
+heights ``ha``/``hp`` over depth ``D`` turns the next end plate by ``atan((ha - hp) / D)``. The L1-S1 Cobb angle
+is therefore exactly the sum of the disc and body wedges, and it is distributed over the levels with weights
+that grow caudally (most lordosis in L4-S1).
+
+Every bone is a :class:`Shape` (closed outline + attenuation of its fill and of its cortical rim); soft tissue,
+lungs and the occluding shadows are smooth fields described by :class:`SoftTissue`. The renderer
+(:mod:`lumbar_monai.synthetic.render`) turns both into a thickness map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..anatomy import LATERAL, Layout
+from .config import SyntheticConfig
+from .shapes import band, closed_spline, ellipse, open_spline, round_corners, sagged_side
+
+__all__ = ["Shape", "SoftTissue", "SpineModel", "sample_spine"]
+
+LUMBAR = ("L1", "L2", "L3", "L4", "L5")
+THORACIC = ("T12", "T11", "T10", "T9")  # drawn above L1 so the column continues to the top edge
+
+
+@dataclass
+class Shape:
+    """One closed outline in mm with its attenuation (``tau`` units, i.e. mu * lateral thickness).
+
+    Args:
+        outline: ``(M, 2)`` closed polygon (x, y) mm.
+        fill: attenuation added inside.
+        rim: extra attenuation of a cortical rim ``rim_width`` mm wide along the inside of the outline.
+        textured: modulate the fill with the trabecular texture.
+        label: 1-based vertebra index in the layout for vertebral bodies (body mask), else 0.
+        kind: ``"bone"``, ``"gas"`` or ``"line"`` (thin dark lines, e.g. fused sacral discs).
+    """
+
+    outline: np.ndarray
+    fill: float
+    rim: float = 0.0
+    rim_width: float = 0.0
+    textured: bool = False
+    label: int = 0
+    kind: str = "bone"
+
+
+@dataclass
+class SoftTissue:
+    """Smooth soft-tissue description: skin lines, lateral width, lungs above the diaphragm and shadows."""
+
+    knots_y: np.ndarray  # (K,) y positions
+    anterior_x: np.ndarray  # (K,) anterior skin x at knots_y
+    posterior_x: np.ndarray  # (K,) posterior skin x
+    lateral_width: float  # mm, left-right path length at the widest point
+    pelvis_y: float  # y below which the pelvis widens the lateral path
+    posterior_weight: float  # front-to-back gradient: path-length ramp from anterior to posterior skin
+    mu: float  # soft tissue attenuation per mm of lateral path
+    diaphragm: list[tuple[float, float, float, float]] = field(default_factory=list)  # (x_pc, y_pc, rise, run)
+    lung_fraction: float = 0.4
+    shadows: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # (x, y, r, bone_k, tau)
+
+
+@dataclass
+class SpineModel:
+    """Everything needed to render one study, in mm (facing left)."""
+
+    points: np.ndarray  # (N, 2) landmarks in layout order, mm
+    shapes: list[Shape]
+    soft: SoftTissue
+    bone_density: float
+    meta: dict
+
+
+def _a(phi: float) -> np.ndarray:
+    """Unit vector along an end plate from its posterior to its anterior corner."""
+    return np.array([-np.cos(phi), np.sin(phi)])
+
+
+def _n(phi: float) -> np.ndarray:
+    """Cranial unit normal of an end plate."""
+    return np.array([-np.sin(phi), -np.cos(phi)])
+
+
+def _split(total: float, diff: float, minimum: float) -> tuple[float, float]:
+    """Anterior/posterior heights with mean ``total`` and anterior - posterior = ``diff``, both >= minimum."""
+    ha, hp = total + diff / 2, total - diff / 2
+    low = min(ha, hp)
+    if low < minimum:
+        ha, hp = ha + minimum - low, hp + minimum - low
+    return ha, hp
+
+
+def _graded(rng: np.random.Generator, lo: float, hi: float, n: int, start=(0.0, 0.45), growth=(0.3, 0.8)) -> np.ndarray:
+    """``n`` values in [lo, hi] growing from the first to the last (L1 -> L5)."""
+    first = lo + rng.uniform(*start) * (hi - lo)
+    last = first + rng.uniform(*growth) * (hi - first)
+    vals = np.linspace(first, last, n) + rng.normal(0.0, 0.15, n)
+    return np.clip(vals, lo, hi)
+
+
+def _body_outline(corners: dict[str, np.ndarray], rng, sag_sup: float, sag_inf: float, cut: float):
+    """Rounded quadrilateral with concave end plates; returns (outline, {corner: landmark})."""
+    order = ("superior_anterior", "superior_posterior", "inferior_posterior", "inferior_anterior")
+    c = [corners[k] for k in order]
+    g = np.mean(c, axis=0)
+    sags = (sag_sup, rng.uniform(0.2, 0.6), sag_inf, rng.uniform(0.5, 1.3))  # sup, posterior wall, inf, anterior wall
+    sides = []
+    for i in range(4):
+        a, b = c[i], c[(i + 1) % 4]
+        d = b - a
+        nrm = np.array([-d[1], d[0]]) / np.linalg.norm(d)
+        if np.dot(nrm, g - (a + b) / 2) < 0:
+            nrm = -nrm
+        sides.append(sagged_side(a, b, sags[i], nrm, n=14))
+    outline, marks = round_corners(sides, cut)
+    return outline, dict(zip(order, marks, strict=True))
+
+
+def _local(origin: np.ndarray, phi: float):
+    """Map local (posterior, cranial) mm coordinates of a vertebra to the patient frame."""
+    ep, en = -_a(phi), _n(phi)
+
+    def f(pts):
+        p = np.asarray(pts, dtype=np.float64)
+        return origin + p[..., :1] * ep + p[..., 1:2] * en
+
+    return f
+
+
+def _posterior_elements(rng, vert: dict, d_above: float, d_below: float, thoracic: bool, dens: float) -> list[Shape]:
+    """Pedicle, articular pillar with facets, lamina and spinous process of one vertebra (lateral projection)."""
+    c = vert["corners"]
+    phi = vert["phi"]
+    o = (c["superior_posterior"] + c["inferior_posterior"]) / 2
+    h = np.linalg.norm(c["superior_posterior"] - c["inferior_posterior"])
+    depth = vert["depth"]
+    f = _local(o, phi)
+    lp = depth * rng.uniform(0.38, 0.48)  # pedicle length
+    hh = h / 2
+    ped = np.array(
+        [
+            (-4, 0.95 * hh),
+            (lp * 0.5, 0.78 * hh),
+            (lp, 0.92 * hh),
+            (lp + 2, 0.15 * hh),
+            (lp * 0.5, 0.22 * hh),
+            (-4, 0.1 * hh),
+        ]
+    )
+    lam = rng.uniform(11, 15)
+    pil = np.array(
+        [
+            (lp - 3, 0.55 * hh),
+            (lp - 1.5, hh + 0.85 * d_above),  # superior articular process tip
+            (lp + 4, hh + 0.45 * d_above),
+            (lp + 8, 0.75 * hh),
+            (lp + lam, 0.35 * hh),
+            (lp + lam + 1, -0.5 * hh),
+            (lp + lam - 1, -hh - 0.75 * d_below),  # inferior articular process tip (behind the SAP below)
+            (lp + 5, -hh - 0.2 * d_below),
+            (lp + 2, -0.45 * hh),  # pars interarticularis
+            (lp - 2, 0.0),
+        ]
+    )
+    ls = rng.uniform(24, 32) * (0.75 if vert["name"] == "L5" else 1.0) * (1.15 if thoracic else 1.0)
+    tilt = np.tan(np.radians(rng.uniform(35, 50) if thoracic else rng.uniform(5, 18)))
+    x0 = lp + lam - 3
+    sp = np.array(
+        [
+            (x0, 0.55 * hh),
+            (x0 + 0.5 * ls, 0.3 * hh - 0.5 * ls * tilt),
+            (x0 + ls, 0.38 * hh - ls * tilt),
+            (x0 + ls + 3, -0.15 * hh - ls * tilt),
+            (x0 + ls, -0.7 * hh - ls * tilt),
+            (x0 + 0.5 * ls, -0.45 * hh - 0.5 * ls * tilt),
+            (x0, -0.55 * hh),
+        ]
+    )
+    tp = ellipse((lp + 3, 0.2 * hh), 9, 6.5, n=24)  # transverse processes, end-on
+    out = [
+        Shape(f(closed_spline(ped, 6)), 0.35 * dens, 0.35 * dens, 1.3),
+        Shape(f(closed_spline(pil, 6)), 0.42 * dens, 0.3 * dens, 1.4),
+        Shape(f(closed_spline(sp, 6)), 0.25 * dens, 0.3 * dens, 1.2),
+        Shape(f(tp), 0.12 * dens),
+    ]
+    vert["spinous_tip"] = f(np.array([[x0 + ls + 3, -0.15 * hh - ls * tilt]]))[0]
+    vert["costal"] = f(np.array([[lp + 2, 0.4 * hh]]))[0]
+    return out
+
+
+def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layout = LATERAL) -> SpineModel:
+    """Draw one patient: column geometry, pathology, bones, soft tissue; all in mm, facing left."""
+    cfg = config
+    meta: dict = {}
+    dens = rng.uniform(0.65, 1.25)  # bone mineral density factor (osteoporotic .. dense)
+
+    # ---- global alignment ----------------------------------------------------------------------------------
+    ll_mean, ll_sd, ll_lo, ll_hi = cfg.lordosis_deg
+    lordosis = float(np.clip(rng.normal(ll_mean, ll_sd), ll_lo, ll_hi))
+    ss_lo, ss_hi = cfg.sacral_slope_deg
+    slope = float(np.clip(0.55 * lordosis + 12.5 + rng.normal(0, 4.0), ss_lo, ss_hi))
+
+    # ---- per-level dimensions (L1..L5) --------------------------------------------------------------------
+    depth = _graded(rng, *cfg.body_depth_mm, 5)
+    height = _graded(rng, *cfg.body_height_mm, 5)
+    disc = _graded(rng, *cfg.disc_height_mm, 5, start=(0.0, 0.5), growth=(0.0, 0.6))  # L1-2 .. L5-S1
+    body_share = rng.uniform(0.2, 0.4)
+    wb = np.array([0.04, 0.12, 0.18, 0.26, 0.40]) * rng.uniform(0.7, 1.3, 5)
+    wd = np.array([0.10, 0.14, 0.19, 0.24, 0.33]) * rng.uniform(0.75, 1.25, 5)
+    beta0 = np.radians(lordosis * body_share * wb / wb.sum())
+
+    fractured: dict[str, float] = {}
+    if rng.random() < cfg.fracture_prob:
+        k = 1 + int(rng.random() < 0.25)
+        names = rng.choice(5, size=k, replace=False, p=np.array([0.32, 0.26, 0.18, 0.14, 0.10]))
+        for i in sorted(names):
+            fractured[LUMBAR[i]] = float(rng.uniform(*cfg.fracture_loss))
+    beta = beta0.copy()
+    hts = []
+    for i, name in enumerate(LUMBAR):
+        ha, hp = _split(height[i], depth[i] * np.tan(beta0[i]), 15.0)
+        if name in fractured:
+            ha *= 1.0 - fractured[name]
+            beta[i] = np.arctan((ha - hp) / depth[i])
+        hts.append((ha, hp))
+    disc_total = np.radians(lordosis) - beta.sum()
+    delta = disc_total * wd / wd.sum()
+
+    slipped, slip_mm = None, 0.0
+    if rng.random() < cfg.slip_prob:
+        slipped = "L5" if rng.random() < 0.55 else "L4"
+        slip_frac = float(rng.uniform(*cfg.slip_fraction))
+
+    # ---- build the column from S1 upwards ------------------------------------------------------------------
+    d_s1 = float(np.clip(depth[4] * rng.uniform(0.92, 1.02), *cfg.body_depth_mm))
+    phi = np.radians(slope)
+    p_below = np.zeros(2)
+    s1 = {"posterior": p_below.copy(), "anterior": p_below + d_s1 * _a(phi)}
+    verts: list[dict] = []
+    depth_below = d_s1
+    for i in range(4, -1, -1):
+        name = LUMBAR[i]
+        dd = depth[i]
+        da, dp = _split(disc[i], dd * np.tan(delta[i]), 2.5)
+        phi_inf = phi - delta[i]
+        shift = np.zeros(2)
+        if name == slipped:
+            slip_mm = slip_frac * depth_below
+            shift = slip_mm * _a(phi)
+            dp = max(2.5, dp * 0.7)  # the slipped disc is narrowed
+        pi_ = p_below + dp * _n((phi + phi_inf) / 2) + shift
+        ai = pi_ + dd * _a(phi_inf)
+        ha, hp = hts[i]
+        phi_sup = phi_inf - beta[i]
+        ps = pi_ + hp * _n((phi_inf + phi_sup) / 2)
+        as_ = ps + dd * _a(phi_sup)
+        verts.append(
+            dict(
+                name=name,
+                corners=dict(
+                    superior_anterior=as_, superior_posterior=ps, inferior_anterior=ai, inferior_posterior=pi_
+                ),
+                phi=(phi_inf + phi_sup) / 2,
+                depth=dd,
+                disc_below=(da + dp) / 2,
+            )
+        )
+        phi, p_below, depth_below = phi_sup, ps, dd
+    # thoracic vertebrae continue the column with a mild kyphosis
+    t_depth, t_height = depth[0] - rng.uniform(0.5, 2.5), height[0] - rng.uniform(0.5, 2.0)
+    for j, name in enumerate(THORACIC):
+        dd, hm = t_depth - 1.2 * j, t_height - 0.8 * j
+        dwedge = np.radians(rng.normal(-1.0, 1.5))
+        dmean = rng.uniform(6, 8.5) - 0.4 * j
+        da, dp = _split(dmean, dd * np.tan(dwedge), 2.5)
+        phi_inf = phi - dwedge
+        pi_ = p_below + dp * _n((phi + phi_inf) / 2)
+        ai = pi_ + dd * _a(phi_inf)
+        bw = -np.radians(rng.uniform(1.5, 5.0))
+        ha, hp = _split(hm, dd * np.tan(bw), 12.0)
+        phi_sup = phi_inf - bw
+        ps = pi_ + hp * _n((phi_inf + phi_sup) / 2)
+        as_ = ps + dd * _a(phi_sup)
+        verts.append(
+            dict(
+                name=name,
+                corners=dict(
+                    superior_anterior=as_, superior_posterior=ps, inferior_anterior=ai, inferior_posterior=pi_
+                ),
+                phi=(phi_inf + phi_sup) / 2,
+                depth=dd,
+                disc_below=(da + dp) / 2,
+            )
+        )
+        phi, p_below = phi_sup, ps
+    verts = verts[::-1]  # cranial to caudal: T9 .. L5
+    by_name = {v["name"]: v for v in verts}
+
+    # ---- bones ---------------------------------------------------------------------------------------------
+    shapes: list[Shape] = []
+    marks: dict[str, dict[str, np.ndarray]] = {}
+    vert_label = {v.name: i + 1 for i, v in enumerate(layout.vertebrae)}
+    for idx, v in enumerate(verts):
+        frac = fractured.get(v["name"])
+        sag_sup = rng.uniform(0.6, 1.6) + (rng.uniform(1.0, 2.5) if frac else 0.0)
+        outline, mk = _body_outline(v["corners"], rng, sag_sup, rng.uniform(0.6, 1.6), cut=rng.uniform(1.2, 2.2))
+        marks[v["name"]] = mk
+        trab = 0.55 * dens * rng.uniform(0.9, 1.1) * (1.25 if frac else 1.0)
+        shapes.append(Shape(outline, trab, 0.45 * dens, rng.uniform(0.9, 1.5), True, vert_label.get(v["name"], 0)))
+        if frac:  # sclerotic band of impacted trabeculae under the collapsed end plate
+            c = v["corners"]
+            top = sagged_side(c["superior_anterior"], c["superior_posterior"], sag_sup, -_n(v["phi"]), n=12)
+            shapes.append(Shape(band(top - 3.0 * _n(v["phi"]), 3.5), 0.25 * dens))
+        d_above = verts[idx - 1]["disc_below"] if idx > 0 else 7.0
+        shapes.extend(_posterior_elements(rng, v, d_above, v["disc_below"], v["name"].startswith("T"), dens))
+
+    # sacrum: S1 body with its upper end plate (landmarks), tapering curved body, dorsal wall, fused discs
+    a_s, c_s = _a(np.radians(slope)), -_n(np.radians(slope))
+    mid = (s1["anterior"] + s1["posterior"]) / 2
+    length = rng.uniform(95, 120)
+    curl = rng.uniform(0.12, 0.3)
+    t = np.linspace(0, 1, 24)[:, None]
+    centre = mid + length * (t * c_s + curl * t * t * a_s)
+    tang = np.gradient(centre, axis=0)
+    tang /= np.linalg.norm(tang, axis=1, keepdims=True)
+    perp = np.stack([-tang[:, 1], tang[:, 0]], axis=1)  # points anteriorly (a = rot90(c))
+    half = d_s1 / 2 * (1 - 0.78 * t[:, 0] ** 0.85)[:, None]
+    front, back = centre + half * perp, centre - half * perp
+    tip = centre[-1] + 0.6 * half[-1] * tang[-1]
+    sacral_side = np.concatenate([front, tip[None], back[::-1]])
+    sag = rng.uniform(0.4, 1.2)
+    top = sagged_side(s1["posterior"], s1["anterior"], sag, c_s, n=14)
+    outline, mk = round_corners([top, sacral_side], rng.uniform(1.2, 2.0))
+    marks["S1"] = {"posterior": mk[0], "anterior": mk[1]}
+    shapes.append(Shape(outline, 0.6 * dens, 0.4 * dens, 1.3, True, vert_label.get("S1", 0)))
+    canal = d_s1 * (0.28 - 0.2 * t[:, 0])[:, None]
+    wall = rng.uniform(7, 11) * (1 - 0.6 * t[:, 0])
+    dorsal_c = centre - (half + canal + wall[:, None] / 2) * perp
+    shapes.append(Shape(band(dorsal_c[:20], wall[:20]), 0.35 * dens, 0.25 * dens, 1.2))
+    sap = dorsal_c[0] + np.array([[0, 0], [-4, -12], [2, -17], [7, -8]])
+    shapes.append(Shape(closed_spline(sap, 6), 0.4 * dens, 0.2 * dens, 1.0))
+    for tt in (0.24, 0.43, 0.6, 0.74):  # remnants of the fused sacral discs
+        k = int(round(tt * 23))
+        line = np.stack([back[k] + 1.0 * perp[k], front[k] - 1.0 * perp[k]])
+        shapes.append(Shape(band(open_spline(line, 4), 1.2), -0.18 * dens, kind="line"))
+    # sacral ala superimposed on S1
+    shapes.append(Shape(ellipse(mid + 0.35 * length * c_s - 4 * a_s, 0.45 * d_s1, 0.3 * length, 0.3), 0.18 * dens))
+
+    # iliac wings (left and right, slightly misaligned), crests over L4-L5, femoral heads below
+    crest_y = by_name["L5"]["corners"]["superior_posterior"][1] + rng.uniform(-12, 12)
+    psis = mid + np.array([rng.uniform(45, 65), rng.uniform(10, 30)])
+    asis = mid + np.array([-rng.uniform(55, 85), rng.uniform(15, 40)])
+    top_pt = np.array([mid[0] + rng.uniform(-15, 15), crest_y])
+    acet = mid + np.array([-rng.uniform(10, 35), rng.uniform(95, 130)])
+    for side in range(2):
+        off = rng.normal(0, 7, 2) if side else np.zeros(2)
+        ctrl = (
+            np.array(
+                [
+                    psis,
+                    (psis + top_pt) / 2 + np.array([8, -12]),
+                    top_pt,
+                    (top_pt + asis) / 2 + np.array([-10, -8]),
+                    asis,
+                    asis + np.array([8, 25]),
+                    acet + np.array([-12, -20]),
+                    acet + np.array([15, -18]),
+                    (psis + acet) / 2 + np.array([18, 0]),
+                ]
+            )
+            + off
+        )
+        shapes.append(Shape(closed_spline(ctrl, 8), 0.18 * dens, 0.45 * dens, 2.2))
+        r = rng.uniform(22, 26)
+        shapes.append(Shape(ellipse(acet + off + np.array([0, 8]), r, r, n=40), 0.55 * dens, 0.4 * dens, 1.8, True))
+
+    # 12th and 11th ribs: bands from the costovertebral joints running caudally and posteriorly
+    for name, length_rng in (("T12", (55, 110)), ("T11", (100, 170))):
+        if name not in by_name:
+            continue
+        base = by_name[name]["costal"]
+        for _side in range(2):
+            ang = np.radians(rng.uniform(45, 75))
+            ln = rng.uniform(*length_rng)
+            bend = rng.uniform(-0.25, 0.1)
+            s = np.linspace(0, 1, 8)[:, None]
+            dirv = np.array([np.cos(ang), np.sin(ang)])
+            nrm = np.array([-dirv[1], dirv[0]])
+            line = open_spline(base + rng.normal(0, 3, 2) + ln * (s * dirv + bend * s * s * nrm), 4)
+            w = rng.uniform(7, 10) * (1 - 0.4 * np.linspace(0, 1, len(line)))
+            shapes.append(Shape(band(line, w), 0.12 * dens, 0.3 * dens, 1.5))
+
+    # ---- soft tissue ---------------------------------------------------------------------------------------
+    ys = np.array([v["corners"]["superior_anterior"][1] for v in verts] + [s1["anterior"][1], tip[1]])
+    ant = np.array([v["corners"]["superior_anterior"][0] for v in verts] + [s1["anterior"][0], tip[0]])
+    spin = np.array([v["spinous_tip"][0] for v in verts] + [dorsal_c[0, 0] + 15, tip[0] + 20])
+    order = np.argsort(ys)
+    ys, ant, spin = ys[order], ant[order], spin[order]
+    l3 = by_name["L3"]["corners"]["superior_anterior"][1]
+    belly = rng.uniform(80, 170) + rng.uniform(0, 70) * np.exp(-(((ys - l3) / 120) ** 2))
+    back_t = rng.uniform(25, 55) + rng.uniform(10, 50) * np.clip((ys - mid[1]) / 80, 0, 1)  # buttocks
+    soft = SoftTissue(
+        knots_y=ys,
+        anterior_x=ant - belly,
+        posterior_x=spin + back_t,
+        lateral_width=rng.uniform(250, 360),
+        pelvis_y=crest_y + 20,
+        posterior_weight=rng.uniform(0.35, 0.8),
+        mu=rng.uniform(0.017, 0.022),
+    )
+    # lungs: two posterior costophrenic recesses reaching down to about L1-L2
+    l1 = by_name["L1"]["corners"]
+    for _ in range(2):
+        x_pc = by_name["L1"]["spinous_tip"][0] + rng.uniform(-25, 10)
+        y_pc = (l1["inferior_posterior"][1] + l1["superior_posterior"][1]) / 2 + rng.uniform(-35, 25)
+        soft.diaphragm.append((x_pc, y_pc, rng.uniform(70, 130), rng.uniform(120, 200)))
+    soft.lung_fraction = rng.uniform(0.25, 0.45)
+
+    occluded: list[str] = []
+    if rng.random() < cfg.occlusion_prob:
+        targets = [["L1"], ["L2"], ["L1", "L2"]][rng.integers(3)]
+        for nm in targets:
+            c = np.mean(list(marks[nm].values()), axis=0) + rng.normal(0, 6, 2)
+            soft.shadows.append((c[0], c[1], rng.uniform(22, 40), rng.uniform(0.45, 0.85), rng.uniform(0.4, 1.2)))
+        occluded = targets
+
+    # bowel gas: dark blobs in front of (and partly over) the column
+    gas_shapes = []
+    n_gas = int(rng.integers(cfg.bowel_gas[0], cfg.bowel_gas[1] + 1))
+    y_top, y_bot = by_name["L1"]["corners"]["superior_anterior"][1], tip[1]
+    for _ in range(n_gas):
+        yy = rng.uniform(y_top, y_bot)
+        x_front = np.interp(yy, soft.knots_y, soft.anterior_x)
+        x_spine = np.interp(yy, ys, ant)
+        xx = rng.uniform(x_front + 15, x_spine + 20)
+        rx, ry = rng.uniform(6, 28), rng.uniform(5, 22)
+        knots = rng.uniform(0.75, 1.25, 8)
+        wob = np.interp(np.arange(32), np.arange(0, 33, 4), np.r_[knots, knots[0]])
+        blob = ellipse((xx, yy), rx, ry, rng.uniform(0, np.pi), n=32, wobble=wob)
+        gas_shapes.append(Shape(blob, -soft.mu * rng.uniform(15, 60), kind="gas"))
+    shapes.extend(gas_shapes)
+
+    # ---- landmarks in layout order ------------------------------------------------------------------------
+    pts = np.zeros((layout.num_points, 2))
+    for v, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=True):
+        pts[sl] = np.stack([marks[v.name][c] for c in v.corners])
+
+    meta.update(
+        lordosis_target_deg=lordosis,
+        sacral_slope_patient_deg=slope,
+        fractured=sorted(fractured),
+        fracture_loss={k: round(v, 4) for k, v in fractured.items()},
+        slipped=slipped,
+        slip_mm=round(float(slip_mm), 3),
+        occluded=occluded,
+        bowel_gas_blobs=n_gas,
+        bone_density=round(float(dens), 3),
+        body_height_mm={n: round(float((a + p) / 2), 2) for n, (a, p) in zip(LUMBAR, hts, strict=True)},
+        body_depth_mm={n: round(float(d), 2) for n, d in zip(LUMBAR, depth, strict=True)},
+    )
+    return SpineModel(points=pts, shapes=shapes, soft=soft, bone_density=dens, meta=meta)

@@ -1,0 +1,224 @@
+"""Image formation for the synthetic radiograph: placement on the detector, thickness map, physics, noise.
+
+Cheap physics (*ours*, after the usual projection radiography model): the attenuation line integral ``tau``
+(mu x lateral path length, summed over soft tissue and bones) is rasterised at reduced resolution; the
+detected quanta are ``I = I0 exp(-tau)``; the processed image is the log signal ``-log(I / I0)`` with quantum
+noise (Gaussian approximation of Poisson, variance ``I``), detector blur, a large-kernel dynamic range
+compression (clinical "unsharp mask" processing) and a window to ``BitsStored`` bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.draw import polygon as draw_polygon
+
+from .config import SyntheticConfig
+from .model import SpineModel
+from .shapes import offset_inward
+
+__all__ = ["Placement", "place_on_detector", "render_density", "form_image", "rasterise_labels"]
+
+
+@dataclass
+class Placement:
+    """Where the patient lies on the detector: ``px = R @ mm / spacing + offset`` (facing left)."""
+
+    height: int
+    width: int
+    spacing: float  # mm per px (isotropic)
+    rotation_deg: float
+    offset: np.ndarray  # (2,) px
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """2x3 affine mapping patient mm (x, y, 1) to image px (x, y)."""
+        r = math.radians(self.rotation_deg)
+        rot = np.array([[math.cos(r), -math.sin(r)], [math.sin(r), math.cos(r)]]) / self.spacing
+        return np.concatenate([rot, self.offset[:, None]], axis=1)
+
+    def to_px(self, pts_mm: np.ndarray) -> np.ndarray:
+        m = self.matrix
+        return np.asarray(pts_mm) @ m[:, :2].T + m[:, 2]
+
+
+def _draw_size(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[int, int]:
+    rng_h = cfg.large_size_px if rng.random() < cfg.large_fraction else cfg.size_px
+    h = rng.uniform(*rng_h)
+    w = h * rng.uniform(*cfg.aspect)
+    return int(round(h)), int(round(w))
+
+
+def place_on_detector(rng: np.random.Generator, model: SpineModel, cfg: SyntheticConfig) -> Placement:
+    """Random size, spacing, rotation and translation that keep every landmark inside with a margin."""
+    rot = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
+    h, w = _draw_size(rng, cfg)
+    s = float(rng.uniform(*cfg.spacing_mm))
+    r = math.radians(rot)
+    rmat = np.array([[math.cos(r), -math.sin(r)], [math.sin(r), math.cos(r)]])
+    pts = model.points @ rmat.T
+    lo, hi = pts.min(0), pts.max(0)
+    margin = np.array([25.0, 18.0])  # mm around the landmarks
+    need = hi - lo + 2 * margin + np.array([80.0, 0.0])  # room for posterior elements / soft tissue in x
+    s = max(s, need[1] / h, need[0] / w)
+    if s > cfg.spacing_mm[1]:
+        s = cfg.spacing_mm[1]
+        h = max(h, math.ceil(need[1] / s))
+        w = max(w, math.ceil(need[0] / s))
+    if cfg.max_side is not None and max(h, w) > cfg.max_side:
+        f = cfg.max_side / max(h, w)
+        h2, w2 = max(8, int(math.floor(h * f))), max(8, int(math.floor(w * f)))
+        s = s * max(h / h2, w / w2)
+        h, w = h2, w2
+    # translation: landmark box placed at a random position (centre-weighted) with the margin kept
+    box_lo, box_hi = lo / s, hi / s
+    room_lo = margin / s - box_lo
+    room_hi = np.array([w - 1, h - 1]) - margin / s - box_hi
+    t = rng.beta(2.5, 2.5, 2)
+    offset = room_lo + t * np.maximum(room_hi - room_lo, 0.0)
+    offset = np.where(room_hi < room_lo, (room_lo + room_hi) / 2, offset)
+    return Placement(height=int(h), width=int(w), spacing=s, rotation_deg=rot, offset=offset)
+
+
+def _low_res(placement: Placement, max_side: int) -> tuple[int, int, np.ndarray, float]:
+    """Render grid: its shape, the 2x3 mm -> low-res px affine, and its spacing in mm."""
+    f = max(1, math.ceil(max(placement.height, placement.width) / max_side))
+    hl, wl = math.ceil(placement.height / f), math.ceil(placement.width / f)
+    sx, sy = wl / placement.width, hl / placement.height
+    # full px -> low px with pixel-area alignment (scipy zoom grid_mode): pl = (p + 0.5) * k - 0.5
+    full = placement.matrix
+    lowm = np.diag([sx, sy]) @ full
+    lowm[:, 2] += 0.5 * np.array([sx, sy]) - 0.5
+    return hl, wl, lowm, placement.spacing / min(sx, sy)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
+def _fill(acc: np.ndarray, poly_px: np.ndarray, value: float) -> None:
+    rr, cc = draw_polygon(poly_px[:, 1], poly_px[:, 0], acc.shape)
+    acc[rr, cc] += value
+
+
+def render_density(rng: np.random.Generator, model: SpineModel, placement: Placement, cfg: SyntheticConfig):
+    """Thickness (attenuation) map ``tau`` on the reduced render grid.
+
+    Returns:
+        ``(tau (hl, wl) float32, low-res mm->px affine, low-res spacing mm)``.
+    """
+    hl, wl, lowm, lsp = _low_res(placement, cfg.render_max_side)
+    inv = np.linalg.inv(np.vstack([lowm, [0, 0, 1]]))[:2]
+    yy, xx = np.mgrid[0:hl, 0:wl].astype(np.float32)
+    X = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]
+    Y = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]
+    soft = model.soft
+
+    # soft tissue: elliptic lateral chord between the skin lines, heavier posteriorly, wider in the pelvis
+    xa = np.interp(Y, soft.knots_y, soft.anterior_x).astype(np.float32)
+    xp = np.interp(Y, soft.knots_y, soft.posterior_x).astype(np.float32)
+    t = (X - xa) / np.maximum(xp - xa, 1.0)
+    chord = np.sqrt(np.clip(1.0 - (2.0 * t - 1.0) ** 2, 0.0, 1.0))
+    ramp = 1.0 + soft.posterior_weight * (2.0 * np.clip(t, 0, 1) - 1.0)
+    width = soft.lateral_width * (1.0 + 0.25 * _sigmoid((Y - soft.pelvis_y) / 15.0))
+    coarse = rng.normal(0, 1, (max(2, hl // 24), max(2, wl // 24)))
+    lf = ndimage.zoom(
+        ndimage.gaussian_filter(coarse, 1.0),
+        (hl / coarse.shape[0], wl / coarse.shape[1]),
+        order=1,
+        grid_mode=True,
+        mode="nearest",
+    )[:hl, :wl]
+    tau_soft = soft.mu * width * chord * ramp * (1.0 + 0.05 * lf / max(lf.std(), 1e-6))
+    for x_pc, y_pc, rise, run in soft.diaphragm:
+        front = np.clip((x_pc - X) / run, 0.0, 1.0) ** 0.8
+        behind = np.clip((X - x_pc) / run, 0.0, 1.0) ** 1.5
+        y_d = y_pc - rise * front - 0.5 * rise * behind
+        lung = _sigmoid((y_d - Y) / 3.0)
+        tau_soft *= 1.0 - 0.5 * soft.lung_fraction * lung
+
+    # bones and gas
+    bone = np.zeros((hl, wl), np.float32)
+    trab = np.zeros((hl, wl), np.float32)
+    gas = np.zeros((hl, wl), np.float32)
+    for sh in model.shapes:
+        px = sh.outline @ lowm[:, :2].T + lowm[:, 2]
+        if sh.kind == "gas":
+            _fill(gas, px, sh.fill)
+            continue
+        _fill(trab if sh.textured else bone, px, sh.fill)
+        if sh.rim and sh.rim_width:
+            _fill(bone, px, sh.rim)
+            _fill(bone, offset_inward(px, sh.rim_width / lsp), -sh.rim)
+    # trabecular texture: band-passed noise, elongated vertically (vertical trabeculae + cross struts)
+    white = rng.standard_normal((hl, wl), dtype=np.float32)
+    fine = ndimage.gaussian_filter(white, (0.9 / lsp, 0.5 / lsp))
+    tex = fine - ndimage.gaussian_filter(fine, 2.5 / lsp)
+    tex /= max(float(tex.std()), 1e-6)
+    bone += trab * (1.0 + 0.22 * tex)
+    gas = ndimage.gaussian_filter(gas, 1.5 / lsp)
+
+    for x, y, r, bone_k, extra in soft.shadows:
+        m = np.exp(-((X - x) ** 2 + (Y - y) ** 2) / (2 * r * r)).astype(np.float32)
+        bone *= 1.0 - bone_k * m
+        tau_soft += extra * m
+    tau = tau_soft + np.maximum(gas, -0.6 * tau_soft) + bone
+    sigma = math.hypot(0.25 / lsp, 0.5 * float(np.mean(cfg.blur_px)) * placement.spacing / lsp)
+    tau = ndimage.gaussian_filter(tau.astype(np.float32), sigma)
+    return tau, lowm, lsp
+
+
+def form_image(
+    rng: np.random.Generator, tau: np.ndarray, placement: Placement, lsp: float, cfg: SyntheticConfig, bone_ref: float
+):
+    """Detector physics and processing: ``tau`` (low-res) -> ``(uint16 image (H, W), bits_stored, info dict)``."""
+    h, w = placement.height, placement.width
+    hl, wl = tau.shape
+    # dynamic range compression on a coarse copy (large Gaussian; cheap at 1/4 resolution)
+    step = 4
+    coarse = tau[::step, ::step]
+    big = ndimage.gaussian_filter(coarse, 25.0 / (lsp * step))
+    big = ndimage.zoom(big, (hl / big.shape[0], wl / big.shape[1]), order=1, grid_mode=True, mode="nearest")[:hl, :wl]
+    k = float(rng.uniform(0.55, 0.85))
+    display = tau - k * big
+    photons = float(np.exp(rng.uniform(np.log(cfg.photons[0]), np.log(cfg.photons[1]))))
+    blur = float(rng.uniform(*cfg.blur_px))
+    # log-domain noise std: 1 / sqrt(I), I = photons * exp(-(tau - bone_ref)); computed on the render grid
+    sd_low = (np.exp(0.5 * (tau - bone_ref)) / math.sqrt(photons)).astype(np.float32)
+    if (hl, wl) != (h, w):
+        disp = ndimage.zoom(display, (h / hl, w / wl), order=1, grid_mode=True, mode="nearest")
+        f = math.ceil(h / hl), math.ceil(w / wl)
+        sd = np.repeat(np.repeat(sd_low, f[0], 0), f[1], 1)[:h, :w]
+    else:
+        disp, sd = display, sd_low
+    noise = rng.standard_normal((h, w), dtype=np.float32)
+    if blur > 0.3:
+        noise = ndimage.gaussian_filter(noise, blur)
+    disp += noise * sd
+    # window to BitsStored; gamma through a look-up table
+    bits = int(rng.integers(cfg.bits_stored[0], cfg.bits_stored[1] + 1))
+    sample = display[::2, ::2]
+    lo, hi = np.percentile(sample, [0.5, 99.95])
+    lo -= 0.04 * (hi - lo)
+    hi += 0.02 * (hi - lo)
+    gamma = float(rng.uniform(0.8, 1.25))
+    maxval = 2**bits - 1
+    lut = np.round((np.linspace(0.0, 1.0, 65536) ** gamma) * maxval).astype(np.uint16)
+    idx = np.clip((disp - lo) * (65535.0 / (hi - lo)), 0, 65535).astype(np.uint16)
+    img = lut[idx]
+    info = dict(photons=round(photons, 1), blur_px=round(blur, 3), drc=round(k, 3), gamma=round(gamma, 3))
+    return img, bits, info
+
+
+def rasterise_labels(model: SpineModel, placement: Placement) -> np.ndarray:
+    """Full-resolution vertebral-body label mask (0 background, 1..V in layout order), facing left."""
+    mask = np.zeros((placement.height, placement.width), np.uint8)
+    for sh in model.shapes:
+        if sh.label:
+            px = placement.to_px(sh.outline)
+            rr, cc = draw_polygon(px[:, 1], px[:, 0], mask.shape)
+            mask[rr, cc] = sh.label
+    return mask

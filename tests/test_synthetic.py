@@ -1,0 +1,252 @@
+"""Synthetic lateral lumbar radiographs: determinism, geometry against the rasterised bodies, anatomy, writers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from lumbar_monai.anatomy import LATERAL, image_side_aliases, infer_facing
+from lumbar_monai.io.annotations import read_annotation_json, read_buu_csv
+from lumbar_monai.synthetic import SyntheticConfig, generate_radiograph, write_study_set
+from lumbar_monai.synthetic.generator import endplate_angle_deg
+
+pytestmark = pytest.mark.compat
+
+SMALL = dict(max_side=256, render_max_side=256)
+LUMBAR = [i for i in LATERAL.lumbar_indices]
+SEEDS = range(6)
+
+
+def _idx(vertebra: int, corner: str) -> int:
+    v = LATERAL.vertebrae[vertebra]
+    return LATERAL.vertebra_slices[vertebra].start + v.corners.index(corner)
+
+
+def _image_side(points: np.ndarray, facing: str) -> np.ndarray:
+    """Anatomical order -> image-side order (as stored for a patient facing left)."""
+    out = points.copy()
+    for v, sl in zip(LATERAL.vertebrae, LATERAL.vertebra_slices, strict=True):
+        left, here = image_side_aliases(LATERAL, v, "left"), image_side_aliases(LATERAL, v, facing)
+        for alias, anat in left.items():
+            out[sl.start + v.corners.index(anat)] = points[sl.start + v.corners.index(here[alias])]
+    return out
+
+
+@pytest.fixture(scope="module")
+def studies():
+    cfg = SyntheticConfig(body_mask=True, fracture_prob=0.0, slip_prob=0.0, **SMALL)
+    return [generate_radiograph(s, cfg) for s in SEEDS]
+
+
+def test_deterministic_for_a_seed():
+    cfg = SyntheticConfig(**SMALL)
+    a, b, c = generate_radiograph(7, cfg), generate_radiograph(7, cfg), generate_radiograph(8, cfg)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.points, b.points)
+    assert a.meta == b.meta
+    assert not np.array_equal(a.points, c.points)
+
+
+def test_anatomy_does_not_depend_on_image_size():
+    small = generate_radiograph(3, SyntheticConfig(max_side=200, render_max_side=200))
+    big = generate_radiograph(3, SyntheticConfig(max_side=400, render_max_side=400))
+    for k in ("lordosis_deg", "sacral_slope_deg", "body_height_mm", "rotation_deg", "facing"):
+        assert small.meta[k] == big.meta[k]
+    # the same patient in mm
+    ds = np.diff(small.points, axis=0) * small.pixel_spacing[0]
+    db = np.diff(big.points, axis=0) * big.pixel_spacing[0]
+    np.testing.assert_allclose(ds, db, atol=1e-6)
+
+
+def test_image_type_size_and_points_inside(studies):
+    for st in studies:
+        h, w = st.image.shape
+        assert st.image.dtype == np.uint16 and max(h, w) <= SMALL["max_side"]
+        assert 12 <= st.bits_stored <= 16 and int(st.image.max()) <= 2**st.bits_stored - 1
+        assert st.points.shape == (LATERAL.num_points, 2) and st.points.dtype == np.float64
+        assert (st.points >= 0).all() and (st.points[:, 0] <= w - 1).all() and (st.points[:, 1] <= h - 1).all()
+        assert st.image.std() > 0.05 * 2**st.bits_stored  # a real picture, not a constant
+
+
+def test_corners_on_rasterised_body_boundary_and_centres_inside(studies):
+    for st in studies:
+        mask = st.body_mask
+        assert mask.shape == st.image.shape
+        for vi, sl in enumerate(LATERAL.vertebra_slices):
+            label = vi + 1
+            assert (mask == label).sum() > 20
+            for x, y in st.points[sl]:
+                r, c = int(round(y)), int(round(x))
+                win = mask[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2]
+                assert (win == label).any() and (win != label).any(), (st.meta["seed"], vi, x, y)
+            cx, cy = st.centres[vi]
+            if vi in LUMBAR:
+                assert mask[int(round(cy)), int(round(cx))] == label
+            else:  # S1: the centre is the end-plate midpoint, on the concave upper surface
+                r, c = int(round(cy)), int(round(cx))
+                assert (mask[r - 2 : r + 3, c - 2 : c + 3] == label).any()
+        # the body is bright bone: mean image value inside the bodies above the image mean
+        assert st.image[mask > 0].mean() > st.image.mean()
+
+
+def test_anatomical_plausibility(studies):
+    cfg = SyntheticConfig()
+    for st in studies:
+        sx, sy = st.pixel_spacing
+        pts_mm = st.points * np.array([sx, sy])
+        centres = LATERAL.centres(st.points)
+        assert np.all(np.diff(centres[:, 1]) > 0)  # L1 .. S1 top to bottom
+        for vi in LUMBAR:
+            sa, sp = pts_mm[_idx(vi, "superior_anterior")], pts_mm[_idx(vi, "superior_posterior")]
+            ia, ip = pts_mm[_idx(vi, "inferior_anterior")], pts_mm[_idx(vi, "inferior_posterior")]
+            height = (np.linalg.norm(sa - ia) + np.linalg.norm(sp - ip)) / 2
+            depth = (np.linalg.norm(sa - sp) + np.linalg.norm(ia - ip)) / 2
+            assert cfg.body_height_mm[0] - 1.5 <= height <= cfg.body_height_mm[1] + 1.0, height
+            assert cfg.body_depth_mm[0] - 1.5 <= depth <= cfg.body_depth_mm[1] + 0.5, depth
+        # discs: mean of anterior and posterior gap between consecutive lumbar end plates
+        for a, b in zip(LUMBAR[:-1], LUMBAR[1:], strict=True):
+            gap = (
+                np.linalg.norm(pts_mm[_idx(a, "inferior_anterior")] - pts_mm[_idx(b, "superior_anterior")])
+                + np.linalg.norm(pts_mm[_idx(a, "inferior_posterior")] - pts_mm[_idx(b, "superior_posterior")])
+            ) / 2
+            assert 6.0 <= gap <= 14.0, gap
+        lo, hi = cfg.lordosis_deg[2:]
+        assert lo - 1 <= st.meta["lordosis_deg"] <= hi + 1
+        ss_lo, ss_hi = cfg.sacral_slope_deg
+        assert ss_lo - 1 <= st.meta["sacral_slope_deg"] <= ss_hi + 1
+        # measured on the image: L1-S1 angle is rotation-free; the S1 slope is the patient slope + rotation
+        s_a, s_p = _idx(LATERAL.sacrum_index, "anterior"), _idx(LATERAL.sacrum_index, "posterior")
+        slope_img = endplate_angle_deg(st.points, s_a, s_p)
+        l1 = endplate_angle_deg(st.points, _idx(0, "superior_anterior"), _idx(0, "superior_posterior"))
+        assert abs((slope_img - l1) - st.meta["lordosis_deg"]) < 0.5
+        assert abs(slope_img - (st.meta["sacral_slope_deg"] - st.meta["rotation_deg"])) < 0.5
+
+
+def test_lordosis_and_slope_span_the_ranges():
+    cfg = SyntheticConfig(max_side=96, render_max_side=96)
+    ll = [generate_radiograph(s, cfg).meta["lordosis_deg"] for s in range(40)]
+    assert 40 <= np.median(ll) <= 60 and np.ptp(ll) > 15
+
+
+def test_facing_right_uses_anatomical_names():
+    cfg = SyntheticConfig(facing_right_prob=1.0, body_mask=True, **SMALL)
+    for seed in range(3):
+        st = generate_radiograph(seed, cfg)
+        assert st.facing == "right" and st.meta["facing"] == "right"
+        for vi in LUMBAR:  # anterior corners are on the image right now
+            assert st.points[_idx(vi, "superior_anterior"), 0] > st.points[_idx(vi, "superior_posterior"), 0]
+        assert infer_facing(_image_side(st.points, "right"), LATERAL) == "right"
+        # the anatomy is the mirror image of the same patient facing left
+        left = generate_radiograph(seed, SyntheticConfig(facing_right_prob=0.0, body_mask=True, **SMALL))
+        w = left.image.shape[1]
+        np.testing.assert_allclose(st.points[:, 0], (w - 1) - left.points[:, 0])
+        np.testing.assert_array_equal(st.body_mask, left.body_mask[:, ::-1])
+    left = generate_radiograph(0, SyntheticConfig(facing_right_prob=0.0, **SMALL))
+    assert infer_facing(left.points, LATERAL) == "left"
+
+
+def test_fracture_lowers_anterior_height():
+    cfg = SyntheticConfig(fracture_prob=1.0, slip_prob=0.0, **SMALL)
+    seen = 0
+    for seed in range(4):
+        st = generate_radiograph(seed, cfg)
+        assert st.meta["fractured"]
+        for vi in LUMBAR:
+            name = LATERAL.vertebrae[vi].name
+            ant = np.linalg.norm(st.points[_idx(vi, "superior_anterior")] - st.points[_idx(vi, "inferior_anterior")])
+            post = np.linalg.norm(st.points[_idx(vi, "superior_posterior")] - st.points[_idx(vi, "inferior_posterior")])
+            if name in st.meta["fractured"]:
+                loss = st.meta["fracture_loss"][name]
+                assert ant / post < 1.0 - 0.6 * loss, (name, ant, post, loss)
+                seen += 1
+            else:
+                assert ant / post > 0.9
+    assert seen >= 4
+
+
+def test_slip_shifts_the_vertebra_forward():
+    cfg = SyntheticConfig(slip_prob=1.0, fracture_prob=0.0, **SMALL)
+    for seed in range(4):
+        st = generate_radiograph(seed, cfg)
+        slipped = st.meta["slipped"]
+        assert slipped in ("L4", "L5")
+        sx = st.pixel_spacing[0]
+        for vi in LUMBAR:
+            below = vi + 1
+            if LATERAL.vertebrae[below].kind == "sacrum":
+                b_post, b_ant = _idx(below, "posterior"), _idx(below, "anterior")
+            else:
+                b_post, b_ant = _idx(below, "superior_posterior"), _idx(below, "superior_anterior")
+            forward = st.points[b_ant] - st.points[b_post]
+            forward /= np.linalg.norm(forward)
+            shift = np.dot(st.points[_idx(vi, "inferior_posterior")] - st.points[b_post], forward) * sx
+            if LATERAL.vertebrae[vi].name == slipped:
+                assert abs(shift - st.meta["slip_mm"]) < 1.0 and st.meta["slip_mm"] > 2.5
+            else:
+                assert abs(shift) < 1.0
+
+
+@pytest.mark.parametrize("image_format", ["png", "tiff"])
+def test_write_study_set_all_formats_read_back(tmp_path: Path, image_format: str):
+    cfg = SyntheticConfig(facing_right_prob=0.5, max_side=160, render_max_side=160)
+    n = 5
+    datalist = write_study_set(tmp_path, n, seed=3, config=cfg, image_format=image_format, progress=False)
+    doc = json.loads(datalist.read_text())
+    assert doc["layout"] == "lateral"
+    groups = [doc["training"], doc["validation"], doc["test"]]
+    assert sum(len(g) for g in groups) == n and len(doc["training"]) >= len(doc["test"])
+    images = sorted(e["image"] for g in groups for e in g)
+    assert len(set(images)) == n
+    suffix = ".png" if image_format == "png" else ".tif"
+    photometrics, spacing_attrs = set(), set()
+    for entry in (e for g in groups for e in g):
+        img_path = tmp_path / entry["image"]
+        assert img_path.suffix == suffix
+        img = np.asarray(Image.open(img_path))
+        assert img.dtype == np.uint16
+        ann = read_annotation_json(tmp_path / entry["label"])
+        assert (tmp_path / entry["label"]).parent.joinpath(ann.image).resolve() == img_path.resolve()
+        assert ann.image_size == (img.shape[1], img.shape[0])
+        assert ann.spacing_source == "synthetic" and ann.layout is LATERAL
+        study = generate_radiograph(_case_seed_of(tmp_path, entry), cfg)
+        np.testing.assert_allclose(ann.points, study.points, atol=1e-9)
+        np.testing.assert_array_equal(img, study.image)
+        assert ann.facing == study.facing
+        buu = read_buu_csv(tmp_path / entry["buu"])
+        np.testing.assert_allclose(buu.points, _image_side(study.points, study.facing), atol=1e-3)
+        assert infer_facing(buu.points, LATERAL) == study.facing
+        ds = pydicom.dcmread(tmp_path / entry["dicom"])
+        assert ds.Modality == "DX" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.1.1"
+        assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert str(ds.PatientName).startswith("SYNTHETIC^CASE")
+        assert 12 <= ds.BitsStored <= 16 and ds.HighBit == ds.BitsStored - 1 and ds.BitsAllocated == 16
+        arr = ds.pixel_array.astype(np.int64)
+        if ds.PhotometricInterpretation == "MONOCHROME1":
+            arr = (2**ds.BitsStored - 1) - arr
+        np.testing.assert_array_equal(arr, img)
+        sp = [float(v) for v in ds.ImagerPixelSpacing]
+        assert sp == pytest.approx([ann.pixel_spacing[1], ann.pixel_spacing[0]], rel=1e-5)
+        photometrics.add(ds.PhotometricInterpretation)
+        spacing_attrs.add("PixelSpacing" in ds)
+    assert photometrics == {"MONOCHROME1", "MONOCHROME2"} and spacing_attrs == {True, False}
+
+
+def _case_seed_of(root: Path, entry: dict) -> int:
+    from lumbar_monai.synthetic import case_seed
+
+    index = int(Path(entry["image"]).stem.split("_")[1])
+    return case_seed(3, index)
+
+
+def test_case_seeds_are_distinct_and_stable():
+    from lumbar_monai.synthetic import case_seed
+
+    seeds = [case_seed(0, i) for i in range(100)]
+    assert len(set(seeds)) == 100 and seeds == [case_seed(0, i) for i in range(100)]
+    assert case_seed(1, 0) != case_seed(0, 0)

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from lumbar_monai.anatomy import LATERAL
+from lumbar_monai.codecs.corner import CornerCodec
+from lumbar_monai.codecs.paf import PAFCodec
 from lumbar_monai.crops import crop_to_image
 from lumbar_monai.training.stage2 import (
     CornerTargetsd,
@@ -14,8 +16,6 @@ from lumbar_monai.training.stage2 import (
     stage2_transforms,
     train_stage2,
 )
-from lumbar_monai.codecs.corner import CornerCodec
-from lumbar_monai.codecs.paf import PAFCodec
 
 
 def _sample(seed: int):

@@ -82,7 +82,7 @@ def relative_distance_error(pred, gt, layout: Layout | str) -> np.ndarray:
     p = np.asarray(pred, dtype=np.float64)
     g = np.asarray(gt, dtype=np.float64)
     out = np.empty(p.shape[:-1])
-    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices):
+    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=False):
         out[..., sl] = relative_distance_error_vertebra(p[..., sl, :], g[..., sl, :], spec)
     return out
 
@@ -162,7 +162,7 @@ class LandmarkErrorMetric(CumulativeIterationMetric):
             if np.all(np.isnan(x)):
                 continue
             table = {}
-            for spec, sl in zip(lay.vertebrae, lay.vertebra_slices):
+            for spec, sl in zip(lay.vertebrae, lay.vertebra_slices, strict=False):
                 table[spec.name] = (float(np.nanmean(x[:, sl])), float(np.nanstd(x[:, sl])))
             table["lumbar"] = (float(np.nanmean(x[:, lumbar])), float(np.nanstd(x[:, lumbar])))
             if lay.sacrum_index is not None:

@@ -73,6 +73,10 @@ class MNet(nn.Module):
         kernel_size: int = 3,
     ) -> None:
         super().__init__()
+        #: constructor arguments, stored in checkpoints (see :mod:`lumbar_monai.predictor`)
+        self.init_kwargs = {"in_channels": in_channels, "out_channels": out_channels, "channels": list(channels),
+                            "width": width, "coordconv": coordconv, "deep_supervision": deep_supervision,
+                            "kernel_size": kernel_size}
         ch = [max(1, int(round(c * width))) for c in channels]
         if len(ch) < 1:
             raise ValueError("M-Net needs at least one level")
@@ -112,7 +116,7 @@ class MNet(nn.Module):
         self.sides = nn.ModuleList(sides)
 
     @classmethod
-    def for_layout(cls, layout: Layout | str, kind: str, paf: bool = True, **kwargs) -> "MNet":
+    def for_layout(cls, layout: Layout | str, kind: str, paf: bool = True, **kwargs) -> MNet:
         """The lumbar or sacrum M-Net of a layout (channel counts from the layout)."""
         return cls(**mnet_kwargs_for(get_layout(layout), kind, paf=paf, **kwargs))
 

@@ -25,7 +25,6 @@ from monai.config import KeysCollection
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, EnsureTyped, MapTransform, ScaleIntensityd
 
-from ..anatomy import get_layout
 from ..codecs.corner import CornerCodec
 from ..codecs.paf import PAFCodec
 from ..crops import VertebraCropsd

@@ -1,0 +1,443 @@
+"""The two-stage landmark predictor: image in, :class:`~lumbar_monai.result.LandmarkResult` out (An et al. 2022).
+
+Stage 1 (Section 3.2): zero-pad to square, resize to 512, scale to [0, 1], blur, CLAHE
+(:func:`~lumbar_monai.transforms.augment.stage1_preprocessing`) -> Pose-Net -> centre maps -> Algorithm 1
+(:mod:`lumbar_monai.postprocess`) -> centres mapped back to original pixels through the recorded geometry.
+Stage 2 (Section 3.3): the whole original image is min-max scaled to [0, 1], every vertebra is cropped around its
+centre (Eq. 5) in *one* batched resampling (:func:`~lumbar_monai.crops.extract_vertebra_crops`), resized, blurred;
+the lumbar crops go through the lumbar M-Net as one batch, the S1 crop through the sacrum M-Net; the corner maps
+are decoded with sub-pixel peaks and the corners mapped back to original pixels exactly through each crop's
+matrix.
+
+QC flags (:data:`~lumbar_monai.result.QC_FLAGS`): ``centre_repaired`` when Algorithm 1 fired; ``low_confidence``
+when a corner's peak height is below ``confidence_threshold`` (0.3, *ours*: the targets peak at 1, a trained
+M-Net's peaks at visible corners are typically well above one half); ``order_violation`` when the centres are not
+strictly cranio-caudal in y, a vertebra's inferior corner is above its superior corner on the same side, or the
+mean y of an end plate is above the one before it (vertebrae overlapping), all of which are anatomically
+impossible on an upright lateral or AP radiograph.
+
+Checkpoint format (:meth:`LandmarkPredictor.save` / :meth:`LandmarkPredictor.load`): one ``torch.save`` of plain
+dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_only=True)`` reads it::
+
+    {"format": "lumbar-monai-landmarks", "version": 1, "layout": "lateral",
+     "stage1": {"network": "PoseNet", "kwargs": {...}, "state_dict": {...},
+                "input_size": 512, "heatmap_size": 64, "preprocessing": {...}} | None,
+     "lumbar": {"network": "MNet", "kwargs": {...}, "state_dict": {...}} | None,
+     "sacrum": {...} | None,
+     "crop_size": 256, "crop_blur_sigma": 1.0, "confidence_threshold": 0.3, "meta": {...}}
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .anatomy import Layout, get_layout
+from .codecs.corner import CornerCodec
+from .crops import crop_to_image, extract_vertebra_crops
+from .networks.mnet import MNet
+from .result import LandmarkResult
+
+__all__ = ["LandmarkPredictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations"]
+
+CHECKPOINT_FORMAT = "lumbar-monai-landmarks"
+CHECKPOINT_VERSION = 1
+DEFAULT_CONFIDENCE_THRESHOLD = 0.3
+
+
+def order_violations(points: np.ndarray, centres: np.ndarray, layout: Layout) -> list[str]:
+    """Human-readable reasons why the landmarks are in an impossible order (empty list: none)."""
+    reasons = []
+    cy = np.asarray(centres, dtype=np.float64)[:, 1]
+    for i in range(len(cy) - 1):
+        if not cy[i] < cy[i + 1]:
+            reasons.append(f"centre of {layout.vertebrae[i + 1].name} is not below {layout.vertebrae[i].name}")
+    p = np.asarray(points, dtype=np.float64)
+    plate_y = []
+    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=False):
+        q = p[sl]
+        if len(spec.end_plates) == 2:
+            (a0, a1), (b0, b1) = spec.end_plates
+            if not (q[a0, 1] < q[b0, 1] and q[a1, 1] < q[b1, 1]):
+                reasons.append(f"{spec.name}: an inferior corner is above its superior corner")
+        for a, b in spec.end_plates:
+            plate_y.append((spec.name, 0.5 * (q[a, 1] + q[b, 1])))
+    for (n0, y0), (n1, y1) in zip(plate_y[:-1], plate_y[1:], strict=False):
+        if not y0 < y1:
+            reasons.append(f"end plates of {n0} and {n1} out of order")
+    return reasons
+
+
+class LandmarkPredictor:
+    """Both stages behind one call: ``predictor(image) -> LandmarkResult`` (original pixels and mm).
+
+    Args:
+        layout: landmark layout.
+        lumbar_net: the lumbar M-Net (``4 [+1]`` channels for the lateral layout).
+        sacrum_net: the sacrum M-Net, required when the layout has a sacrum.
+        centre_net: the Pose-Net; without it :meth:`predict` needs ``centres``.
+        crop_size: M-Net input side (256).
+        crop_blur_sigma: blur after resizing the crops (crop pixels).
+        stage1: stage-1 settings: ``input_size`` (512), ``heatmap_size`` (64), ``preprocessing`` (kwargs of
+            :func:`~lumbar_monai.transforms.augment.stage1_preprocessing`: ``blur_sigma``, ``clahe``, ...),
+            ``repair`` (kwargs of :func:`~lumbar_monai.postprocess.repair_missing_centre`, or ``False`` to skip
+            Algorithm 1).
+        confidence_threshold: corner peak height below which ``low_confidence`` is flagged.
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        meta: free-form, copied into every result (model versions); never patient data.
+    """
+
+    def __init__(
+        self,
+        layout: Layout | str = "lateral",
+        lumbar_net: torch.nn.Module | None = None,
+        sacrum_net: torch.nn.Module | None = None,
+        centre_net: torch.nn.Module | None = None,
+        crop_size: int = 256,
+        crop_blur_sigma: float = 1.0,
+        stage1: Mapping[str, Any] | None = None,
+        confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
+        device: str | torch.device | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.layout = get_layout(layout)
+        if lumbar_net is None:
+            raise ValueError("a lumbar M-Net is required")
+        if self.layout.has_sacrum and sacrum_net is None:
+            raise ValueError(f"layout {self.layout.name!r} has a sacrum: a sacrum M-Net is required")
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        self.lumbar_net = lumbar_net.to(self.device).eval()
+        self.sacrum_net = sacrum_net.to(self.device).eval() if sacrum_net is not None else None
+        self.centre_net = centre_net.to(self.device).eval() if centre_net is not None else None
+        self.crop_size = int(crop_size)
+        self.crop_blur_sigma = float(crop_blur_sigma)
+        s1 = dict(stage1 or {})
+        self.stage1 = {
+            "input_size": int(s1.get("input_size", 512)),
+            "heatmap_size": int(s1.get("heatmap_size", int(s1.get("input_size", 512)) // 8)),
+            "preprocessing": dict(s1.get("preprocessing", {})),
+            "repair": s1.get("repair", {}),
+        }
+        self.confidence_threshold = float(confidence_threshold)
+        self.meta = dict(meta or {})
+        self.lumbar_codec = CornerCodec(self.layout, "lumbar", size=self.crop_size)
+        self.sacrum_codec = CornerCodec(self.layout, "sacrum", size=self.crop_size) if self.layout.has_sacrum else None
+        self._stage1_chain = None
+        self._centre_codec = None
+
+    # ----- input ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def read_input(image) -> tuple[np.ndarray, tuple[float, float] | None, str | None]:
+        """``(H, W)`` float32 image, pixel spacing and its source from an array, tensor, path, Radiograph or
+        pydicom ``Dataset``."""
+        from .io.loader import Radiograph, load_radiograph
+
+        if isinstance(image, (str, os.PathLike)):
+            image = load_radiograph(image)
+        elif _is_pydicom_dataset(image):
+            image = _read_dataset(image)
+        if isinstance(image, Radiograph):
+            return np.asarray(image.image, dtype=np.float32), image.pixel_spacing, image.spacing_source
+        arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        if arr.ndim == 3 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 2:
+            raise ValueError(f"expected a single-channel (H, W) or (1, H, W) image, got shape {arr.shape}")
+        return np.ascontiguousarray(arr, dtype=np.float32), None, None
+
+    # ----- stage 1 --------------------------------------------------------------------------------------------
+    def _stage1_transforms(self):
+        if self._stage1_chain is None:
+            from monai.transforms import Compose
+
+            from .transforms.augment import stage1_preprocessing
+
+            self._stage1_chain = Compose(stage1_preprocessing(
+                "image", point_keys=(), size=self.stage1["input_size"], **self.stage1["preprocessing"]))
+        return self._stage1_chain
+
+    def _centre_decoder(self):
+        if self._centre_codec is None:
+            from .codecs.centre import CentreHeatmapCodec
+
+            self._centre_codec = CentreHeatmapCodec(self.layout, input_size=self.stage1["input_size"],
+                                                    heatmap_size=self.stage1["heatmap_size"])
+        return self._centre_codec
+
+    @torch.inference_mode()
+    def detect_centres(self, image: np.ndarray, timings: dict[str, float] | None = None):
+        """Stage 1 on a ``(H, W)`` image: ``(centres (V, 2) original px, confidence (V,), repaired: bool)``."""
+        if self.centre_net is None:
+            raise ValueError("this predictor has no Pose-Net: pass centres to predict()")
+        from .postprocess import postprocess_centres
+
+        t = _Timer(self.device, timings)
+        sample = self._stage1_transforms()({"image": image[None]})
+        x = torch.as_tensor(sample["image"], dtype=torch.float32)[None].to(self.device)
+        t.lap("stage1_preprocess")
+        out = self.centre_net(x)
+        maps = out[0] if isinstance(out, (tuple, list)) else out
+        t.lap("stage1_network")
+        out = postprocess_centres(maps[0].float().cpu(), self._centre_decoder(), geometry=sample["geometry"],
+                                  repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))
+        t.lap("stage1_postprocess")
+        return (out["original"].numpy(), out["confidence"].numpy(), bool(out["centre_repaired"]))
+
+    # ----- stage 2 --------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def detect_corners(self, image: np.ndarray, centres, timings: dict[str, float] | None = None):
+        """Stage 2 on a ``(H, W)`` image with ``(V, 2)`` centres: ``(points (N, 2) original px, confidence (N,))``.
+
+        All vertebrae are cropped in one resampling; lumbar crops run as one batch through the lumbar M-Net.
+        """
+        t = _Timer(self.device, timings)
+        lay = self.layout
+        img = torch.as_tensor(image, dtype=torch.float32, device=self.device)
+        lo, hi = img.min(), img.max()
+        img = (img - lo) / (hi - lo) if hi > lo else torch.zeros_like(img)
+        centres = np.asarray(centres, dtype=np.float64)
+        crops, aff = extract_vertebra_crops(img, centres, lay, out_size=self.crop_size, vertebrae="all",
+                                            blur_sigma=self.crop_blur_sigma)
+        t.lap("stage2_crops")
+        points = np.zeros((lay.num_points, 2))
+        conf = np.zeros(lay.num_points)
+        groups = [(list(lay.lumbar_indices), self.lumbar_net, self.lumbar_codec)]
+        if lay.sacrum_index is not None:
+            groups.append(([lay.sacrum_index], self.sacrum_net, self.sacrum_codec))
+        decoded = []
+        for idx, net, codec in groups:
+            maps = net(crops[idx])
+            decoded.append((idx, codec, maps[:, : codec.num_corners]))
+        t.lap("stage2_network")
+        for idx, codec, maps in decoded:
+            xy, c = codec.decode(maps.float())
+            back = crop_to_image(xy.double().cpu().numpy(), aff[idx])
+            for j, vi in enumerate(idx):
+                sl = lay.vertebra_slices[vi]
+                points[sl] = back[j]
+                conf[sl] = c[j].cpu().numpy()
+        t.lap("stage2_decode")
+        return points, conf
+
+    # ----- both -----------------------------------------------------------------------------------------------
+    def predict(
+        self,
+        image,
+        centres=None,
+        pixel_spacing: tuple[float, float] | None = None,
+        spacing_source: str | None = None,
+    ) -> LandmarkResult:
+        """Landmarks of one image.
+
+        Args:
+            image: ``(H, W)`` / ``(1, H, W)`` array or tensor, a file path (any format
+                :func:`~lumbar_monai.io.loader.load_radiograph` reads), a ``Radiograph`` or a pydicom ``Dataset``.
+            centres: ``(V, 2)`` centres in original pixels to skip stage 1 (e.g. ground truth).
+            pixel_spacing: ``(sx, sy)`` mm per pixel; overrides the file's.
+            spacing_source: where ``pixel_spacing`` came from (defaults to ``"argument"`` when it is given).
+        """
+        timings: dict[str, float] = {}
+        t = _Timer(self.device, timings)
+        img, spacing, source = self.read_input(image)
+        if pixel_spacing is not None:
+            spacing, source = (float(pixel_spacing[0]), float(pixel_spacing[1])), spacing_source or "argument"
+        t.lap("read")
+        flags: list[str] = []
+        if centres is None:
+            c, c_conf, repaired = self.detect_centres(img, timings)
+            if repaired:
+                flags.append("centre_repaired")
+        else:
+            c = np.asarray(centres, dtype=np.float64).reshape(self.layout.num_vertebrae, 2)
+            c_conf = np.full(self.layout.num_vertebrae, np.nan)
+        t.reset()
+        pts, conf = self.detect_corners(img, c, timings)
+        if np.any(conf < self.confidence_threshold):
+            flags.append("low_confidence")
+        reasons = order_violations(pts, c, self.layout)
+        if reasons:
+            flags.append("order_violation")
+        meta = dict(self.meta)
+        meta["timings_ms"] = {k: 1000.0 * v for k, v in timings.items()}
+        if reasons:
+            meta["order_violations"] = reasons
+        meta["centres_from"] = "stage1" if centres is None else "given"
+        return LandmarkResult(
+            layout=self.layout, points=pts, confidence=conf, centres=np.asarray(c, dtype=np.float64),
+            centre_confidence=np.asarray(c_conf, dtype=np.float64), qc_flags=flags, pixel_spacing=spacing,
+            spacing_source=source, image_size=(int(img.shape[1]), int(img.shape[0])), meta=meta,
+        )
+
+    __call__ = predict
+
+    # ----- checkpoints ----------------------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint dict (see the module docstring); needs networks built from known kwargs."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "layout": self.layout.name,
+            "stage1": None if self.centre_net is None else {
+                "network": type(self.centre_net).__name__, "kwargs": _kwargs_of(self.centre_net),
+                "state_dict": _cpu_state(self.centre_net), **self.stage1},
+            "lumbar": {"network": "MNet", "kwargs": _kwargs_of(self.lumbar_net),
+                       "state_dict": _cpu_state(self.lumbar_net)},
+            "sacrum": None if self.sacrum_net is None else {
+                "network": "MNet", "kwargs": _kwargs_of(self.sacrum_net), "state_dict": _cpu_state(self.sacrum_net)},
+            "crop_size": self.crop_size,
+            "crop_blur_sigma": self.crop_blur_sigma,
+            "confidence_threshold": self.confidence_threshold,
+            "meta": dict(self.meta),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`checkpoint` atomically."""
+        from .io.atomic import atomic_write_bytes
+
+        buf = io.BytesIO()
+        torch.save(self.checkpoint(), buf)
+        atomic_write_bytes(path, buf.getvalue())
+        return Path(path)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Mapping[str, Any], device: str | torch.device | None = None) -> LandmarkPredictor:
+        """Build a predictor from a checkpoint dict."""
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not a {CHECKPOINT_FORMAT} checkpoint (format={ckpt.get('format')!r})")
+        if int(ckpt.get("version", 0)) > CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {ckpt.get('version')} is newer than this code ({CHECKPOINT_VERSION})")
+        stage1 = ckpt.get("stage1")
+        centre_net = None
+        if stage1 is not None:
+            from .networks.posenet import PoseNet
+
+            centre_net = _build(PoseNet, stage1)
+        return cls(
+            layout=ckpt["layout"],
+            lumbar_net=_build(MNet, ckpt["lumbar"]),
+            sacrum_net=_build(MNet, ckpt["sacrum"]) if ckpt.get("sacrum") is not None else None,
+            centre_net=centre_net,
+            crop_size=ckpt.get("crop_size", 256),
+            crop_blur_sigma=ckpt.get("crop_blur_sigma", 1.0),
+            stage1=None if stage1 is None else {
+                k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair") if k in stage1},
+            confidence_threshold=ckpt.get("confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD),
+            device=device,
+            meta=ckpt.get("meta"),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> LandmarkPredictor:
+        """Read a checkpoint file with ``torch.load(weights_only=True)``."""
+        from .errors import InputError
+
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise InputError(path, "checkpoint file not found") from None
+        except Exception as e:  # noqa: BLE001 - unpickling errors have many types
+            raise InputError(path, f"not a loadable checkpoint ({type(e).__name__}: {e})") from None
+        if not isinstance(ckpt, Mapping):
+            raise InputError(path, "checkpoint is not a dict")
+        try:
+            return cls.from_checkpoint(ckpt, device=device)
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise InputError(path, f"invalid checkpoint: {e}") from None
+
+
+# ----- helpers ------------------------------------------------------------------------------------------------
+def _kwargs_of(net: torch.nn.Module) -> dict[str, Any]:
+    kw = getattr(net, "init_kwargs", None)
+    if kw is None:
+        raise ValueError(f"{type(net).__name__} has no init_kwargs: build it with with_init_kwargs() to save it")
+    # weights_only loading accepts plain values only: layouts by name, tuples as lists
+    return {k: (v.name if isinstance(v, Layout) else list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+
+
+def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
+def _build(cls, entry: Mapping[str, Any]) -> torch.nn.Module:
+    kwargs = dict(entry["kwargs"])
+    if "channels" in kwargs:
+        kwargs["channels"] = tuple(kwargs["channels"])
+    net = cls(**kwargs)
+    net.load_state_dict(entry["state_dict"])
+    net.init_kwargs = dict(entry["kwargs"])
+    return net
+
+
+def with_init_kwargs(cls, **kwargs) -> torch.nn.Module:
+    """Build ``cls(**kwargs)`` and remember the kwargs, so that :meth:`LandmarkPredictor.save` can store them."""
+    net = cls(**kwargs)
+    net.init_kwargs = dict(kwargs)
+    return net
+
+
+__all__.append("with_init_kwargs")
+
+
+class _Timer:
+    """Wall-clock laps (CUDA-synchronised) accumulated into a dict of seconds."""
+
+    def __init__(self, device: torch.device, out: dict[str, float] | None) -> None:
+        self.cuda = device.type == "cuda"
+        self.out = out
+        self.t = self._now()
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def reset(self) -> None:
+        self.t = self._now()
+
+    def lap(self, name: str) -> None:
+        if self.out is None:
+            return
+        now = self._now()
+        self.out[name] = self.out.get(name, 0.0) + now - self.t
+        self.t = now
+
+
+def _is_pydicom_dataset(obj) -> bool:
+    try:
+        from pydicom.dataset import Dataset
+    except ImportError:  # pragma: no cover - pydicom is a dependency
+        return False
+    return isinstance(obj, Dataset)
+
+
+def _read_dataset(ds):
+    """Read an in-memory pydicom Dataset through the project's DICOM reader (which reads files): write it to a
+    temporary file first, so that every rule of :func:`~lumbar_monai.io.dicom.read_dicom` applies unchanged."""
+    import pydicom
+
+    from .io.dicom import read_dicom
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "image.dcm"
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+        else:  # pydicom 2.x writes with the dataset's own encoding flags: derive them from the transfer syntax
+            ds = copy.copy(ds)
+            tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+            if tsyntax is not None and (ds.is_little_endian is None or ds.is_implicit_VR is None):
+                ds.is_little_endian = tsyntax.is_little_endian
+                ds.is_implicit_VR = tsyntax.is_implicit_VR
+            ds.save_as(str(path), write_like_original=False)
+        rg = read_dicom(path)
+        rg.path = None
+        return rg

@@ -1,0 +1,73 @@
+"""Where the bundle's data comes from: the embedded synthetic set, or a real data set in one of the known layouts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["prepare_datalist", "detect_dataset_kind"]
+
+logger = logging.getLogger(__name__)
+
+
+def detect_dataset_kind(dataset_dir: str | os.PathLike) -> str:
+    """``"datalist"`` (a ``datalist.json``), ``"aasce"`` (``labels_training/landmarks.csv``) or ``"buu"`` (CSVs)."""
+    d = Path(dataset_dir)
+    if d.is_file() and d.suffix == ".json":
+        return "datalist"
+    if (d / "datalist.json").is_file():
+        return "datalist"
+    if (d / "labels_training" / "landmarks.csv").is_file():
+        return "aasce"
+    if any(d.glob("*.csv")) or any(d.glob("*/*.csv")):
+        return "buu"
+    raise InputError(d, "no datalist.json, AASCE labels_training/ or BUU-LSPINE CSVs found")
+
+
+def prepare_datalist(
+    dataset_dir: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    synthetic_n: int = 48,
+    synthetic_seed: int = 0,
+    synthetic_max_side: int | None = 768,
+    layout: str | None = None,
+) -> str:
+    """Return the path of a MONAI datalist JSON (``training``/``validation``/``test`` splits) to train on.
+
+    With no ``dataset_dir`` (``None`` or ``""``) the embedded default is used: ``synthetic_n`` synthetic lateral
+    studies are generated once into ``<output_dir>/synthetic`` (re-used when already there with the same settings).
+    Otherwise ``dataset_dir`` is a datalist JSON, a folder holding ``datalist.json``, an AASCE/SpineWeb-16 folder
+    (a fixed split is written to ``<output_dir>/datalist_aasce.json``) or a BUU-LSPINE folder (images + CSVs).
+    """
+    out = Path(output_dir)
+    if not dataset_dir:
+        from ..synthetic import SyntheticConfig, write_study_set
+
+        target = out / "synthetic"
+        settings = {"n": int(synthetic_n), "seed": int(synthetic_seed), "max_side": synthetic_max_side}
+        stamp = target / "settings.json"
+        datalist = target / "datalist.json"
+        if datalist.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == settings:
+            return str(datalist)
+        logger.info("generating %d synthetic studies into %s (the embedded default data set)", synthetic_n, target)
+        cfg = SyntheticConfig(max_side=synthetic_max_side)
+        path = write_study_set(target, int(synthetic_n), seed=int(synthetic_seed), config=cfg)
+        from ..io.atomic import atomic_write_json
+
+        atomic_write_json(stamp, settings)
+        return str(path)
+    kind = detect_dataset_kind(dataset_dir)
+    d = Path(dataset_dir)
+    if kind == "datalist":
+        return str(d if d.is_file() else d / "datalist.json")
+    if kind == "aasce":
+        from ..io.aasce import write_aasce_datalist
+
+        return str(write_aasce_datalist(d, out / "datalist_aasce.json"))
+    from ..io.datalist import write_buu_datalist
+
+    return str(write_buu_datalist(d, out / "datalist_buu.json", layout=layout))

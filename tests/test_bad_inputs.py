@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.uid import JPEG2000Lossless
+from test_io_dicom import BASIC_TEXT_SR, SECONDARY_CAPTURE, make_dicom  # tests/ is on sys.path (no __init__.py)
 
 from lumbar_monai.errors import InputError
 from lumbar_monai.io.loader import load_radiograph
-from test_io_dicom import BASIC_TEXT_SR, SECONDARY_CAPTURE, make_dicom  # tests/ is on sys.path (no __init__.py)
 
 pytestmark = pytest.mark.compat
 
@@ -71,9 +71,21 @@ def build_corpus(d: Path) -> dict[str, tuple[Path, str]]:
 
 
 CASES = [
-    "empty", "random bytes", "truncated pixel data", "no pixel data", "SR document", "RGB secondary capture",
-    "multi-frame", "undecodable compressed", "text named .png", "truncated PNG", "colour PNG", "multi-page TIFF",
-    "missing file", "directory", "JSON named .png",
+    "empty",
+    "random bytes",
+    "truncated pixel data",
+    "no pixel data",
+    "SR document",
+    "RGB secondary capture",
+    "multi-frame",
+    "undecodable compressed",
+    "text named .png",
+    "truncated PNG",
+    "colour PNG",
+    "multi-page TIFF",
+    "missing file",
+    "directory",
+    "JSON named .png",
 ]
 
 

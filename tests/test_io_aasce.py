@@ -124,8 +124,10 @@ def test_fake_copy_to_datalist_to_samples(tmp_path):
         (lambda r: _set(r, 5, "nan"), r"landmarks.csv:2: value 6 is NaN"),
         (lambda r: _set(r, 3, "abc"), r"landmarks.csv:2: non-numeric value"),
         # y of file row 48 (L1 top-left = AP point 1) at 1.5 x height
-        (lambda r: _set(r, 68 + 48, "1.5"),
-         r"landmarks.csv:2: point 1 \(L1_superior_right\) at \(11.0, 150.0\) lies outside the 50x100 image"),
+        (
+            lambda r: _set(r, 68 + 48, "1.5"),
+            r"landmarks.csv:2: point 1 \(L1_superior_right\) at \(11.0, 150.0\) lies outside the 50x100 image",
+        ),
     ],
 )
 def test_fake_copy_malformed_rows(tmp_path, edit, needle):

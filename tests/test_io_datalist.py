@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_io_dicom import make_dicom  # tests/ is on sys.path (no __init__.py)
 
 from lumbar_monai.anatomy import AP, LATERAL
 from lumbar_monai.errors import InputError
@@ -20,7 +21,6 @@ from lumbar_monai.io.datalist import (
     parse_buu_name,
     write_datalist,
 )
-from test_io_dicom import make_dicom  # tests/ is on sys.path (no __init__.py)
 
 pytestmark = pytest.mark.compat
 
@@ -63,8 +63,6 @@ def test_assign_split_is_fixed():
     assert assign_split("0001", (1.0, 0.0, 0.0)) == "training" and assign_split("0001", (0, 0, 1)) == "test"
     with pytest.raises(ValueError):
         assign_split("x", (0.5, 0.5, 0.5))
-
-
 
 
 def test_buu_folder_to_datalist_and_samples(tmp_path):
@@ -163,7 +161,9 @@ def test_malformed_annotations_name_file_and_line(tmp_path):
 def test_load_landmark_datalist_errors(tmp_path):
     with pytest.raises(InputError, match="datalist file not found"):
         load_landmark_datalist(tmp_path / "none.json")
-    p = write_datalist(tmp_path / "d.json", [{"image": str(tmp_path / "x.png"), "case": "1", "dicom": str(tmp_path / "x.dcm")}], "t")
+    p = write_datalist(
+        tmp_path / "d.json", [{"image": str(tmp_path / "x.png"), "case": "1", "dicom": str(tmp_path / "x.dcm")}], "t"
+    )
     split = assign_split("1")
     items = load_landmark_datalist(p, split)
     assert items[0]["image"] == str(tmp_path / "x.png") and items[0]["dicom"] == str(tmp_path / "x.dcm")

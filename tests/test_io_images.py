@@ -64,7 +64,9 @@ def test_real_buu_sample_stored_as_rgb():
     assert r.image.min() >= 0 and r.image.max() <= 255
 
 
-@pytest.mark.parametrize("suffix,fmt", [(".mha", "metaimage"), (".nrrd", "nrrd"), (".nii", "nifti"), (".nii.gz", "nifti")])
+@pytest.mark.parametrize(
+    "suffix,fmt", [(".mha", "metaimage"), (".nrrd", "nrrd"), (".nii", "nifti"), (".nii.gz", "nifti")]
+)
 def test_itk_formats_with_spacing(tmp_path, suffix, fmt):
     a = _ramp16(5, 7)
     img = sitk.GetImageFromArray(a)

@@ -29,7 +29,7 @@ import csv
 import io
 import os
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ _PATIENT = re.compile(r"-(\d+)\s+[A-Za-z]\s+(?:AP|PA)\b", re.IGNORECASE)
 _SNAP_TOL = 0.05
 
 
-@lru_cache(maxsize=None)
+@cache
 def aasce_layout(lumbar_only: bool = True) -> Layout:
     """``AP`` (L1-L5) or, with ``lumbar_only=False``, the 17-vertebra T1-L5 spine with AP corner names.
 
@@ -139,7 +139,7 @@ def read_aasce(
     rows = _file_rows(layout)
     n = 4 * len(AASCE_VERTEBRAE)
     out = []
-    for (name_line, name_row), (line, values) in zip(names, marks):
+    for (name_line, name_row), (line, values) in zip(names, marks, strict=True):
         name = name_row[0].strip()
         if len(values) != 2 * n:
             raise InputError(marks_csv, f"expected {2 * n} numbers (68 x then 68 y), found {len(values)}", line=line)
@@ -201,8 +201,14 @@ def build_aasce_datalist(
         label = out / "labels" / (Path(image.name).stem + ".json")
         ann.image = os.path.relpath(image.resolve(), label.resolve().parent)
         write_annotation_json(label, ann)
-        items.append({"image": str(image.resolve()), "label": str(label.resolve()), "case": ann.meta["case"],
-                      "layout": ann.layout.name})
+        items.append(
+            {
+                "image": str(image.resolve()),
+                "label": str(label.resolve()),
+                "case": ann.meta["case"],
+                "layout": ann.layout.name,
+            }
+        )
     description = "AASCE 2019 / SpineWeb-16 AP radiographs, L1-L5"
     if excluded:
         description += f"; {len(excluded)} image(s) left out with landmarks outside the image: " + ", ".join(

@@ -28,9 +28,9 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -194,7 +194,7 @@ def _buu_rows(layout: Layout) -> list[tuple[int, int, int]]:
     (BUU-LSPINE lateral images are all left-lateral, facing image-left).
     """
     rows = []
-    for vi, (v, sl) in enumerate(zip(layout.vertebrae, layout.vertebra_slices)):
+    for vi, (v, sl) in enumerate(zip(layout.vertebrae, layout.vertebra_slices, strict=True)):
         aliases = image_side_aliases(layout, v, "left")
         for a, b in v.end_plates:
             left_name, right_name = v.corners[a], v.corners[b]
@@ -227,7 +227,7 @@ def read_buu_csv(path: str | os.PathLike, layout: str | Layout | None = None) ->
         raise InputError(p, f"layout {lay.name!r} needs {len(table)} rows, found {len(rows)}")
     points = np.full((lay.num_points, 2), np.nan)
     lines: list[int] = [0] * lay.num_points  # 1-based CSV line of each point, for error messages
-    for (lineno, row), (_, li, ri) in zip(rows, table):
+    for (lineno, row), (_, li, ri) in zip(rows, table, strict=True):
         if len(row) < 4:
             raise InputError(p, f"expected x_left,y_left,x_right,y_right,label, got {len(row)} fields", line=lineno)
         try:

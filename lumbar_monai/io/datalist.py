@@ -83,7 +83,12 @@ def parse_buu_name(name: str) -> dict[str, str] | None:
     m = BUU_NAME.match(Path(name).stem)
     if not m:
         return None
-    return {"case": m["case"], "sex": m["sex"].upper(), "age": m["age"], "view": "lateral" if m["view"] == "1" else "ap"}
+    return {
+        "case": m["case"],
+        "sex": m["sex"].upper(),
+        "age": m["age"],
+        "view": "lateral" if m["view"] == "1" else "ap",
+    }
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -93,8 +98,12 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
-def write_datalist(path: str | os.PathLike, items: Sequence[Mapping[str, Any]], description: str,
-                   fractions: Sequence[float] = DEFAULT_FRACTIONS) -> Path:
+def write_datalist(
+    path: str | os.PathLike,
+    items: Sequence[Mapping[str, Any]],
+    description: str,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+) -> Path:
     """Split ``items`` (each with a ``"case"`` key and absolute paths) and write a datalist JSON atomically.
 
     Paths under ``image``/``label``/``dicom`` are written relative to the datalist's folder.
@@ -142,8 +151,12 @@ def build_buu_datalist(
         info = parse_buu_name(img.name)
         if info is None or info["view"] not in views:
             continue
-        item: dict[str, Any] = {"image": str(img.resolve()), "case": info["case"], "view": info["view"],
-                                "layout": get_layout(info["view"]).name}
+        item: dict[str, Any] = {
+            "image": str(img.resolve()),
+            "case": info["case"],
+            "view": info["view"],
+            "layout": get_layout(info["view"]).name,
+        }
         label = csvs.get(img.stem.upper())
         if label is not None:
             item["label"] = str(label.resolve())
@@ -177,7 +190,7 @@ def load_landmark_datalist(path: str | os.PathLike, split: str = "training") -> 
     base = p.resolve().parent
     for i, item in enumerate(items):
         if "image" not in item:
-            raise InputError(p, f"item {i} of {split!r} has no \"image\"")
+            raise InputError(p, f'item {i} of {split!r} has no "image"')
         if item.get("dicom") and not Path(item["dicom"]).is_absolute():
             item["dicom"] = str(base / item["dicom"])
     return items
@@ -253,12 +266,17 @@ class LoadLandmarkSampled(MapTransform):
             layout = ann.layout
             if ann.image_size is not None and tuple(ann.image_size) != rad.size_wh:
                 raise InputError(
-                    label_path, f"annotation is for a {ann.image_size[0]}x{ann.image_size[1]} image, "
-                    f"{image_path} is {rad.width}x{rad.height}"
+                    label_path,
+                    f"annotation is for a {ann.image_size[0]}x{ann.image_size[1]} image, "
+                    f"{image_path} is {rad.width}x{rad.height}",
                 )
             check_points_in_image(
-                ann.points, rad.size_wh, label_path, self.tolerance,
-                names=layout.point_names, lines=ann.lines,
+                ann.points,
+                rad.size_wh,
+                label_path,
+                self.tolerance,
+                names=layout.point_names,
+                lines=ann.lines,
             )
             if spacing is None and ann.pixel_spacing is not None:
                 spacing, source = tuple(float(v) for v in ann.pixel_spacing), "annotation"

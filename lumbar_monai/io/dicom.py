@@ -338,8 +338,10 @@ def _meta(ds: Dataset, tsyntax: UID, decoder: str, inverted: bool, voi: bool, ph
     if "WindowCenter" in ds and "WindowWidth" in ds:
         try:
             wc, ww = ds.WindowCenter, ds.WindowWidth
-            meta["window"] = [float(wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc),
-                              float(ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww)]
+            meta["window"] = [
+                float(wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc),
+                float(ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww),
+            ]
         except (TypeError, ValueError):
             pass
     return meta

@@ -102,7 +102,9 @@ def write_heatmaps_nifti(path: str | os.PathLike, heatmaps, pixel_spacing: tuple
     return _save(path, data, pixel_spacing)
 
 
-def read_label_map_points(path: str | os.PathLike, num_points: int | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+def read_label_map_points(
+    path: str | os.PathLike, num_points: int | None = None
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Read a label map written by :func:`write_label_map_nifti` (or edited in Slicer / MONAI Label) back to points.
 
     Returns ``((N, 2) x, y centroids of labels 1..N in pixels, (sx, sy) from the affine)``; a label that is

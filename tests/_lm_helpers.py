@@ -47,12 +47,12 @@ def spine_points(
     scale_heights = scale_heights or {}
     pts = np.zeros((layout.num_points, 2))
     y = 0.0
-    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices):
+    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=True):
         cx = shifts.get(spec.name, 0.0)
         h = height * scale_heights.get(spec.name, 1.0)
         plates = ["superior", "inferior"][: len(spec.end_plates)]
         mids = [np.array([cx, y]), np.array([cx, y + h])] if len(plates) == 2 else [np.array([cx, y])]
-        for (a, b), which, mid in zip(spec.end_plates, plates, mids):
+        for (a, b), which, mid in zip(spec.end_plates, plates, mids, strict=True):
             t = np.radians(tilts.get((spec.name, which), 0.0))
             d = np.array([np.cos(t), -np.sin(t)]) * width / 2
             pts[sl.start + a] = mid + d
@@ -106,7 +106,7 @@ def render_spine_image(points, layout="lateral", size_wh=(256, 320), seed=0) -> 
     yy, xx = np.mgrid[0:h, 0:w]
     img += 0.1 * np.exp(-(((xx - w / 2) / (0.35 * w)) ** 2))  # soft tissue
     pts = np.asarray(points)
-    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices):
+    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=True):
         p = pts[sl]
         if len(spec.end_plates) == 2:
             (a0, b0), (a1, b1) = spec.end_plates
@@ -178,8 +178,24 @@ def write_dx(path, pixels: np.ndarray, spacing=(0.25, 0.25), photometric="MONOCH
     ds.WindowCenter = 2048
     ds.WindowWidth = 4096
     ds.LossyImageCompression = "00"
-    if spacing is not None:
-        setattr(ds, spacing_attr, [f"{spacing[1]:g}", f"{spacing[0]:g}"])  # DICOM order: row, column spacing
+    ds.PositionReferenceIndicator = ""
+    region = Dataset()
+    region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = "122496007", "SCT", "Lumbar spine"
+    ds.AnatomicRegionSequence = [region]
+    ds.PresentationLUTShape = "IDENTITY" if photometric == "MONOCHROME2" else "INVERSE"
+    ds.DetectorType = "DIRECT"
+    ds.PositionerType = ""
+    ds.AcquisitionContextSequence = []
+    view = Dataset()
+    view.CodeValue, view.CodingSchemeDesignator, view.CodeMeaning = "399067008", "SCT", "Lateral projection"
+    ds.ViewCodeSequence = [view]
+    # DX needs ImagerPixelSpacing (Type 1); PixelSpacing (calibrated) is optional. DICOM order: row, column.
+    sp = spacing if spacing is not None else (0.1, 0.1)
+    ds.ImagerPixelSpacing = [f"{sp[1]:g}", f"{sp[0]:g}"]
+    if spacing is not None and spacing_attr == "PixelSpacing":
+        ds.PixelSpacing = [f"{sp[1]:g}", f"{sp[0]:g}"]
+        ds.PixelSpacingCalibrationType = "GEOMETRY"
+        ds.PixelSpacingCalibrationDescription = "synthetic test image: magnification corrected"
     ds.PixelData = arr.tobytes()
     ds.save_as(path, enforce_file_format=True)
     return Path(path)

@@ -330,10 +330,11 @@ def write_sr(path: str | os.PathLike, source: Dataset, result: LandmarkResult,
 
 
 def _as_sr(sr_or_path) -> hd.sr.Comprehensive3DSR:
-    if isinstance(sr_or_path, hd.sr.Comprehensive3DSR):
-        return sr_or_path
+    """A highdicom SR whose content offers the TID 1500 accessors (a freshly built one is re-read from itself)."""
     if isinstance(sr_or_path, Dataset):
-        return hd.sr.Comprehensive3DSR.from_dataset(sr_or_path)
+        if hasattr(getattr(sr_or_path, "content", None), "get_planar_roi_measurement_groups"):
+            return sr_or_path
+        return hd.sr.Comprehensive3DSR.from_dataset(sr_or_path, copy=True)
     return hd.sr.srread(sr_or_path)
 
 

@@ -117,3 +117,35 @@ def test_jpeg_named_png_reads(tmp_path):
     r = load_radiograph(tmp_path / "really_a_jpeg.png")
     assert r.meta["format"] == "jpeg" and r.image.shape == (8, 16)
     assert np.abs(r.image - arr).max() <= 3  # JPEG at quality 100 is near-lossless
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_fuzzed_dicom_never_raises_anything_but_input_error(tmp_path, legacy):
+    """Truncations at every 23 bytes of the header and random byte flips: read or InputError, nothing else."""
+    data = make_dicom(
+        tmp_path / "src.dcm",
+        _grey(32, 32),
+        bits_stored=10,
+        file_meta=not legacy,
+        PixelSpacing=[0.2, 0.2],
+        WindowCenter=512,
+        WindowWidth=1024,
+    ).read_bytes()
+    rng = np.random.default_rng(7)
+    variants = [data[:cut] for cut in range(1, min(len(data), 900), 23)]
+    for _ in range(40):
+        a = np.frombuffer(data, np.uint8).copy()
+        a[rng.integers(0, min(len(a), 700), 6)] = rng.integers(0, 256, 6)
+        variants.append(a.tobytes())
+    outcomes = {"ok": 0, "error": 0}
+    for i, blob in enumerate(variants):
+        path = tmp_path / f"v{i}.dcm"
+        path.write_bytes(blob)
+        for voi in (False, True):
+            try:
+                load_radiograph(path, voi=voi)
+                outcomes["ok"] += 1
+            except InputError as e:
+                assert str(e).startswith(str(path) + ": ") and "\n" not in str(e)
+                outcomes["error"] += 1
+    assert outcomes["error"] > 0 and outcomes["ok"] > 0

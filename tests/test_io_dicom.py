@@ -246,6 +246,17 @@ def test_secondary_capture_grey_as_rgb_and_legacy(tmp_path):
     np.testing.assert_array_equal(load_radiograph(path).image, grey)
 
 
+def test_file_meta_without_preamble(tmp_path):
+    grey = np.arange(20, dtype=np.uint16).reshape(4, 5)
+    raw = make_dicom(tmp_path / "full.dcm", grey, PixelSpacing=[0.5, 0.25]).read_bytes()
+    path = tmp_path / "nopreamble.dcm"
+    path.write_bytes(raw[132:])  # starts with the (0002,0000) element, no 128-byte preamble, no "DICM"
+    assert sniff_format(path) == "dicom"
+    r = load_radiograph(path)
+    np.testing.assert_array_equal(r.image, grey)
+    assert r.pixel_spacing == (0.25, 0.5) and r.meta["transfer_syntax_uid"] == ExplicitVRLittleEndian
+
+
 def test_meta_never_holds_patient_identifiers(tmp_path):
     r = read_dicom(make_dicom(tmp_path / "p.dcm", np.ones((2, 2), np.uint8)))
     text = repr(r.meta)

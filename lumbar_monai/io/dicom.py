@@ -24,6 +24,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..errors import InputError
@@ -233,6 +234,17 @@ def read_dicom(path: str | os.PathLike, voi: bool = False) -> Radiograph:
             data, or a compressed transfer syntax no installed decoder can read (the message names the package).
     """
     p = check_readable_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns on odd values; the result or the InputError says enough
+            return _read_dicom(p, voi)
+    except (InputError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed header can fail anywhere in pydicom; keep the promise
+        raise InputError(p, f"malformed DICOM ({type(e).__name__}: {e})") from e
+
+
+def _read_dicom(p: Path, voi: bool) -> Radiograph:
     ds = _dcmread(p)
     sop_class = str(ds.get("SOPClassUID", ""))
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
@@ -288,12 +300,8 @@ def read_dicom(path: str | os.PathLike, voi: bool = False) -> Radiograph:
             values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
             domain = np.asarray(apply_modality_lut(_value_domain(ds, stored), ds), dtype=np.float64)
         if voi and spp == 1:
-            grey_ds = ds
-            if photometric != str(ds.get("PhotometricInterpretation", "")).strip().upper():
-                grey_ds = Dataset(ds)
-                grey_ds.PhotometricInterpretation = photometric
-            values = np.asarray(apply_voi_lut(values, grey_ds), dtype=np.float64)
-            domain = np.asarray(apply_voi_lut(domain, grey_ds), dtype=np.float64)
+            values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
+            domain = np.asarray(apply_voi_lut(domain, ds), dtype=np.float64)
     lo, hi = float(domain.min()), float(domain.max())
     # MONOCHROME1: the minimum value is displayed white; mirror the value range so that bone is bright.
     # (DX "Presentation LUT Shape" INVERSE accompanies MONOCHROME1 by definition; it is not a second inversion.)
@@ -339,8 +347,8 @@ def _meta(ds: Dataset, tsyntax: UID, decoder: str, inverted: bool, voi: bool, ph
         try:
             wc, ww = ds.WindowCenter, ds.WindowWidth
             meta["window"] = [
-                float(wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc),
-                float(ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww),
+                float(wc[0] if isinstance(wc, MultiValue) else wc),
+                float(ww[0] if isinstance(ww, MultiValue) else ww),
             ]
         except (TypeError, ValueError):
             pass

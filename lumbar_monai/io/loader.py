@@ -166,15 +166,20 @@ def load_radiograph(path: str | os.PathLike, voi: bool = False) -> Radiograph:
         InputError: one line naming the file and the problem, for every kind of bad input.
     """
     fmt = sniff_format(path)
-    # readers are imported here so that importing this module stays light (and free of import cycles)
-    if fmt == "dicom":
-        from .dicom import read_dicom
+    try:
+        # readers are imported here so that importing this module stays light (and free of import cycles)
+        if fmt == "dicom":
+            from .dicom import read_dicom
 
-        return read_dicom(path, voi=voi)
-    if fmt in ("png", "jpeg", "bmp", "tiff"):
-        from .images import read_raster
+            return read_dicom(path, voi=voi)
+        if fmt in ("png", "jpeg", "bmp", "tiff"):
+            from .images import read_raster
 
-        return read_raster(path, fmt=fmt)
-    from .images import read_itk
+            return read_raster(path, fmt=fmt)
+        from .images import read_itk
 
-    return read_itk(path, fmt=fmt)
+        return read_itk(path, fmt=fmt)
+    except (InputError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a decoder throws, the caller gets one InputError
+        raise InputError(path, f"cannot read {fmt} image ({type(e).__name__}: {e})") from e

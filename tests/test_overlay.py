@@ -108,3 +108,14 @@ def test_result_json_round_trip_and_strict(tmp_path):
     bad.write_text('{"format": "something else"}')
     with pytest.raises(InputError, match="not a result file"):
         read_result_json(bad)
+
+
+def test_dots_are_drawn_over_lines_and_circles():
+    """Stacking order: polylines < circles < dots < text, whatever the matplotlib artist type."""
+    ann = Annotations(points=[(np.array([20.0, 10.0]), (1.0, 0.0, 0.0))],
+                      circles=[(np.array([20.0, 10.0]), 4.0, (0.0, 0.0, 1.0))],
+                      polylines=[(np.array([[5.0, 10.0], [35.0, 10.0]]), (0.0, 1.0, 0.0))])
+    rgb = draw_annotations(np.zeros((20, 40)), ann, line_width=2.0)
+    assert tuple(int(v) > 200 for v in rgb[10, 20]) == (True, False, False)  # red dot on top of the green line
+    assert rgb[10, 24, 2] > 200 and rgb[10, 24, 1] < 100  # blue circle over the green line
+    assert rgb[10, 30, 1] > 200  # the line elsewhere

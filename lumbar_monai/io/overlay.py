@@ -162,17 +162,17 @@ def draw_annotations(image, annotations: Annotations, line_width: float | None =
               extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     for verts, col in annotations.polylines:
         v = np.asarray(verts, dtype=np.float64)
-        ax.plot(v[:, 0], v[:, 1], "-", color=col, linewidth=lw, solid_capstyle="round", snap=False)
+        ax.plot(v[:, 0], v[:, 1], "-", color=col, linewidth=lw, solid_capstyle="round", snap=False, zorder=2)
     for centre, r, col in annotations.circles:
         ax.add_patch(Circle(tuple(np.asarray(centre, dtype=np.float64)), float(r), fill=False, edgecolor=col,
-                            linewidth=lw, snap=False))
+                            linewidth=lw, snap=False, zorder=3))
     dot = max(1.0, lw * dpi / 72.0)  # dot radius in pixels (filled patches: scatter markers snap off by a pixel)
     for p, col in annotations.points:
         ax.add_patch(Circle(tuple(np.asarray(p, dtype=np.float64)), dot, fill=True, facecolor=col, edgecolor="none",
-                            snap=False))
+                            snap=False, zorder=4))
     for anchor, text, col in annotations.texts:
         ax.text(float(anchor[0]), float(anchor[1]), text, color=col, fontsize=fs, ha="left", va="center",
-                fontweight="bold", clip_on=True)
+                fontweight="bold", clip_on=True, zorder=5)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     canvas.draw()

@@ -12,7 +12,13 @@ from PIL import Image
 
 from lumbar_monai.anatomy import AP
 from lumbar_monai.errors import InputError
-from lumbar_monai.io.aasce import aasce_layout, aasce_patient, build_aasce_datalist, read_aasce
+from lumbar_monai.io.aasce import (
+    aasce_layout,
+    aasce_patient,
+    build_aasce_datalist,
+    read_aasce,
+    write_aasce_datalist,
+)
 from lumbar_monai.io.datalist import LoadLandmarkSampled, assign_split, load_landmark_datalist
 
 pytestmark = pytest.mark.compat
@@ -115,6 +121,12 @@ def test_fake_copy_to_datalist_to_samples(tmp_path):
         assert s["image"].shape == (1, (90, 100)[k], (40, 50)[k]) and s["image"].dtype == np.float32
         np.testing.assert_allclose(s["points"], pts[k][48:68], atol=1e-9)
         assert s["layout"] == "ap" and s["pixel_spacing"] is None and s["spacing_source"] is None
+    other = write_aasce_datalist(tmp_path / "aasce", tmp_path / "runs" / "datalist_aasce.json")
+    assert sorted(p.name for p in (tmp_path / "runs" / "datalist_aasce_labels").iterdir()) == [
+        "sunhl-1th-01-Jan-2017-200 A AP.json",
+        "sunhl-1th-02-Jan-2017-201 A AP.json",
+    ]
+    assert sum(len(load_landmark_datalist(other, s)) for s in ("training", "validation", "test")) == 2
 
 
 @pytest.mark.parametrize(

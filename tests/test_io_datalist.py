@@ -19,6 +19,7 @@ from lumbar_monai.io.datalist import (
     build_buu_datalist,
     load_landmark_datalist,
     parse_buu_name,
+    write_buu_datalist,
     write_datalist,
 )
 
@@ -91,6 +92,11 @@ def test_buu_folder_to_datalist_and_samples(tmp_path):
         assert s["image_path"] == item["image"] and "label" not in s
     unlabelled = build_buu_datalist(tmp_path / "buu", require_labels=False, views=("lateral",))
     assert sum(len(v) for v in unlabelled.values()) == 5
+    lateral = write_buu_datalist(tmp_path / "buu", tmp_path / "lat.json", layout="lateral")
+    items = [i for s in ("training", "validation", "test") for i in load_landmark_datalist(lateral, s)]
+    assert len(items) == 4 and {i["layout"] for i in items} == {"lateral"}
+    with pytest.raises(InputError, match="no BUU-LSPINE image"):
+        write_buu_datalist(tmp_path / "lists", tmp_path / "none.json")
 
 
 def test_spacing_priority(tmp_path):

@@ -47,6 +47,7 @@ __all__ = [
     "aasce_patient",
     "read_aasce",
     "build_aasce_datalist",
+    "write_aasce_datalist",
 ]
 
 #: The vertebrae of the AASCE files, in row order (a property of the file format, not a project layout).
@@ -184,21 +185,25 @@ def read_aasce(
     return out
 
 
-def build_aasce_datalist(
+def write_aasce_datalist(
     root: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    datalist_path: str | os.PathLike,
+    labels_dir: str | os.PathLike | None = None,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
 ) -> Path:
-    """Write one annotation JSON per image to ``out_dir/labels/`` and ``out_dir/datalist.json``, split by patient.
+    """Write one annotation JSON per image and a datalist JSON at ``datalist_path``, split by patient.
 
-    Labels use the ``AP`` layout (L1-L5). The source copy is only read. Datalist items: ``{"image", "label", "case", "layout"}``; paths relative to
-    ``out_dir`` (so the folder can move with the data beside it). Returns the datalist path.
+    Labels use the ``AP`` layout (L1-L5) and go to ``labels_dir`` (default: ``<datalist stem>_labels/`` beside
+    the datalist). Images with L1-L5 landmarks outside the image are left out and named in the datalist's
+    description. The source copy is only read. Items: ``{"image", "label", "case", "layout"}``, paths relative
+    to the datalist's folder. Returns ``datalist_path``.
     """
-    out = Path(out_dir)
+    dl = Path(datalist_path)
+    labels = Path(labels_dir) if labels_dir is not None else dl.parent / f"{dl.stem}_labels"
     items: list[dict[str, Any]] = []
     excluded: list[tuple[Path, str]] = []
     for image, ann in read_aasce(root, lumbar_only=True, outside="skip", excluded=excluded):
-        label = out / "labels" / (Path(image.name).stem + ".json")
+        label = labels / (Path(image.name).stem + ".json")
         ann.image = os.path.relpath(image.resolve(), label.resolve().parent)
         write_annotation_json(label, ann)
         items.append(
@@ -214,4 +219,14 @@ def build_aasce_datalist(
         description += f"; {len(excluded)} image(s) left out with landmarks outside the image: " + ", ".join(
             repr(p.name) for p, _ in excluded
         )
-    return write_datalist(out / "datalist.json", items, description, fractions)
+    return write_datalist(dl, items, description, fractions)
+
+
+def build_aasce_datalist(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> Path:
+    """:func:`write_aasce_datalist` into a folder: ``out_dir/datalist.json`` + ``out_dir/labels/*.json``."""
+    out = Path(out_dir)
+    return write_aasce_datalist(root, out / "datalist.json", out / "labels", fractions)

@@ -44,6 +44,7 @@ __all__ = [
     "split_rule",
     "parse_buu_name",
     "build_buu_datalist",
+    "write_buu_datalist",
     "write_datalist",
     "load_landmark_datalist",
     "LoadLandmarkSampled",
@@ -169,6 +170,22 @@ def build_buu_datalist(
     for item in items:
         out[assign_split(item["case"], fractions)].append(item)
     return out
+
+
+def write_buu_datalist(
+    folder: str | os.PathLike,
+    out_path: str | os.PathLike,
+    layout: str | Layout | None = None,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+) -> Path:
+    """:func:`build_buu_datalist` written to ``out_path``: only ``layout``'s view (lateral Y1 / AP Y0) when given,
+    else both. Raises :class:`InputError` when the folder holds no labelled BUU-LSPINE image of that view."""
+    views = ("lateral", "ap") if layout is None else (get_layout(layout).view,)
+    lists = build_buu_datalist(folder, None, views=views, fractions=fractions)
+    items = [i for s in SPLITS for i in lists[s]]
+    if not items:
+        raise InputError(folder, f"no BUU-LSPINE image ({'/'.join(views)}) with a CSV of the same name found")
+    return write_datalist(out_path, items, f"BUU-LSPINE {'/'.join(views)} images under {Path(folder).name}", fractions)
 
 
 def load_landmark_datalist(path: str | os.PathLike, split: str = "training") -> list[dict[str, Any]]:

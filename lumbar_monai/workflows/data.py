@@ -28,7 +28,21 @@ def detect_dataset_kind(dataset_dir: str | os.PathLike) -> str:
     raise InputError(d, "no datalist.json, AASCE labels_training/ or BUU-LSPINE CSVs found")
 
 
-def prepare_datalist(
+def prepare_datalist(*args, **kwargs) -> str:
+    """Distributed-safe :func:`_prepare_datalist` (same arguments): rank 0 prepares, the other ranks wait, then
+    find the prepared files."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_rank() == 0:
+            path = _prepare_datalist(*args, **kwargs)
+            dist.barrier()
+            return path
+        dist.barrier()
+    return _prepare_datalist(*args, **kwargs)
+
+
+def _prepare_datalist(
     dataset_dir: str | os.PathLike | None,
     output_dir: str | os.PathLike,
     synthetic_n: int = 48,

@@ -146,3 +146,17 @@ def loss_of(output: Any) -> float:
     if isinstance(output, (list, tuple)):
         output = output[0]
     return float(output["loss"])
+
+
+class FirstOutput(nn.Module):
+    """Wrap a network that returns a tuple (Pose-Net: final maps, L5 pre-prediction) so it returns the first only.
+
+    ``verify_net_in_out`` and deployment runtimes expect one output tensor.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)[0]

@@ -128,9 +128,18 @@ def test_anatomical_plausibility(studies):
 
 
 def test_lordosis_and_slope_span_the_ranges():
-    cfg = SyntheticConfig(max_side=96, render_max_side=96)
-    ll = [generate_radiograph(s, cfg).meta["lordosis_deg"] for s in range(40)]
-    assert 40 <= np.median(ll) <= 60 and np.ptp(ll) > 15
+    from lumbar_monai.synthetic.generator import lordosis_deg, sacral_slope_deg
+    from lumbar_monai.synthetic.model import sample_spine
+
+    cfg = SyntheticConfig(fracture_prob=0.0)
+    models = [sample_spine(np.random.default_rng(s), cfg) for s in range(80)]
+    ll = np.array([lordosis_deg(m.points, LATERAL) for m in models])
+    ss = np.array([sacral_slope_deg(m.points, LATERAL) for m in models])
+    np.testing.assert_allclose(ll, [m.meta["lordosis_target_deg"] for m in models], atol=0.5)
+    assert 45 <= np.median(ll) <= 55 and ll.min() >= 19 and ll.max() <= 81 and np.ptp(ll) > 30
+    assert 30 <= np.median(ss) <= 50 and ss.min() >= 19 and ss.max() <= 61
+    assert np.mean((ll >= 40) & (ll <= 60)) > 0.6  # 40-60 typical
+    assert np.corrcoef(ll, ss)[0, 1] > 0.5  # a steeper sacrum carries more lordosis
 
 
 def test_facing_right_uses_anatomical_names():
@@ -250,3 +259,34 @@ def test_case_seeds_are_distinct_and_stable():
     seeds = [case_seed(0, i) for i in range(100)]
     assert len(set(seeds)) == 100 and seeds == [case_seed(0, i) for i in range(100)]
     assert case_seed(1, 0) != case_seed(0, 0)
+
+
+def test_scanline_canvas_matches_skimage_polygon():
+    from skimage.draw import polygon
+
+    from lumbar_monai.synthetic.shapes import ScanlineCanvas, closed_spline
+
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        ctrl = rng.uniform(-5, 45, (int(rng.integers(3, 9)), 2))
+        poly = closed_spline(ctrl, 5) if k % 2 else ctrl
+        canvas = ScanlineCanvas((40, 43))
+        canvas.add(poly, 2.0)
+        canvas.add(poly + 3.0, 0.5)  # overlapping fills add up
+        ref = np.zeros((40, 43))
+        for p, v in ((poly, 2.0), (poly + 3.0, 0.5)):
+            rr, cc = polygon(p[:, 1], p[:, 0], ref.shape)
+            ref[rr, cc] += v
+        np.testing.assert_allclose(canvas.image(), ref, atol=1e-5)
+
+
+def test_upsample_is_area_aligned_bilinear():
+    from lumbar_monai.synthetic.render import upsample
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    up = upsample(a, 2, (6, 8))
+    # output pixel centres (2i + 0.5) / 2 - 0.5 in input pixels: 0 -> -0.25 (clamped edge), 1 -> 0.25
+    np.testing.assert_allclose(up[0, :4], [0.0, 0.25, 0.75, 1.25])
+    np.testing.assert_allclose(up[:4, 0], [0.0, 1.0, 3.0, 5.0])
+    assert upsample(a, 3, (8, 11)).shape == (8, 11)
+    np.testing.assert_allclose(upsample(a, 3, (9, 12))[1::3, 1::3], a)  # phase 1 of 3 hits the input centres

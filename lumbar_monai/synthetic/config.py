@@ -61,7 +61,7 @@ class SyntheticConfig:
     slip_fraction: tuple[float, float] = (0.08, 0.3)
     occlusion_prob: float = 0.3
     bowel_gas: tuple[int, int] = (2, 14)
-    photons: tuple[float, float] = (150.0, 1500.0)
+    photons: tuple[float, float] = (40.0, 600.0)
     blur_px: tuple[float, float] = (0.5, 1.1)
     bits_stored: tuple[int, int] = (12, 16)
     body_mask: bool = False

@@ -13,7 +13,14 @@ from .config import SyntheticConfig
 from .model import sample_spine
 from .render import form_image, place_on_detector, rasterise_labels, render_density
 
-__all__ = ["SyntheticRadiograph", "generate_radiograph", "GENERATOR_VERSION", "endplate_angle_deg"]
+__all__ = [
+    "SyntheticRadiograph",
+    "generate_radiograph",
+    "GENERATOR_VERSION",
+    "endplate_angle_deg",
+    "lordosis_deg",
+    "sacral_slope_deg",
+]
 
 GENERATOR_VERSION = "1"
 
@@ -59,15 +66,16 @@ def endplate_angle_deg(points: np.ndarray, i_anterior: int, i_posterior: int) ->
     return math.degrees(math.atan2(d[1], abs(d[0])))
 
 
-def _lordosis_deg(points: np.ndarray, layout: Layout) -> float:
-    """L1-S1 Cobb angle from landmarks: angle between the L1 superior and the S1 end plates."""
+def lordosis_deg(points: np.ndarray, layout: Layout) -> float:
+    """L1-S1 lordosis (Cobb) from landmarks: angle between the L1 superior and the S1 upper end plates."""
     first = layout.vertebrae[layout.lumbar_indices[0]]
     sl = layout.vertebra_slices[layout.lumbar_indices[0]]
     a, p = sl.start + first.corners.index("superior_anterior"), sl.start + first.corners.index("superior_posterior")
-    return _sacral_slope_deg(points, layout) - endplate_angle_deg(points, a, p)
+    return sacral_slope_deg(points, layout) - endplate_angle_deg(points, a, p)
 
 
-def _sacral_slope_deg(points: np.ndarray, layout: Layout) -> float:
+def sacral_slope_deg(points: np.ndarray, layout: Layout) -> float:
+    """Slope of the S1 upper end plate against the horizontal of ``points``' frame (degrees, anterior down > 0)."""
     s = layout.vertebra_slices[layout.sacrum_index]
     sv = layout.vertebrae[layout.sacrum_index]
     return endplate_angle_deg(points, s.start + sv.corners.index("anterior"), s.start + sv.corners.index("posterior"))
@@ -106,8 +114,8 @@ def generate_radiograph(seed: int, config: SyntheticConfig | None = None) -> Syn
         facing=facing,
         bits_stored=bits,
         rotation_deg=round(placement.rotation_deg, 4),
-        lordosis_deg=round(_lordosis_deg(model.points, LATERAL), 4),
-        sacral_slope_deg=round(_sacral_slope_deg(model.points, LATERAL), 4),
+        lordosis_deg=round(lordosis_deg(model.points, LATERAL), 4),
+        sacral_slope_deg=round(sacral_slope_deg(model.points, LATERAL), 4),
         spacing_mm=round(placement.spacing, 6),
         **info,
     )

@@ -38,7 +38,8 @@ class Shape:
         rim: extra attenuation of a cortical rim ``rim_width`` mm wide along the inside of the outline.
         textured: modulate the fill with the trabecular texture.
         label: 1-based vertebra index in the layout for vertebral bodies (body mask), else 0.
-        kind: ``"bone"``, ``"gas"`` or ``"line"`` (thin dark lines, e.g. fused sacral discs).
+        kind: ``"bone"``, ``"gas"``, ``"soft"`` (bone without a sharp outline: the fill is blurred, e.g. the
+            iliac wing seen obliquely) or ``"line"`` (thin dark lines, e.g. fused sacral discs).
     """
 
     outline: np.ndarray
@@ -122,6 +123,13 @@ def _body_outline(corners: dict[str, np.ndarray], rng, sag_sup: float, sag_inf: 
     return outline, dict(zip(order, marks, strict=True))
 
 
+def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of a 1-D profile (edges held), ``sigma`` in samples."""
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(values, sigma, mode="nearest")
+
+
 def _local(origin: np.ndarray, phi: float):
     """Map local (posterior, cranial) mm coordinates of a vertebra to the patient frame."""
     ep, en = -_a(phi), _n(phi)
@@ -183,12 +191,16 @@ def _posterior_elements(rng, vert: dict, d_above: float, d_below: float, thoraci
         ]
     )
     tp = ellipse((lp + 3, 0.2 * hh), 9, 6.5, n=24)  # transverse processes, end-on
-    out = [
-        Shape(f(closed_spline(ped, 6)), 0.35 * dens, 0.35 * dens, 1.3),
-        Shape(f(closed_spline(pil, 6)), 0.42 * dens, 0.3 * dens, 1.4),
-        Shape(f(closed_spline(sp, 6)), 0.25 * dens, 0.3 * dens, 1.2),
-        Shape(f(tp), 0.12 * dens),
-    ]
+    out = [Shape(f(closed_spline(sp, 6)), 0.28 * dens, 0.22 * dens, 1.4)]  # midline: one spinous process
+    # paired structures: left and right rarely superimpose exactly (rotation, divergence): two offset copies
+    off = rng.normal(0.0, 1.8, 2) + np.array([rng.uniform(0.5, 3.0), 0.0])
+    for sgn in (-0.5, 0.5):
+        g = _local(o + sgn * off, phi)
+        out += [
+            Shape(g(closed_spline(ped, 6)), 0.2 * dens, 0.2 * dens, 1.5),
+            Shape(g(closed_spline(pil, 6)), 0.24 * dens, 0.16 * dens, 1.6),
+            Shape(g(tp), 0.07 * dens, kind="soft"),
+        ]
     vert["spinous_tip"] = f(np.array([[x0 + ls + 3, -0.15 * hh - ls * tilt]]))[0]
     vert["costal"] = f(np.array([[lp + 2, 0.4 * hh]]))[0]
     return out
@@ -309,10 +321,20 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     for idx, v in enumerate(verts):
         frac = fractured.get(v["name"])
         sag_sup = rng.uniform(0.6, 1.6) + (rng.uniform(1.0, 2.5) if frac else 0.0)
-        outline, mk = _body_outline(v["corners"], rng, sag_sup, rng.uniform(0.6, 1.6), cut=rng.uniform(1.2, 2.2))
+        sag_inf = rng.uniform(0.6, 1.6)
+        outline, mk = _body_outline(v["corners"], rng, sag_sup, sag_inf, cut=rng.uniform(1.2, 2.2))
         marks[v["name"]] = mk
-        trab = 0.55 * dens * rng.uniform(0.9, 1.1) * (1.25 if frac else 1.0)
-        shapes.append(Shape(outline, trab, 0.45 * dens, rng.uniform(0.9, 1.5), True, vert_label.get(v["name"], 0)))
+        trab = 0.5 * dens * rng.uniform(0.9, 1.1) * (1.25 if frac else 1.0)
+        shapes.append(Shape(outline, trab, 0.35 * dens, rng.uniform(0.7, 1.1), True, vert_label.get(v["name"], 0)))
+        for side, into in (("superior", -1.0), ("inferior", 1.0)):
+            plate = np.stack([mk[f"{side}_anterior"], mk[f"{side}_posterior"]])
+            w_ep = rng.uniform(1.0, 1.8)
+            inward = into * _n(v["phi"])  # superior plate: caudal; inferior plate: cranial
+            line = open_spline(plate, 8) + (0.5 * w_ep + 0.3) * inward
+            # follow the concave end plate: sag towards the body centre
+            u = np.linspace(0, 1, len(line))[:, None]
+            sag = sag_sup if side == "superior" else sag_inf
+            shapes.append(Shape(band(line + sag * np.sin(np.pi * u) * inward, w_ep), 0.3 * dens))
         if frac:  # sclerotic band of impacted trabeculae under the collapsed end plate
             c = v["corners"]
             top = sagged_side(c["superior_anterior"], c["superior_posterior"], sag_sup, -_n(v["phi"]), n=12)
@@ -324,13 +346,13 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     a_s, c_s = _a(np.radians(slope)), -_n(np.radians(slope))
     mid = (s1["anterior"] + s1["posterior"]) / 2
     length = rng.uniform(95, 120)
-    curl = rng.uniform(0.12, 0.3)
+    curl = rng.uniform(0.18, 0.38)
     t = np.linspace(0, 1, 24)[:, None]
     centre = mid + length * (t * c_s + curl * t * t * a_s)
     tang = np.gradient(centre, axis=0)
     tang /= np.linalg.norm(tang, axis=1, keepdims=True)
     perp = np.stack([-tang[:, 1], tang[:, 0]], axis=1)  # points anteriorly (a = rot90(c))
-    half = d_s1 / 2 * (1 - 0.78 * t[:, 0] ** 0.85)[:, None]
+    half = d_s1 / 2 * (1 - 0.8 * np.clip((t[:, 0] - 0.12) / 0.88, 0, 1) ** 0.8)[:, None]  # S1 body, then taper
     front, back = centre + half * perp, centre - half * perp
     tip = centre[-1] + 0.6 * half[-1] * tang[-1]
     sacral_side = np.concatenate([front, tip[None], back[::-1]])
@@ -338,7 +360,7 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     top = sagged_side(s1["posterior"], s1["anterior"], sag, c_s, n=14)
     outline, mk = round_corners([top, sacral_side], rng.uniform(1.2, 2.0))
     marks["S1"] = {"posterior": mk[0], "anterior": mk[1]}
-    shapes.append(Shape(outline, 0.6 * dens, 0.4 * dens, 1.3, True, vert_label.get("S1", 0)))
+    shapes.append(Shape(outline, 0.45 * dens, 0.35 * dens, 1.2, True, vert_label.get("S1", 0)))
     canal = d_s1 * (0.28 - 0.2 * t[:, 0])[:, None]
     wall = rng.uniform(7, 11) * (1 - 0.6 * t[:, 0])
     dorsal_c = centre - (half + canal + wall[:, None] / 2) * perp
@@ -350,7 +372,9 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
         line = np.stack([back[k] + 1.0 * perp[k], front[k] - 1.0 * perp[k]])
         shapes.append(Shape(band(open_spline(line, 4), 1.2), -0.18 * dens, kind="line"))
     # sacral ala superimposed on S1
-    shapes.append(Shape(ellipse(mid + 0.35 * length * c_s - 4 * a_s, 0.45 * d_s1, 0.3 * length, 0.3), 0.18 * dens))
+    shapes.append(
+        Shape(ellipse(mid + 0.35 * length * c_s - 4 * a_s, 0.45 * d_s1, 0.3 * length, 0.3), 0.18 * dens, kind="soft")
+    )
 
     # iliac wings (left and right, slightly misaligned), crests over L4-L5, femoral heads below
     crest_y = by_name["L5"]["corners"]["superior_posterior"][1] + rng.uniform(-12, 12)
@@ -376,25 +400,41 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
             )
             + off
         )
-        shapes.append(Shape(closed_spline(ctrl, 8), 0.18 * dens, 0.45 * dens, 2.2))
+        shapes.append(Shape(closed_spline(ctrl, 8), 0.2 * dens, kind="soft"))
+        crest = open_spline(ctrl[:5], 6)  # PSIS -> top -> ASIS
+        cw = rng.uniform(5, 9)
+        crest_in = crest + 0.5 * cw * np.array([0.0, 1.0])
+        shapes.append(Shape(band(crest_in, cw * np.sin(np.linspace(0.15, np.pi - 0.15, len(crest)))), 0.25 * dens))
+        # arcuate (iliopectineal) line: the thick iliac body from the sacroiliac joint to the acetabulum
+        arc = open_spline(np.array([psis + np.array([-20, 8]), (psis + acet) / 2 + np.array([-22, -5]), acet]) + off, 6)
+        shapes.append(Shape(band(arc, rng.uniform(4, 7)), 0.22 * dens))
         r = rng.uniform(22, 26)
-        shapes.append(Shape(ellipse(acet + off + np.array([0, 8]), r, r, n=40), 0.55 * dens, 0.4 * dens, 1.8, True))
+        shapes.append(Shape(ellipse(acet + off + np.array([0, 8]), r, r, n=40), 0.4 * dens, 0.3 * dens, 2.5, True))
 
-    # 12th and 11th ribs: bands from the costovertebral joints running caudally and posteriorly
-    for name, length_rng in (("T12", (55, 110)), ("T11", (100, 170))):
+    # 12th and 11th ribs (lateral projection): from the costovertebral joint a short run backwards to the rib
+    # angle, then the shaft sweeps down and forwards around the flank; left and right ribs do not superimpose
+    for name, scale_rng in (("T12", (0.55, 0.8)), ("T11", (0.95, 1.3))):
         if name not in by_name:
             continue
         base = by_name[name]["costal"]
         for _side in range(2):
-            ang = np.radians(rng.uniform(45, 75))
-            ln = rng.uniform(*length_rng)
-            bend = rng.uniform(-0.25, 0.1)
-            s = np.linspace(0, 1, 8)[:, None]
-            dirv = np.array([np.cos(ang), np.sin(ang)])
-            nrm = np.array([-dirv[1], dirv[0]])
-            line = open_spline(base + rng.normal(0, 3, 2) + ln * (s * dirv + bend * s * s * nrm), 4)
-            w = rng.uniform(7, 10) * (1 - 0.4 * np.linspace(0, 1, len(line)))
-            shapes.append(Shape(band(line, w), 0.12 * dens, 0.3 * dens, 1.5))
+            k = rng.uniform(*scale_rng)
+            ctrl = (
+                base
+                + rng.normal(0, 3, 2)
+                + k
+                * np.array(
+                    [
+                        [0.0, 0.0],
+                        [rng.uniform(15, 35), rng.uniform(8, 20)],
+                        [rng.uniform(5, 25), rng.uniform(45, 70)],
+                        [-rng.uniform(10, 60), rng.uniform(80, 120)],
+                    ]
+                )
+            )
+            line = open_spline(ctrl, 6)
+            w = rng.uniform(7, 10) * (1 - 0.45 * np.linspace(0, 1, len(line)))
+            shapes.append(Shape(band(line, w), 0.1 * dens, 0.22 * dens, 1.5))
 
     # ---- soft tissue ---------------------------------------------------------------------------------------
     ys = np.array([v["corners"]["superior_anterior"][1] for v in verts] + [s1["anterior"][1], tip[1]])
@@ -405,10 +445,14 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     l3 = by_name["L3"]["corners"]["superior_anterior"][1]
     belly = rng.uniform(80, 170) + rng.uniform(0, 70) * np.exp(-(((ys - l3) / 120) ** 2))
     back_t = rng.uniform(25, 55) + rng.uniform(10, 50) * np.clip((ys - mid[1]) / 80, 0, 1)  # buttocks
+    # skin lines on a fine grid, smoothed (the knots sit at the vertebral levels only)
+    fine_y = np.arange(ys[0] - 200.0, ys[-1] + 200.0, 2.0)
+    front = _smooth(np.interp(fine_y, ys, ant - belly), 12)
+    back = _smooth(np.interp(fine_y, ys, spin + back_t), 12)
     soft = SoftTissue(
-        knots_y=ys,
-        anterior_x=ant - belly,
-        posterior_x=spin + back_t,
+        knots_y=fine_y,
+        anterior_x=front,
+        posterior_x=back,
         lateral_width=rng.uniform(250, 360),
         pelvis_y=crest_y + 20,
         posterior_weight=rng.uniform(0.35, 0.8),
@@ -434,16 +478,19 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     gas_shapes = []
     n_gas = int(rng.integers(cfg.bowel_gas[0], cfg.bowel_gas[1] + 1))
     y_top, y_bot = by_name["L1"]["corners"]["superior_anterior"][1], tip[1]
+    clusters = rng.uniform(0, 1, (int(rng.integers(1, 5)), 2))  # loops of bowel: blobs gather in clusters
     for _ in range(n_gas):
-        yy = rng.uniform(y_top, y_bot)
+        cu, cv = clusters[rng.integers(len(clusters))]
+        yy = y_top + (y_bot - y_top) * float(np.clip(cv + rng.normal(0, 0.12), 0, 1))
         x_front = np.interp(yy, soft.knots_y, soft.anterior_x)
         x_spine = np.interp(yy, ys, ant)
-        xx = rng.uniform(x_front + 15, x_spine + 20)
-        rx, ry = rng.uniform(6, 28), rng.uniform(5, 22)
-        knots = rng.uniform(0.75, 1.25, 8)
+        xx = x_front + 15 + (x_spine + 20 - x_front - 15) * float(np.clip(cu + rng.normal(0, 0.12), 0, 1))
+        r = rng.uniform(3, 9) if rng.random() < 0.4 else rng.uniform(8, 26)
+        rx, ry = r, r * rng.uniform(0.5, 1.0)
+        knots = rng.uniform(0.7, 1.3, 8)
         wob = np.interp(np.arange(32), np.arange(0, 33, 4), np.r_[knots, knots[0]])
         blob = ellipse((xx, yy), rx, ry, rng.uniform(0, np.pi), n=32, wobble=wob)
-        gas_shapes.append(Shape(blob, -soft.mu * rng.uniform(15, 60), kind="gas"))
+        gas_shapes.append(Shape(blob, -soft.mu * rng.uniform(8, 35), kind="gas"))
     shapes.extend(gas_shapes)
 
     # ---- landmarks in layout order ------------------------------------------------------------------------

@@ -128,3 +128,59 @@ def ellipse(centre, rx: float, ry: float, angle: float = 0.0, n: int = 48, wobbl
     pts = np.stack([rx * r * np.cos(th), ry * r * np.sin(th)], axis=1)
     ca, sa = np.cos(angle), np.sin(angle)
     return pts @ np.array([[ca, sa], [-sa, ca]]) + np.asarray(centre, dtype=np.float64)
+
+
+class ScanlineCanvas:
+    """Accumulate filled polygons into an image with a row-wise difference array (scanline fill).
+
+    A pixel ``(r, c)`` is inside when its centre ``(x=c, y=r)`` is inside the polygon (even-odd rule), the same
+    rule as :func:`skimage.draw.polygon`. Each polygon costs ``O(rows x edges)`` (vectorised), not ``O(area x
+    edges)``; one cumulative sum per canvas turns the spans into the image. Written by hand because scikit-image
+    and PIL rasterise one binary polygon at a time, which is the slow part when ~150 shapes are summed.
+    """
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self._rows: list[np.ndarray] = []
+        self._cols: list[np.ndarray] = []
+        self._vals: list[np.ndarray] = []
+
+    def add(self, poly: np.ndarray, value: float) -> None:
+        """Add ``value`` inside the closed polygon ``poly`` ``(K, 2)`` given as (x, y) pixel coordinates."""
+        h, w = self.shape
+        p = np.asarray(poly, dtype=np.float64)
+        x0, y0 = p[:, 0], p[:, 1]
+        x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+        r_lo = max(int(np.ceil(y0.min())), 0)
+        r_hi = min(int(np.floor(y0.max())), h - 1)
+        if r_hi < r_lo or value == 0:
+            return
+        ys = np.arange(r_lo, r_hi + 1, dtype=np.float64)[:, None]  # (R, 1)
+        lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
+        cross = (ys >= lo) & (ys < hi)  # half-open: each vertex counted once
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xs = x0 + (ys - y0) * (x1 - x0) / (y1 - y0)
+        xs = np.where(cross, xs, np.inf)
+        xs.sort(axis=1)
+        n_pairs = cross.sum(axis=1).max() // 2
+        if n_pairs == 0:
+            return
+        starts, ends = xs[:, 0 : 2 * n_pairs : 2], xs[:, 1 : 2 * n_pairs : 2]
+        ok = np.isfinite(ends)
+        c0 = np.clip(np.ceil(starts[ok]), 0, w).astype(np.int64)
+        c1 = np.clip(np.ceil(ends[ok]), 0, w).astype(np.int64)
+        rows = np.broadcast_to(ys.astype(np.int64), starts.shape)[ok]
+        keep = c1 > c0
+        rows, c0, c1 = rows[keep], c0[keep], c1[keep]
+        self._rows += [rows, rows]
+        self._cols += [c0, c1]
+        self._vals += [np.full(len(rows), value), np.full(len(rows), -value)]
+
+    def image(self, dtype=np.float32) -> np.ndarray:
+        """The accumulated ``(H, W)`` image."""
+        h, w = self.shape
+        if not self._rows:
+            return np.zeros((h, w), dtype)
+        flat = np.concatenate(self._rows) * (w + 1) + np.concatenate(self._cols)
+        diff = np.bincount(flat, weights=np.concatenate(self._vals), minlength=h * (w + 1)).reshape(h, w + 1)
+        return np.cumsum(diff[:, :w], axis=1).astype(dtype)

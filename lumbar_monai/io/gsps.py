@@ -12,6 +12,10 @@ Built with highdicom (pydicom 3); not part of the core import path.
 * :func:`annotations_from_presentation_state` and :func:`render_presentation_state`: read the GSPS's graphic
   annotations back and draw them over its image with the project's own overlay renderer (docs picture, tests).
 
+``docs/gsps_render.png`` is such a rendering: synthetic study 1 of ``write_study_set(out, 6, seed=7,
+config=SyntheticConfig(max_side=640), formats=("json", "dicom"))``, its ground truth written with
+:func:`write_gsps` (measurements included), then ``python -m lumbar_monai.io.gsps PR.dcm IMAGE.dcm OUT.png``.
+
 Coordinates: ``PIXEL`` annotation units put the top-left corner of the top-left pixel at (0, 0); our points have
 pixel centres at integers, so writing adds 0.5 and reading subtracts it (as for the SR).
 """

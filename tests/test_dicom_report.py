@@ -200,3 +200,22 @@ def test_sr_needs_a_referenceable_source():
 def test_read_sr_reports_missing_landmarks(sr_file):
     with pytest.raises(ValueError, match="lacks landmarks"):
         read_sr_landmarks(sr_file, layout="ap")
+
+
+def test_sr_and_measurements_of_an_ap_layout(tmp_path):
+    from lumbar_monai.anatomy import AP
+
+    pts = H.spine_points("ap", tilts={("L1", "superior"): 10.0, ("L4", "inferior"): -6.0}, facing="right",
+                         origin=(60.0, 20.0), width=30.0, height=20.0, disc=6.0)
+    path = H.write_dx(tmp_path / "ap.dcm", np.full((160, 120), 1000, np.uint16), spacing=(0.5, 0.5))
+    ds = pydicom.dcmread(path)
+    res = H.result_from_points(pts, "ap", (0.5, 0.5), "PixelSpacing", (120, 160))
+    ms = compute_measurements(pts, AP, (0.5, 0.5), "PixelSpacing")
+    sr_path = write_sr(tmp_path / "sr.dcm", ds, res, ms)
+    back, info = read_sr_landmarks(sr_path, layout="ap")
+    np.testing.assert_allclose(back, pts, atol=1e-3)
+    m = read_sr_measurements(sr_path)
+    q = {v: k for k, v in sr_quantity_lookup().items()}
+    assert m[("spine measurements", q["max_cobb_angle"])] == (pytest.approx(16.0), "deg")
+    assert m[("L3 measurements", q["right_height"])] == (pytest.approx(10.0), "mm")
+    assert dciodvfy_problems(sr_path) == []

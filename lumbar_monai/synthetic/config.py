@@ -21,6 +21,8 @@ class SyntheticConfig:
         large_size_px: the typical height range.
         aspect: range of width / height.
         spacing_mm: detector pixel spacing range.
+        fov_mm: range of the field-of-view height; the spacing is ``fov / height`` clipped to ``spacing_mm``
+            (grown when the landmarks would not fit with a margin).
         max_side: if set, images are generated directly at most this many px a side (spacing grows
             accordingly): the fast option for tests and CI.
         render_max_side: the density (thickness) map is rasterised at most this many px a side, then upsampled.
@@ -46,6 +48,7 @@ class SyntheticConfig:
     large_size_px: tuple[int, int] = (2000, 3000)
     aspect: tuple[float, float] = (0.6, 1.0)
     spacing_mm: tuple[float, float] = (0.1, 0.2)
+    fov_mm: tuple[float, float] = (290.0, 440.0)
     max_side: int | None = None
     render_max_side: int = 900
     lordosis_deg: tuple[float, float, float, float] = (50.0, 9.0, 20.0, 80.0)

@@ -56,7 +56,8 @@ def place_on_detector(rng: np.random.Generator, model: SpineModel, cfg: Syntheti
     """Random size, spacing, rotation and translation that keep every landmark inside with a margin."""
     rot = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
     h, w = _draw_size(rng, cfg)
-    s = float(rng.uniform(*cfg.spacing_mm))
+    # the field of view of a lateral lumbar film (T11/T12 to the coccyx) decides the spacing, within its range
+    s = float(np.clip(rng.uniform(*cfg.fov_mm) / h, *cfg.spacing_mm))
     r = math.radians(rot)
     rmat = np.array([[math.cos(r), -math.sin(r)], [math.sin(r), math.cos(r)]])
     pts = model.points @ rmat.T

@@ -54,10 +54,17 @@ def dciodvfy_problems(path) -> list[str]:
 
 
 def dsrdump(path) -> subprocess.CompletedProcess:
+    """dcmtk's dsrdump in its default (strict) mode."""
     exe = shutil.which("dsrdump")
     if exe is None:
         pytest.skip("dsrdump (dcmtk) not installed: apt-get install dcmtk")
-    return subprocess.run([exe, "-Ee", str(path)], capture_output=True, text=True, timeout=60)
+    return subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+
+
+def dsrdump_problems(out: subprocess.CompletedProcess) -> list[str]:
+    """dcmtk's warning / error / fatal lines (``W:``, ``E:``, ``F:``), plus a line for a non-zero exit status."""
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith(("W:", "E:", "F:"))]
+    return lines + ([f"exit status {out.returncode}"] if out.returncode else [])
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +152,24 @@ def test_sr_names_the_algorithm(sr_file):
 def test_sr_passes_dsrdump_and_dciodvfy(sr_file):
     sr_path = sr_file
     out = dsrdump(sr_path)
-    assert out.returncode == 0, out.stderr
-    assert "Error" not in out.stderr and "Warning" not in out.stderr, out.stderr
+    assert dsrdump_problems(out) == []
     assert 'Tracking Identifier")="L1_superior_anterior"' in out.stdout
     assert '(66794005,SCT,"L1 vertebra")' in out.stdout
     assert "(POINT," in out.stdout
     assert dciodvfy_problems(sr_path) == []
+
+
+def test_the_validators_catch_a_broken_sr(sr_file, tmp_path):
+    """The checks above can fail: an invalid relationship type is reported by both tools."""
+    ds = pydicom.dcmread(sr_file)
+    ds.ContentSequence[0].RelationshipType = "BOGUS"
+    bad = tmp_path / "bad.dcm"
+    ds.save_as(bad)
+    assert any(ln.startswith("E:") for ln in dsrdump_problems(dsrdump(bad)))
+    assert any("BOGUS" in ln for ln in dciodvfy_problems(bad))
+    ds.CompletionFlag = "MAYBE"
+    ds.save_as(bad)
+    assert any(ln.startswith("Error") and "Completion Flag" in ln for ln in dciodvfy_problems(bad))
 
 
 @pytest.mark.parametrize("photometric, spacing_attr", [("MONOCHROME1", "ImagerPixelSpacing"),
@@ -184,8 +203,7 @@ def test_sr_on_real_files(tmp_path, key):
     back, info = read_sr_landmarks(sr_path)
     np.testing.assert_allclose(back, pts, atol=1e-3)
     assert info["referenced_sop_instance_uids"] == [ds.SOPInstanceUID]
-    out = dsrdump(sr_path)
-    assert out.returncode == 0 and "Error" not in out.stderr, out.stderr
+    assert dsrdump_problems(dsrdump(sr_path)) == []
     assert dciodvfy_problems(sr_path) == []
 
 

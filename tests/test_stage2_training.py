@@ -19,29 +19,11 @@ from lumbar_monai.training.stage2 import (
 
 
 def _sample(seed: int):
-    from skimage.draw import polygon
+    """A synthetic radiograph at most 256 px a side, patient facing left (one corner template to learn)."""
+    from lumbar_monai.synthetic import SyntheticConfig, generate_radiograph
 
-    r = np.random.default_rng(seed)
-    h, w = 320, 240
-    img = r.normal(0.1, 0.03, (h, w))
-    pts = []
-    y, x0 = r.uniform(20, 40), r.uniform(70, 110)
-    for v in LATERAL.vertebrae:
-        if v.kind == "lumbar":
-            vh, vw, ang = r.uniform(28, 34), r.uniform(45, 55), r.uniform(-0.25, 0.25)
-            loc = np.array([[-vw / 2, -vh / 2], [vw / 2, -vh / 2], [-vw / 2, vh / 2], [vw / 2, vh / 2]])
-            rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
-            p = loc @ rot.T + [x0 + vw / 2, y + vh / 2]
-            rr, cc = polygon(p[[0, 1, 3, 2], 1], p[[0, 1, 3, 2], 0], (h, w))
-            img[rr, cc] += 0.6
-            pts.append(p)
-            y += vh + r.uniform(8, 12)
-            x0 += r.uniform(-6, 6)
-        else:
-            pts.append(np.array([[x0, y + 10], [x0 + 50, y - 5]]))
-            rr, cc = polygon([y + 10, y - 5, y + 40, y + 40], [x0, x0 + 50, x0 + 50, x0], (h, w))
-            img[rr, cc] += 0.5
-    return {"image": img.astype(np.float32), "points": np.concatenate(pts)}
+    r = generate_radiograph(seed, SyntheticConfig(max_side=256, facing_right_prob=0.0))
+    return {"image": r.image.astype(np.float32), "points": r.points}
 
 
 def test_corner_targets_channels():
@@ -69,12 +51,17 @@ def test_stage2_transforms_make_one_crop_sample_per_vertebra():
 
 @pytest.mark.slow
 def test_short_cpu_training_beats_the_mean_shape_baseline():
-    torch.set_num_threads(2)
-    train = [_sample(i) for i in range(24)]
-    test = [_sample(100 + i) for i in range(8)]
-    cfg = Stage2Config(crop_size=64, channels=(8, 16, 32), batch_size=16, max_epochs=20, lr=3e-3,
-                       linear_lr_decay=False, seed=0)
-    out = train_stage2(train, cfg, val_samples=test[:2])
+    # about a minute on one busy core: 32 synthetic images, 48 px crops, a narrow M-Net, 30 epochs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # oversubscribed OpenMP threads are many times slower on a shared machine
+    try:
+        train = [_sample(i) for i in range(32)]
+        test = [_sample(1000 + i) for i in range(10)]
+        cfg = Stage2Config(crop_size=48, channels=(8, 16, 32), batch_size=16, max_epochs=30, lr=5e-3,
+                           linear_lr_decay=False, seed=0)
+        out = train_stage2(train, cfg, val_samples=test[:2])
+    finally:
+        torch.set_num_threads(threads)
     assert out["history"][-1] < 0.5 * out["history"][0]
     assert len(out["val_history"]) == cfg.max_epochs
     baseline = mean_crop_shape(train, cfg)
@@ -82,4 +69,7 @@ def test_short_cpu_training_beats_the_mean_shape_baseline():
     net_rd = evaluate_crops(out["network"], test, cfg, augment=True)["mean_rd"]
     base_rd = evaluate_crops(None, test, cfg, augment=True, mean_shape=baseline)["mean_rd"]
     assert net_rd < 0.5 * base_rd, (net_rd, base_rd)
-    assert net_rd < 8.0
+    assert net_rd < 10.0
+    # on crops centred on the ground truth too
+    assert evaluate_crops(out["network"], test, cfg)["mean_rd"] < evaluate_crops(
+        None, test, cfg, mean_shape=baseline)["mean_rd"]

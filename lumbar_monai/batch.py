@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import io
 import logging
 import os
@@ -31,7 +32,7 @@ from typing import Any, Protocol
 
 from .errors import InputError
 from .io.atomic import atomic_write_text
-from .measures import compute_measurements
+from .measures import measure_result
 from .result import LandmarkResult
 
 __all__ = ["Predictor", "BatchItem", "BatchSummary", "discover_inputs", "output_name", "run_batch"]
@@ -59,6 +60,7 @@ class BatchItem:
     reason: str | None = None
     outputs: list[str] = field(default_factory=list)
     row: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
 
 
 @dataclass
@@ -218,7 +220,7 @@ def _process(path: Path, out_dir: Path, predictor: Predictor, loader: Callable, 
         name = f"{base_name}-{k}"
     used.add(name)
     result = predictor.predict(radiograph)
-    ms = compute_measurements(result.points, result.layout, result.pixel_spacing, result.spacing_source)
+    ms = measure_result(result)
     base = out_dir / name
     fmt = str(meta.get("format") or "")
     source = {"sop_instance_uid": meta.get("sop_instance_uid"), "sha256": digest, "format": fmt or None,
@@ -226,12 +228,16 @@ def _process(path: Path, out_dir: Path, predictor: Predictor, loader: Callable, 
     outputs = [write_result_json(base.with_name(name + ".json"), result, ms, source=source)]
     image = getattr(radiograph, "image", radiograph)
     outputs.append(write_overlay_png(base.with_name(name + "_overlay.png"), image, result, ms))
+    note = None
     if fmt == "dicom":
-        outputs += _write_dicom_outputs(path, base, result, ms, secondary_capture)
+        if importlib.util.find_spec("highdicom") is None:
+            note = "SR and presentation state not written: highdicom is not installed (pip install lumbar-monai[dicom])"
+        else:
+            outputs += _write_dicom_outputs(path, base, result, ms, secondary_capture)
     row = {"name": name, "format": fmt, "layout": result.layout.name, "spacing_source": ms.spacing_source or "",
            "length_unit": ms.length_unit, "qc_flags": " ".join(result.qc_flags)}
     row.update(ms.as_row())
-    return BatchItem(path=str(path), status="ok", name=name, outputs=[str(o) for o in outputs], row=row)
+    return BatchItem(path=str(path), status="ok", name=name, outputs=[str(o) for o in outputs], row=row, note=note)
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
@@ -280,6 +286,8 @@ def run_batch(
         try:
             item = _process(path, out, predictor, loader, used, secondary_capture)
             log.info("image %d/%d: ok -> %s", i, n, item.name)
+            if item.note:
+                log.warning("image %d/%d: %s", i, n, item.note)
         except InputError as e:
             item = BatchItem(path=str(path), status="failed", reason=e.problem)
             log.warning("image %d/%d: failed (%s)", i, n, e.problem)

@@ -52,6 +52,7 @@ __all__ = [
     "meyerding_grade",
     "max_cobb_angle",
     "compute_measurements",
+    "measure_result",
 ]
 
 
@@ -235,7 +236,7 @@ def _scaled(points, layout: Layout, pixel_spacing) -> np.ndarray:
 def _plate_table(layout: Layout) -> list[tuple[int, str, int, int]]:
     """``(vertebra index, "superior"|"inferior", first corner row, second corner row)`` for every end plate."""
     out = []
-    for vi, (spec, sl) in enumerate(zip(layout.vertebrae, layout.vertebra_slices)):
+    for vi, (spec, sl) in enumerate(zip(layout.vertebrae, layout.vertebra_slices, strict=True)):
         for pi, (a, b) in enumerate(spec.end_plates):
             out.append((vi, "superior" if pi == 0 else "inferior", sl.start + a, sl.start + b))
     return out
@@ -313,7 +314,7 @@ def segmental_angles(points, layout: str | Layout = "lateral", pixel_spacing=Non
     layout = get_layout(layout)
     t = end_plate_tilts(points, layout, pixel_spacing)
     names = layout.vertebra_names
-    return {(u, lo): angle_between(t[(u, "superior")], t[(lo, "superior")]) for u, lo in zip(names[:-1], names[1:])}
+    return {(u, lo): angle_between(t[(u, "superior")], t[(lo, "superior")]) for u, lo in zip(names[:-1], names[1:], strict=True)}
 
 
 def wedge_angles(points, layout: str | Layout = "lateral", pixel_spacing=None) -> dict[str, float]:
@@ -342,7 +343,7 @@ def disc_angles(points, layout: str | Layout = "lateral", pixel_spacing=None) ->
     names = layout.vertebra_names
     return {
         (u, lo): angle_between(t[(u, "inferior")], t[(lo, "superior")])
-        for u, lo in zip(names[:-1], names[1:])
+        for u, lo in zip(names[:-1], names[1:], strict=True)
         if (u, "inferior") in t
     }
 
@@ -394,7 +395,7 @@ def vertebral_heights(points, layout: str | Layout = "lateral", pixel_spacing=No
     layout = get_layout(layout)
     pts = _scaled(points, layout, pixel_spacing)
     out: dict[str, dict[str, float]] = {}
-    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices):
+    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=True):
         if len(spec.end_plates) < 2:
             continue
         (a0, b0), (a1, b1) = spec.end_plates[0], spec.end_plates[-1]
@@ -605,3 +606,8 @@ def compute_measurements(
             if np.isfinite(v):
                 items.append(_m("meyerding_grade", meyerding_grade(v), lu, (u, lo)))
     return ms
+
+
+def measure_result(result) -> MeasurementSet:
+    """:func:`compute_measurements` of a :class:`~lumbar_monai.result.LandmarkResult` with its own spacing."""
+    return compute_measurements(result.points, result.layout, result.pixel_spacing, result.spacing_source)

@@ -186,3 +186,15 @@ def test_output_name_rules():
     assert output_name({"sop_instance_uid": "../../etc/passwd"}, "ab" * 32) == "sha256-" + "ab" * 8
     assert output_name({}, "0123456789abcdef" * 4) == "sha256-0123456789abcdef"
     assert json.dumps(output_name({"sop_instance_uid": None}, "f" * 64)) == '"sha256-ffffffffffffffff"'
+
+
+def test_dicom_without_highdicom_still_gets_json_and_overlay(study_set, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "highdicom" else real(name, *a))
+    s = run_batch(study_set / "dicom" / "case_0000.dcm", tmp_path / "out", GroundTruthPredictor(study_set),
+                  progress=False)
+    assert (s.ok, s.exit_code) == (1, 0)
+    assert "highdicom is not installed" in s.items[0].note
+    assert sorted(Path(p).suffix for p in s.items[0].outputs) == [".json", ".png"]

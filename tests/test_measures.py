@@ -199,3 +199,11 @@ def test_degenerate_end_plate_gives_nan_not_crash():
     ms = M.compute_measurements(pts, LATERAL)
     assert "L5-S1.meyerding_grade" not in ms.as_row()
     assert ms.get("L5-S1.slip_percent").to_json_dict()["value"] is None
+
+
+def test_measure_result_uses_the_result_spacing():
+    pts = H.spine_points(width=40.0, height=30.0)
+    res = H.result_from_points(pts, spacing=(0.2, 0.2), source="ImagerPixelSpacing")
+    ms = M.measure_result(res)
+    assert ms.spacing_source == "ImagerPixelSpacing"
+    assert ms.value("L1.anterior_height") == pytest.approx(6.0)

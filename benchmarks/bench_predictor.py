@@ -1,0 +1,99 @@
+"""Per-image time of the whole two-stage predictor, with the share of each stage.
+
+Paper-size networks (Pose-Net at 512 -> 64, two M-Nets at 256 with CoordConv(2) and a PAF channel), randomly
+initialised (time does not depend on the weights), on synthetic radiographs of clinical size. Prints one table
+per device (CPU, and CUDA when available) next to the paper's number: 21.87 ms per image for the landmark stage
+(both M-Nets) on an RTX 3090 (An et al. 2022, Section 4.3; 12.98 ms without CoordConv).
+
+    .venv/bin/python benchmarks/bench_predictor.py [--images 5] [--repeats 3] [--threads N] [--max-side 2500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+PAPER_LANDMARK_MS = 21.87
+PAPER_LANDMARK_NO_COORDCONV_MS = 12.98
+
+
+def build_predictor(device: str, crop_size: int, coordconv: int):
+    from lumbar_monai.anatomy import LATERAL
+    from lumbar_monai.networks.mnet import MNet
+    from lumbar_monai.networks.posenet import PoseNet
+    from lumbar_monai.predictor import LandmarkPredictor, with_init_kwargs
+
+    torch.manual_seed(0)
+    pose = with_init_kwargs(PoseNet, layout="lateral")
+    lumbar = MNet.for_layout(LATERAL, "lumbar", coordconv=coordconv)
+    sacrum = MNet.for_layout(LATERAL, "sacrum", coordconv=coordconv)
+    return LandmarkPredictor(LATERAL, lumbar, sacrum, pose, crop_size=crop_size, device=device)
+
+
+def run(device: str, images: list[np.ndarray], repeats: int, crop_size: int, coordconv: int) -> dict[str, float]:
+    pred = build_predictor(device, crop_size, coordconv)
+    pred(images[0])  # warm-up (allocations, cuDNN autotuning, lazy imports)
+    totals: dict[str, float] = {}
+    walls = []
+    n = 0
+    for _ in range(repeats):
+        for img in images:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            res = pred(img)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            walls.append(time.perf_counter() - t0)
+            for k, v in res.meta["timings_ms"].items():
+                totals[k] = totals.get(k, 0.0) + v
+            n += 1
+    out = {k: v / n for k, v in totals.items()}
+    out["total_wall"] = 1000.0 * float(np.mean(walls))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--max-side", type=int, default=2500, help="synthetic image size (px, longest side)")
+    ap.add_argument("--crop-size", type=int, default=256)
+    ap.add_argument("--coordconv", type=int, default=2)
+    ap.add_argument("--devices", default="auto", help="comma list (cpu,cuda) or auto")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from lumbar_monai.synthetic import SyntheticConfig, generate_radiograph
+
+    cfg = SyntheticConfig(max_side=args.max_side)
+    images = [generate_radiograph(1000 + i, cfg).image.astype(np.float32) for i in range(args.images)]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+        else args.devices.split(",")
+    shapes = ", ".join(f"{im.shape[1]}x{im.shape[0]}" for im in images)
+    print(f"images: {shapes} (W x H); crops {args.crop_size}px; CoordConv({args.coordconv}); "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    stages = ["read", "stage1_preprocess", "stage1_network", "stage1_postprocess", "stage2_crops",
+              "stage2_network", "stage2_decode"]
+    for dev in devices:
+        r = run(dev, images, args.repeats, args.crop_size, args.coordconv)
+        name = torch.cuda.get_device_name() if dev.startswith("cuda") else "CPU"
+        total = r["total_wall"]
+        landmark = sum(r.get(k, 0.0) for k in ("stage2_crops", "stage2_network", "stage2_decode"))
+        print(f"\n{dev} ({name}): {total:8.2f} ms per image (whole predictor, wall)")
+        print(f"  {'stage':<22}{'ms':>10}{'share':>9}")
+        for k in stages:
+            if k in r:
+                print(f"  {k:<22}{r[k]:>10.2f}{100 * r[k] / total:>8.1f}%")
+        other = total - sum(r.get(k, 0.0) for k in stages)
+        print(f"  {'other (result, flags)':<22}{other:>10.2f}{100 * other / total:>8.1f}%")
+        print(f"  landmark stage (stage 2): {landmark:.2f} ms  |  paper, RTX 3090: {PAPER_LANDMARK_MS} ms "
+              f"({PAPER_LANDMARK_NO_COORDCONV_MS} ms without CoordConv)")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ from lumbar_monai.crops import (
     crop_to_image,
     extract_vertebra_crops,
     image_to_crop,
+    points_in_crops,
     resample_crops,
 )
 
@@ -133,3 +134,14 @@ def test_vertebra_cropsd_points_follow_the_image():
     assert len(plain) == 1 and plain[0]["points"].shape == (2, 2)
     centre = LATERAL.centres(sample["points"])[LATERAL.sacrum_index]
     np.testing.assert_allclose(crop_to_image(np.array([[[23.5, 23.5]]]), plain[0]["affine"][None])[0, 0], centre)
+
+
+def test_points_in_crops_centre_outlier_rule():
+    sample = _toy_sample()
+    pts = sample["points"]
+    centres = LATERAL.centres(pts)
+    assert points_in_crops(pts, centres, LATERAL).all()
+    moved = centres.copy()
+    moved[2, 0] += 40.0  # L3 crop (side 0.75 * (45 + 45) = 67.5 px) shifted off its corners
+    inside = points_in_crops(pts, moved, LATERAL)
+    assert inside.tolist() == [True, True, False, True, True, True]

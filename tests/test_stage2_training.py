@@ -73,3 +73,24 @@ def test_short_cpu_training_beats_the_mean_shape_baseline():
     # on crops centred on the ground truth too
     assert evaluate_crops(out["network"], test, cfg)["mean_rd"] < evaluate_crops(
         None, test, cfg, mean_shape=baseline)["mean_rd"]
+
+
+@pytest.mark.parametrize("kind,paf,coordconv", [("sacrum", True, 1), ("lumbar", False, 0)])
+def test_training_variants_run_and_feed_the_predictor(kind, paf, coordconv):
+    from lumbar_monai.predictor import LandmarkPredictor
+
+    cfg = Stage2Config(kind=kind, paf=paf, coordconv=coordconv, crop_size=32, channels=(4, 8), batch_size=8,
+                       max_epochs=2, lr=1e-3, seed=1)
+    out = train_stage2([_sample(i) for i in range(3)], cfg)
+    net = out["network"]
+    expected = {"lumbar": 4, "sacrum": 2}[kind] + (1 if paf else 0)
+    assert out["network_kwargs"]["out_channels"] == expected and net.init_kwargs["coordconv"] == coordconv
+    assert len(out["history"]) == 2 and all(np.isfinite(out["history"]))
+    other = Stage2Config(kind="lumbar" if kind == "sacrum" else "sacrum", crop_size=32, channels=(4, 8))
+    from lumbar_monai.training.stage2 import build_network
+
+    nets = {kind: net, other.kind: build_network(other)}
+    s = _sample(5)
+    p = LandmarkPredictor(LATERAL, nets["lumbar"], nets["sacrum"], crop_size=32, device="cpu")
+    res = p(s["image"], centres=LATERAL.centres(s["points"]))
+    assert res.points.shape == (22, 2) and np.isfinite(res.points).all()

@@ -1,0 +1,3 @@
+from .lumbar_landmarks import LumbarLandmarks
+
+__all__ = ["LumbarLandmarks"]

@@ -1,0 +1,3 @@
+from .landmarks import LandmarkInfer, NoModelError
+
+__all__ = ["LandmarkInfer", "NoModelError"]

@@ -1,0 +1,3 @@
+from .landmarks import LandmarkTrain
+
+__all__ = ["LandmarkTrain"]

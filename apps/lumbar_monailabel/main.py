@@ -1,0 +1,83 @@
+"""MONAI Label app: lumbar spine and sacrum landmarks on lateral radiographs (lumbar-monai).
+
+Start (see README.md)::
+
+    .venv-monailabel/bin/monailabel start_server --app apps/lumbar_monailabel --studies STUDIES \\
+        --conf models lumbar_landmarks --host 127.0.0.1 --port 8000
+
+MONAI Label 0.8.5 is used through its task interfaces only (``InferTask``, ``TrainTask``, ``TaskConfig``, the
+local datastore); modules of MONAI Label that import torchvision are avoided (its torchvision build does not
+load next to a CPU-only torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from fastapi import HTTPException
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # `lib` (monailabel adds it for subprocesses only)
+
+from lib.configs import LumbarLandmarks  # noqa: E402
+from lib.infers import NoModelError  # noqa: E402
+from monailabel.config import settings  # noqa: E402
+from monailabel.datastore.local import LocalDatastore  # noqa: E402
+from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
+from monailabel.interfaces.datastore import Datastore  # noqa: E402
+from monailabel.interfaces.tasks.infer_v2 import InferTask  # noqa: E402
+from monailabel.interfaces.tasks.train import TrainTask  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+#: task configs by model name (``--conf models <name>[,<name>]`` or ``all``)
+CONFIGS = {"lumbar_landmarks": LumbarLandmarks}
+#: image files the datastore lists besides MONAI Label's defaults (radiographs come as DICOM and JPEG too)
+EXTRA_EXTENSIONS = ("*.dcm", "*.jpeg", "*.tiff")
+
+
+class LumbarLandmarkApp(MONAILabelApp):
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        self.model_dir = os.path.join(app_dir, "model")
+        wanted = [m.strip() for m in conf.get("models", "all").split(",") if m.strip()]
+        if wanted in ([], ["all"]):
+            wanted = list(CONFIGS)
+        unknown = [m for m in wanted if m not in CONFIGS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; this app has {sorted(CONFIGS)} (or 'all')")
+        self.planner = None
+        self.models: dict[str, Any] = {}
+        for name in wanted:
+            cfg = CONFIGS[name]()
+            cfg.init(name, self.model_dir, conf, self.planner)
+            self.models[name] = cfg
+            logger.info("model %s: checkpoint %s (%s)", name, cfg.path,
+                        "present" if os.path.isfile(cfg.path) else "not trained yet")
+        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="lumbar-monai landmarks",
+                         description="Lumbar spine and sacrum landmarks on lateral radiographs (An et al. 2022)",
+                         version="0.1.0")
+
+    def init_datastore(self) -> Datastore:
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        exts = list(settings.MONAI_LABEL_DATASTORE_FILE_EXT)
+        exts += [e for e in EXTRA_EXTENSIONS if e not in exts]
+        return LocalDatastore(self.studies, extensions=exts, auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+                              read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
+
+    def init_infers(self) -> dict[str, InferTask]:
+        infers: dict[str, InferTask] = {}
+        for cfg in self.models.values():
+            infers.update(cfg.infer())
+        return infers
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        return {name: cfg.trainer() for name, cfg in self.models.items()}
+
+    def infer(self, request, datastore=None):
+        try:
+            return super().infer(request, datastore)
+        except NoModelError as e:  # a clear answer (HTTP 503 with the message) instead of a bare 500
+            raise HTTPException(status_code=503, detail=str(e)) from None

@@ -37,10 +37,10 @@ def _stages(seed: int) -> dict[str, float]:
     rng = np.random.default_rng(ss[2])
     t = time.perf_counter()
     placement = place_on_detector(rng, model, cfg)
-    tau, _, lsp = render_density(rng, model, placement, cfg)
+    tau, _, lsp, exposed, _ = render_density(rng, model, placement, cfg)
     out["thickness map (render grid)"] = time.perf_counter() - t
     t = time.perf_counter()
-    form_image(rng, tau, placement, lsp, cfg, float(np.median(tau)))
+    form_image(rng, tau, placement, lsp, cfg, float(np.median(tau)), exposed)
     out["physics + noise (full res)"] = time.perf_counter() - t
     study = generate_radiograph(seed, cfg)
     with tempfile.TemporaryDirectory() as d:

@@ -280,6 +280,29 @@ def test_scanline_canvas_matches_skimage_polygon():
         np.testing.assert_allclose(canvas.image(), ref, atol=1e-5)
 
 
+def test_scanline_canvas_antialiased_coverage():
+    """Anti-aliased fills equal the pixel-area coverage (reference: 16 x 16 supersampling)."""
+    from skimage.draw import polygon
+
+    from lumbar_monai.synthetic.shapes import ScanlineCanvas, ellipse
+
+    ss = 16
+    for k, poly in enumerate(
+        [ellipse((20.3, 18.7), 12.2, 7.9, 0.4), np.array([[3.2, 4.7], [35.6, 9.1], [20.4, 33.3]])]
+    ):
+        canvas = ScanlineCanvas((40, 43), subrows=4, antialias=True)
+        canvas.add(poly, 1.0)
+        got = canvas.image()
+        big = np.zeros((40 * ss, 43 * ss))
+        rr, cc = polygon(poly[:, 1] * ss + (ss - 1) / 2, poly[:, 0] * ss + (ss - 1) / 2, big.shape)
+        big[rr, cc] = 1.0
+        ref = big.reshape(40, ss, 43, ss).mean(axis=(1, 3))
+        assert np.abs(got - ref).max() <= 1 / 8 + 0.01, k  # 4 sub-rows: at most 1/8 of a pixel off vertically
+        assert abs(got.sum() - ref.sum()) < 0.01 * ref.sum()
+        assert got.min() >= 0.0 and got.max() <= 1.0 + 1e-6
+        assert 0.0 < got[int(round(poly[0, 1])), int(round(poly[0, 0]))] < 1.0  # a boundary pixel is partial
+
+
 def test_upsample_is_area_aligned_bilinear():
     from lumbar_monai.synthetic.render import upsample
 
@@ -290,3 +313,26 @@ def test_upsample_is_area_aligned_bilinear():
     np.testing.assert_allclose(up[:4, 0], [0.0, 1.0, 3.0, 5.0])
     assert upsample(a, 3, (8, 11)).shape == (8, 11)
     np.testing.assert_allclose(upsample(a, 3, (9, 12))[1::3, 1::3], a)  # phase 1 of 3 hits the input centres
+
+
+def test_collimation_and_marker_leave_the_landmarks_exposed():
+    cfg = SyntheticConfig(collimation_prob=1.0, marker_prob=1.0, **SMALL)
+    collimated = 0
+    for seed in range(5):
+        st = generate_radiograph(seed, cfg)
+        top = 2**st.bits_stored - 1
+        assert st.meta["marker"] in ("L", "R")
+        for x, y in st.points:
+            r, c = int(round(y)), int(round(x))
+            assert (st.image[r - 2 : r + 3, c - 2 : c + 3] < top).mean() > 0.5  # not under the collimator
+        x0, y0, x1, y1 = st.meta["exposed_field_px"]
+        assert x0 < st.points[:, 0].min() and st.points[:, 0].max() < x1
+        assert y0 < st.points[:, 1].min() and st.points[:, 1].max() < y1
+        if st.meta["collimated"]:
+            collimated += 1
+            yy, xx = np.mgrid[0 : st.image.shape[0], 0 : st.image.shape[1]]
+            m = 3 / st.pixel_spacing[0]  # 3 mm beyond the collimator edge
+            outside = (xx < x0 - m) | (xx > x1 + m) | (yy < y0 - m) | (yy > y1 + m)
+            if outside.sum() > 50:  # unexposed borders are white (MONOCHROME2)
+                assert np.mean(st.image[outside] >= 0.95 * top) > 0.9
+    assert collimated >= 2

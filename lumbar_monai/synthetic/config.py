@@ -36,6 +36,9 @@ class SyntheticConfig:
         slip_prob: probability of a spondylolisthesis of L4 or L5.
         slip_fraction: range of the anterior slip as a fraction of the lower end plate's depth.
         occlusion_prob: probability that L1 and/or L2 are hidden under a shadow.
+        osteophyte_prob: probability of a degenerative spine with anterior osteophytes at some corners.
+        marker_prob: probability of a lead side marker ("L"/"R") burnt into a corner of the image.
+        collimation_prob: probability of visible collimator edges (unexposed, bright borders).
         bowel_gas: (min, max) number of gas blobs.
         photons: range of detected quanta per pixel behind the spine (lower = noisier).
         blur_px: range of the detector blur sigma in px.
@@ -50,7 +53,7 @@ class SyntheticConfig:
     spacing_mm: tuple[float, float] = (0.1, 0.2)
     fov_mm: tuple[float, float] = (290.0, 440.0)
     max_side: int | None = None
-    render_max_side: int = 900
+    render_max_side: int = 1100
     lordosis_deg: tuple[float, float, float, float] = (50.0, 9.0, 20.0, 80.0)
     sacral_slope_deg: tuple[float, float] = (20.0, 60.0)
     body_height_mm: tuple[float, float] = (25.0, 30.0)
@@ -63,6 +66,9 @@ class SyntheticConfig:
     slip_prob: float = 0.15
     slip_fraction: tuple[float, float] = (0.08, 0.3)
     occlusion_prob: float = 0.3
+    osteophyte_prob: float = 0.25
+    marker_prob: float = 0.5
+    collimation_prob: float = 0.3
     bowel_gas: tuple[int, int] = (2, 14)
     photons: tuple[float, float] = (40.0, 600.0)
     blur_px: tuple[float, float] = (0.5, 1.1)

@@ -93,11 +93,11 @@ def generate_radiograph(seed: int, config: SyntheticConfig | None = None) -> Syn
     model = sample_spine(anatomy_rng, cfg, LATERAL)
     placement = place_on_detector(image_rng, model, cfg)
     points = placement.to_px(model.points)
-    tau, lowm, lsp = render_density(image_rng, model, placement, cfg)
+    tau, lowm, lsp, exposed, extras = render_density(image_rng, model, placement, cfg, facing)
     centres_low = LATERAL.centres(model.points) @ lowm[:, :2].T + lowm[:, 2]
     ci = np.clip(np.round(centres_low).astype(int), 0, np.array(tau.shape[::-1]) - 1)
     bone_ref = float(np.median(tau[ci[:, 1], ci[:, 0]]))
-    image, bits, info = form_image(image_rng, tau, placement, lsp, cfg, bone_ref)
+    image, bits, info = form_image(image_rng, tau, placement, lsp, cfg, bone_ref, exposed)
     mask = rasterise_labels(model, placement) if cfg.body_mask else None
     w = placement.width
     if facing == "right":
@@ -106,6 +106,8 @@ def generate_radiograph(seed: int, config: SyntheticConfig | None = None) -> Syn
         points[:, 0] = (w - 1) - points[:, 0]
         if mask is not None:
             mask = np.ascontiguousarray(mask[:, ::-1])
+        x0, y0, x1, y1 = extras["exposed_field_px"]
+        extras["exposed_field_px"] = [round(w - 1 - x1, 2), y0, round(w - 1 - x0, 2), y1]
     meta = dict(model.meta)
     meta.update(
         generator="lumbar_monai.synthetic",
@@ -118,6 +120,7 @@ def generate_radiograph(seed: int, config: SyntheticConfig | None = None) -> Syn
         sacral_slope_deg=round(sacral_slope_deg(model.points, LATERAL), 4),
         spacing_mm=round(placement.spacing, 6),
         **info,
+        **extras,
     )
     return SyntheticRadiograph(
         image=image,

@@ -318,6 +318,8 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     shapes: list[Shape] = []
     marks: dict[str, dict[str, np.ndarray]] = {}
     vert_label = {v.name: i + 1 for i, v in enumerate(layout.vertebrae)}
+    degenerative = rng.random() < cfg.osteophyte_prob
+    spurs: list[str] = []
     for idx, v in enumerate(verts):
         frac = fractured.get(v["name"])
         sag_sup = rng.uniform(0.6, 1.6) + (rng.uniform(1.0, 2.5) if frac else 0.0)
@@ -339,6 +341,24 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
             c = v["corners"]
             top = sagged_side(c["superior_anterior"], c["superior_posterior"], sag_sup, -_n(v["phi"]), n=12)
             shapes.append(Shape(band(top - 3.0 * _n(v["phi"]), 3.5), 0.25 * dens))
+        if degenerative and v["name"] in LUMBAR:  # anterior osteophytes growing towards the disc
+            c = v["corners"]
+            for corner, other, toward in (
+                ("superior_anterior", "inferior_anterior", _n(v["phi"])),
+                ("inferior_anterior", "superior_anterior", -_n(v["phi"])),
+            ):
+                if rng.random() < 0.35:
+                    wall = (c[other] - c[corner]) / np.linalg.norm(c[other] - c[corner])
+                    size = rng.uniform(1.5, 5.0)
+                    tri = np.array(
+                        [
+                            c[corner] + wall * size * rng.uniform(1.2, 2.0),
+                            c[corner] + _a(v["phi"]) * size * 0.5 + toward * size * rng.uniform(0.6, 1.0),
+                            c[corner] - _a(v["phi"]) * size * 0.8,
+                        ]
+                    )
+                    shapes.append(Shape(closed_spline(tri, 6), 0.3 * dens, 0.2 * dens, 0.8))
+                    spurs.append(f"{v['name']}_{corner}")
         d_above = verts[idx - 1]["disc_below"] if idx > 0 else 7.0
         shapes.extend(_posterior_elements(rng, v, d_above, v["disc_below"], v["name"].startswith("T"), dens))
 
@@ -507,6 +527,7 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
         slip_mm=round(float(slip_mm), 3),
         occluded=occluded,
         bowel_gas_blobs=n_gas,
+        osteophytes=spurs,
         bone_density=round(float(dens), 3),
         body_height_mm={n: round(float((a + p) / 2), 2) for n, (a, p) in zip(LUMBAR, hts, strict=True)},
         body_depth_mm={n: round(float(d), 2) for n, d in zip(LUMBAR, depth, strict=True)},

@@ -143,13 +143,84 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
-def render_density(rng: np.random.Generator, model: SpineModel, placement: Placement, cfg: SyntheticConfig):
+_GLYPHS = {  # block letters in a unit box (x right, y down); pieces are summed then clipped (overlaps stay single)
+    "L": [np.array([[0, 0], [0.32, 0], [0.32, 0.72], [0.85, 0.72], [0.85, 1], [0, 1]])],
+    "R": [
+        np.array([[0, 0], [0.3, 0], [0.3, 1], [0, 1]]),
+        np.array([[0.3, 0], [0.88, 0], [0.88, 0.58], [0.3, 0.58]]),
+        np.array([[0.55, 0.58], [0.85, 0.58], [1.0, 1.0], [0.7, 1.0]]),
+    ],
+}
+_GLYPH_HOLES = {"L": [], "R": [np.array([[0.3, 0.17], [0.6, 0.17], [0.6, 0.41], [0.3, 0.41]])]}
+
+
+def _marker_and_collimation(rng, model: SpineModel, placement: Placement, cfg: SyntheticConfig, facing: str, f: int):
+    """Lead side marker and collimator edges on the render grid: ``(tau_extra, exposed mask, info)``."""
+    h, w = placement.height, placement.width
+    hl, wl = math.ceil(h / f), math.ceil(w / f)
+    pts = placement.to_px(model.points)
+    lo, hi = pts.min(0), pts.max(0)
+    extra = np.zeros((hl, wl), np.float32)
+    info: dict = {"marker": None, "collimated": False}
+    # collimation: the exposed field is a rectangle inside the image that keeps the landmarks well inside
+    field = np.array([0.0, 0.0, w - 1.0, h - 1.0])  # x0, y0, x1, y1 (full px)
+    if rng.random() < cfg.collimation_prob:
+        keep = 60.0 / placement.spacing * 0.5  # >= 30 mm around the landmarks
+        room = np.array([lo[0] - keep, lo[1] - keep, w - 1 - hi[0] - keep, h - 1 - hi[1] - keep])
+        cut = np.clip(room, 0, None) * rng.uniform(0.0, 0.6, 4) * (rng.random(4) < 0.7)
+        field = field + np.array([cut[0], cut[1], -cut[2], -cut[3]])
+        info["collimated"] = bool(cut.any())
+    # render-grid coordinates of pixel centres in full px
+    xs = f * (np.arange(wl, dtype=np.float32) + 0.5) - 0.5
+    ys = f * (np.arange(hl, dtype=np.float32) + 0.5) - 0.5
+    pen = 1.0 / placement.spacing  # ~1 mm penumbra
+    inside_x = _sigmoid((xs - field[0]) / pen) * _sigmoid((field[2] - xs) / pen)
+    inside_y = _sigmoid((ys - field[1]) / pen) * _sigmoid((field[3] - ys) / pen)
+    exposed = inside_y[:, None] * inside_x[None, :]
+    info["exposed_field_px"] = [round(float(v), 2) for v in field]
+    if rng.random() < cfg.marker_prob:
+        letter = "L" if rng.random() < 0.7 else "R"
+        size = rng.uniform(12, 20) / placement.spacing  # px
+        corners = [
+            (field[0], field[1]),
+            (field[2] - size, field[1]),
+            (field[0], field[3] - size),
+            (field[2] - size, field[3] - size),
+        ]
+        # the corner farthest from the landmarks, moved inwards a little
+        d = [
+            min(abs(cx + size / 2 - (lo[0] + hi[0]) / 2), 1e9) + abs(cy + size / 2 - (lo[1] + hi[1]) / 2)
+            for cx, cy in corners
+        ]
+        cx, cy = corners[int(np.argmax(d))]
+        inset = rng.uniform(0.5, 2.0) * size
+        ox = cx + (inset if cx <= field[0] + 1 else -inset)
+        oy = cy + (inset if cy <= field[1] + 1 else -inset)
+        canvas = ScanlineCanvas((hl, wl), subrows=4, antialias=True)
+        holes = ScanlineCanvas((hl, wl), subrows=4, antialias=True)
+        for pieces, cv in ((_GLYPHS[letter], canvas), (_GLYPH_HOLES[letter], holes)):
+            for piece in pieces:
+                g = piece.astype(np.float64).copy()
+                if facing == "right":  # drawn mirrored so that it reads correctly after the image is flipped
+                    g[:, 0] = 1.0 - g[:, 0]
+                full = np.array([ox, oy]) + g * np.array([0.8 * size, size])
+                cv.add((full + 0.5) / f - 0.5, 1.0)
+        glyph = np.clip(canvas.image() - 4.0 * holes.image(), 0.0, 1.0)
+        extra += float(rng.uniform(3.0, 5.0)) * glyph
+        info["marker"] = letter
+    return extra, exposed.astype(np.float32), info
+
+
+def render_density(
+    rng: np.random.Generator, model: SpineModel, placement: Placement, cfg: SyntheticConfig, facing: str = "left"
+):
     """Thickness (attenuation) map ``tau`` on the reduced render grid.
 
     Returns:
-        ``(tau (hl, wl) float32, low-res mm->px affine, low-res spacing mm)``.
+        ``(tau (hl, wl) float32, low-res mm->px affine, low-res spacing mm, exposed (hl, wl) float32 in [0, 1],
+        info dict)``; ``exposed`` is 0 under the collimator.
     """
-    hl, wl, _, lowm, lsp = _low_res(placement, cfg.render_max_side)
+    hl, wl, f, lowm, lsp = _low_res(placement, cfg.render_max_side)
     inv = np.linalg.inv(np.vstack([lowm, [0, 0, 1]]))[:2]
     yy, xx = np.mgrid[0:hl, 0:wl].astype(np.float32)
     X = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]
@@ -176,7 +247,7 @@ def render_density(rng: np.random.Generator, model: SpineModel, placement: Place
         tau_soft *= 1.0 - 0.5 * soft.lung_fraction * lung
 
     # bones and gas, summed with scanline fills
-    bone_c, trab_c, gas_c, soft_c = (ScanlineCanvas((hl, wl)) for _ in range(4))
+    bone_c, trab_c, gas_c, soft_c = (ScanlineCanvas((hl, wl), subrows=4, antialias=True) for _ in range(4))
     for sh in model.shapes:
         px = sh.outline @ lowm[:, :2].T + lowm[:, 2]
         if sh.kind in ("gas", "soft"):
@@ -187,17 +258,17 @@ def render_density(rng: np.random.Generator, model: SpineModel, placement: Place
             bone_c.add(px, sh.rim)
             bone_c.add(offset_inward(px, sh.rim_width / lsp), -sh.rim)
     bone, trab, gas = bone_c.image(), trab_c.image(), gas_c.image()
-    if soft_c._rows:  # bones without a sharp outline (thin plates seen obliquely): blurred fills
+    if not soft_c.empty:  # bones without a sharp outline (thin plates seen obliquely): blurred fills
         bone += ndimage.gaussian_filter(soft_c.image(), 3.0 / lsp)
     # trabecular texture (*ours*): ridges of band-passed noise form a cellular network of thin bright lines,
     # vertically elongated like the principal (vertical) trabeculae with horizontal struts
     white = rng.standard_normal((hl, wl), dtype=np.float32)
-    bp = ndimage.gaussian_filter(white, (1.1 / lsp, 0.55 / lsp))
-    bp -= ndimage.gaussian_filter(bp, 2.5 / lsp)
+    bp = ndimage.gaussian_filter(white, (0.9 / lsp, 0.45 / lsp))
+    bp -= ndimage.gaussian_filter(bp, 2.0 / lsp)
     bp /= max(float(bp.std()), 1e-6)
-    ridges = np.exp(-4.0 * bp * bp)
+    ridges = np.exp(-6.0 * bp * bp)
     tex = (ridges - ridges.mean()) / max(float(ridges.std()), 1e-6)
-    bone += trab * (1.0 + 0.22 * tex)
+    bone += trab * (1.0 + 0.15 * tex)
     gas = ndimage.gaussian_filter(gas, 1.5 / lsp)
 
     for x, y, r, bone_k, extra in soft.shadows:
@@ -205,14 +276,22 @@ def render_density(rng: np.random.Generator, model: SpineModel, placement: Place
         bone *= 1.0 - bone_k * m
         tau_soft += extra * m
     tau = tau_soft + np.maximum(gas, -0.6 * tau_soft) + bone
-    # anti-aliasing of the binary fills (>= 0.6 render px) combined with the detector blur
-    sigma = math.hypot(max(0.6, 0.25 / lsp), float(np.mean(cfg.blur_px)) * placement.spacing / lsp)
+    extra, exposed, info = _marker_and_collimation(rng, model, placement, cfg, facing, f)
+    tau += extra
+    # the fills are area-antialiased; blur by the detector's point spread (in render px) plus a little
+    sigma = math.hypot(0.3, float(np.mean(cfg.blur_px)) * placement.spacing / lsp)
     tau = ndimage.gaussian_filter(tau.astype(np.float32), sigma)
-    return tau, lowm, lsp
+    return tau, lowm, lsp, exposed, info
 
 
 def form_image(
-    rng: np.random.Generator, tau: np.ndarray, placement: Placement, lsp: float, cfg: SyntheticConfig, bone_ref: float
+    rng: np.random.Generator,
+    tau: np.ndarray,
+    placement: Placement,
+    lsp: float,
+    cfg: SyntheticConfig,
+    bone_ref: float,
+    exposed: np.ndarray | None = None,
 ):
     """Detector physics and processing: ``tau`` (low-res) -> ``(uint16 image (H, W), bits_stored, info dict)``."""
     h, w = placement.height, placement.width
@@ -224,26 +303,37 @@ def form_image(
     big = ndimage.zoom(big, (hl / big.shape[0], wl / big.shape[1]), order=1, grid_mode=True, mode="nearest")[:hl, :wl]
     k = float(rng.uniform(0.55, 0.85))
     display = tau - k * big
+    # edge enhancement (unsharp mask of ~1.5 mm), as clinical processing does, of random strength
+    sharp = float(rng.uniform(0.0, 0.8))
+    if sharp > 0.05:
+        display += sharp * (tau - ndimage.gaussian_filter(tau, 1.5 / lsp))
     photons = float(np.exp(rng.uniform(np.log(cfg.photons[0]), np.log(cfg.photons[1]))))
     blur = float(rng.uniform(*cfg.blur_px))
+    bits = int(rng.integers(cfg.bits_stored[0], cfg.bits_stored[1] + 1))
+    # window: the body from its thinnest tissue to the densest bone; air outside the skin goes (near) black
+    sub, sub_tau = display[::2, ::2], tau[::2, ::2]
+    field = np.ones(sub.shape, bool) if exposed is None else exposed[::2, ::2] > 0.99
+    sub, sub_tau = sub[field], sub_tau[field]
+    body = sub[sub_tau > 0.2 * float(np.percentile(sub_tau, 99.9))]
+    lo = float(np.percentile(body if body.size > 100 else sub, 0.5))
+    hi = float(np.percentile(sub, 99.95))
+    lo -= 0.06 * (hi - lo)
+    hi += 0.05 * (hi - lo)
+    if exposed is not None and float(exposed.min()) < 0.99:
+        # outside the collimated field the processing shows unexposed detector as white (MONOCHROME2)
+        display = display * exposed + (1.0 - exposed) * (hi + 0.5 * (hi - lo))
     # log-domain noise std: 1 / sqrt(I), I = photons * exp(-(tau - bone_ref)); computed on the render grid
     sd_low = (np.exp(0.5 * (tau - bone_ref)) / math.sqrt(photons)).astype(np.float32)
+    # under lead (marker) scatter sets a floor on the quanta: cap the noise there
+    np.minimum(sd_low, 3.0 * float(np.median(sd_low)), out=sd_low)
     f = _low_res(placement, cfg.render_max_side)[2]
-    disp = upsample(display, f, (h, w))
+    disp = upsample(display.astype(np.float32), f, (h, w))
     sd = np.repeat(np.repeat(sd_low, f, 0), f, 1)[:h, :w] if f > 1 else sd_low
     noise = _correlated_noise(rng, (h, w), blur)
     noise *= sd
     disp += noise
     del noise
     # window to BitsStored; gamma through a look-up table
-    bits = int(rng.integers(cfg.bits_stored[0], cfg.bits_stored[1] + 1))
-    # window: the body from its thinnest tissue to the densest bone; air outside the skin goes (near) black
-    sub, sub_tau = display[::2, ::2], tau[::2, ::2]
-    body = sub[sub_tau > 0.2 * float(sub_tau.max())]
-    lo = float(np.percentile(body if body.size > 100 else sub, 0.5))
-    hi = float(np.percentile(sub, 99.95))
-    lo -= 0.06 * (hi - lo)
-    hi += 0.02 * (hi - lo)
     gamma = float(rng.uniform(0.8, 1.25))
     maxval = 2**bits - 1
     lut = np.round((np.linspace(0.0, 1.0, 65536) ** gamma) * maxval).astype(np.uint16)
@@ -251,7 +341,13 @@ def form_image(
     disp *= 65535.0 / (hi - lo)
     np.clip(disp, 0, 65535, out=disp)
     img = lut[disp.astype(np.uint16)]
-    info = dict(photons=round(photons, 1), blur_px=round(blur, 3), drc=round(k, 3), gamma=round(gamma, 3))
+    info = dict(
+        photons=round(photons, 1),
+        blur_px=round(blur, 3),
+        drc=round(k, 3),
+        gamma=round(gamma, 3),
+        sharpen=round(sharp, 3),
+    )
     return img, bits, info
 
 

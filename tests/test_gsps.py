@@ -72,6 +72,25 @@ def test_gsps_content_and_point_round_trip(mono1_study, tmp_path):
     assert dciodvfy_problems(path) == []
 
 
+def test_gsps_leaves_out_graphics_outside_the_image(mono1_study, tmp_path):
+    """An (untrained or failed) prediction outside the image must not break the GSPS: its graphics are left out."""
+    import copy
+
+    _, ds, res, _ = mono1_study
+    bad = copy.deepcopy(res)
+    bad.points = bad.points.copy()
+    bad.points[0] = (-40.0, 10.0)  # L1 superior anterior, left of the image
+    bad.points[21] = (10.0, 10_000.0)  # S1 posterior, below the image
+    path = write_gsps(tmp_path / "pr.dcm", ds, bad)
+    g = pydicom.dcmread(path)
+    objs = [o for a in g.GraphicAnnotationSequence for o in a.get("GraphicObjectSequence", [])]
+    names = [o.TrackingID for o in objs if o.GraphicType == "POINT"]
+    assert names == [n for n in LATERAL.point_names if n not in ("L1_superior_anterior", "S1_posterior")]
+    # the two end plates through the outside points are left out too
+    assert sum(o.GraphicType == "POLYLINE" for o in objs) == len(LATERAL.end_plate_segments) - 2
+    assert dciodvfy_problems(path) == []
+
+
 def test_gsps_window_from_pixels_when_source_has_none(mono1_study):
     _, ds, res, _ = mono1_study
     src = pydicom.dcmread(mono1_study[0])

@@ -155,28 +155,42 @@ def build_gsps(
     off = PIXEL_ORIGIN_OFFSET
     landmark_objects, plate_objects, text_objects = [], [], []
     radius = float(ann.circles[0][1]) if ann.circles else 3.0
+    rows, cols = int(ref.Rows), int(ref.Columns)
+
+    def inside(pts: np.ndarray) -> bool:
+        # DICOM PIXEL units must lie in [0, Columns] x [0, Rows]: graphics of a landmark predicted outside the
+        # image are left out of the presentation state (the landmark itself stays in the SR and the JSON)
+        return bool(np.all(np.isfinite(pts)) and np.all(pts >= 0.0) and np.all(pts <= [cols, rows]))
+
     for name, xy in zip(layout.point_names, np.asarray(result.points, dtype=np.float64), strict=True):
         c = xy + off
+        if not inside(c):
+            continue
         landmark_objects.append(hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT,
                                                     graphic_data=c[None, :], units=units,
                                                     tracking_id=name, tracking_uid=generate_uid()))
+        edge = c + [radius, 0.0] if c[0] + radius <= cols else c - [radius, 0.0]
         landmark_objects.append(hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.CIRCLE,
-                                                    graphic_data=np.stack([c, c + [radius, 0.0]]), units=units))
+                                                    graphic_data=np.stack([c, edge]), units=units))
     for verts, _ in ann.polylines:
-        plate_objects.append(hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE,
-                                                 graphic_data=np.asarray(verts, dtype=np.float64) + off, units=units))
-    rows, cols = int(ref.Rows), int(ref.Columns)
+        v = np.asarray(verts, dtype=np.float64) + off
+        if inside(v):
+            plate_objects.append(hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE,
+                                                     graphic_data=v, units=units))
     for anchor, text, _ in ann.texts:
         a = np.clip(np.asarray(anchor, dtype=np.float64) + off, 0.0, [cols, rows])
         text_objects.append(hd.pr.TextObject(text_value=text[:64], units=units, anchor_point=(float(a[0]), float(a[1])),
                                              anchor_point_visible=False))
-    annotations = [
-        hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=layers["LANDMARKS"],
-                                graphic_objects=landmark_objects),
-        hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=layers["ENDPLATES"],
-                                graphic_objects=plate_objects),
-        hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=layers["LABELS"], text_objects=text_objects),
-    ]
+    annotations = []  # a graphic annotation needs at least one object
+    if landmark_objects:
+        annotations.append(hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=layers["LANDMARKS"],
+                                                   graphic_objects=landmark_objects))
+    if plate_objects:
+        annotations.append(hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=layers["ENDPLATES"],
+                                                   graphic_objects=plate_objects))
+    if text_objects:
+        annotations.append(hd.pr.GraphicAnnotation(referenced_images=[ref], graphic_layer=layers["LABELS"],
+                                                   text_objects=text_objects))
     if window is None:
         window = _window(source)
     # lists: highdicom 0.28 splits a single explanation string into characters

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up .venv-monailabel: MONAI Label 0.8.5 + lumbar-monai (editable) for the app in apps/lumbar_monailabel.
+#   bash scripts/setup-monailabel.sh
+# MONAI Label pins pydicom < 3 and numpy < 2, so it lives apart from .venv; scripts/monailabel-constraints.txt keeps
+# pip from replacing torch (CPU build, installed first as in scripts/setup.sh) while resolving monailabel.
+# Idempotent: a stamp of its inputs (setup.cfg, this script, the constraints) skips an up-to-date environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+venv=.venv-monailabel
+constraints=scripts/monailabel-constraints.txt
+want=$(cat setup.cfg scripts/setup-monailabel.sh "$constraints" | sha256sum | cut -c1-16)
+stamp="$venv/.lumbar-monai-setup"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "[setup-monailabel] creating $venv (a few minutes the first time)" >&2
+"$PY" -m venv "$venv"
+pip_() { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
+pip_ torch==2.13.0
+pip_ -c "$constraints" monailabel==0.8.5 "pydicom<3" "dicomweb-client<0.60" "pynetdicom<3"
+# the project itself, resolved against the same constraints (torch, numpy and pydicom stay as they are)
+pip_ -c "$constraints" -e .
+# smoke check: the app's imports (monailabel's task interfaces + the pydicom-2-safe helpers)
+"$venv/bin/python" -c "import monailabel.interfaces.app, monailabel.interfaces.config, lumbar_monai.monailabel_support, lumbar_monai.predictor" \
+  || { echo "[setup-monailabel] $venv does not import the app's modules" >&2; exit 1; }
+echo "$want" > "$stamp"
+echo "[setup-monailabel] $venv ready: $("$venv/bin/python" -c 'import monailabel, pydicom, numpy, torch; print(f"monailabel {monailabel.__version__}, pydicom {pydicom.__version__}, numpy {numpy.__version__}, torch {torch.__version__}")')" >&2

@@ -94,3 +94,13 @@ def test_training_variants_run_and_feed_the_predictor(kind, paf, coordconv):
     p = LandmarkPredictor(LATERAL, nets["lumbar"], nets["sacrum"], crop_size=32, device="cpu")
     res = p(s["image"], centres=LATERAL.centres(s["points"]))
     assert res.points.shape == (22, 2) and np.isfinite(res.points).all()
+
+
+def test_early_stopping_after_patience_without_improvement():
+    # lr 0: the validation loss never improves, so training stops after 1 + patience epochs
+    cfg = Stage2Config(crop_size=32, channels=(4, 8), batch_size=8, max_epochs=10, patience=2, lr=0.0,
+                       linear_lr_decay=False, seed=2)
+    samples = [_sample(i) for i in range(2)]
+    out = train_stage2(samples, cfg, val_samples=samples[:1])
+    assert len(out["history"]) == 3 and len(out["val_history"]) == 3
+    assert out["val_history"][0] == pytest.approx(out["val_history"][2])

@@ -200,7 +200,9 @@ def train_stage2(
         network: start from this network instead of a new one.
 
     Returns:
-        ``{"network", "network_kwargs", "config", "history": [train losses per epoch], "val_history"}``.
+        ``{"network", "network_kwargs", "config", "history": [mean train loss per epoch], "val_history"}``;
+        ``val_history`` has one validation loss per epoch run (early stopping may end the run before
+        ``cfg.max_epochs``).
     """
     from ignite.engine import Events
     from ignite.handlers import EarlyStopping
@@ -224,10 +226,21 @@ def train_stage2(
         handlers.append(LrScheduleHandler(sched, print_lr=False))
     trainer = SupervisedTrainer(
         device=device, max_epochs=cfg.max_epochs, train_data_loader=loader, network=net, optimizer=opt,
-        loss_function=loss, train_handlers=handlers, amp=False,
+        loss_function=loss, train_handlers=handlers, amp=False, decollate=False,
     )
-    history: list[float] = []
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: history.append(float(e.state.output[0]["loss"])))
+    history: list[float] = []  # mean training loss of each epoch
+    running = {"sum": 0.0, "n": 0}
+
+    def _accumulate(engine):
+        running["sum"] += float(engine.state.output["loss"].detach())
+        running["n"] += 1
+
+    def _epoch_done(engine):
+        history.append(running["sum"] / max(running["n"], 1))
+        running["sum"], running["n"] = 0.0, 0
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, _accumulate)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, _epoch_done)
     val_history: list[float] = []
     if val_samples:
         val_loader = _loader(val_samples, stage2_transforms(cfg, train=True, augment=False), cfg.batch_size, False,
@@ -236,7 +249,7 @@ def train_stage2(
         evaluator = SupervisedEvaluator(
             device=device, val_data_loader=val_loader, network=net,
             key_val_metric={"val_loss": Loss(base, output_transform=from_engine(["pred", "label"]))},
-            metric_cmp_fn=lambda current, prev: prev < 0 or current < prev, amp=False,
+            metric_cmp_fn=lambda current, prev: prev < 0 or current < prev, amp=False, decollate=False,
         )
         best = {"loss": float("inf"), "state": None}
 

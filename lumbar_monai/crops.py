@@ -13,6 +13,10 @@ points map back exactly with :func:`crop_to_image` (and forward with :func:`imag
 
 Samples outside the image read 0: this *is* the paper's "crop from the zero-padded original image" (padding to a
 square with zeros and then cropping gives the same pixels), without materialising the padded image.
+
+Interpolation is bilinear without anti-aliasing (*ours*; the paper names no method): Eq. 5 sides are typically one
+to three times the 256 px output, and the Gaussian blur that follows (Section 3.3; sigma 1 crop pixel by default,
+*ours*, the paper gives none) smooths what aliasing there is.
 """
 
 from __future__ import annotations

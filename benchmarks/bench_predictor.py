@@ -72,13 +72,23 @@ def main() -> None:
 
     cfg = SyntheticConfig(max_side=args.max_side)
     images = [generate_radiograph(1000 + i, cfg).image.astype(np.float32) for i in range(args.images)]
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
-        else args.devices.split(",")
+    devices = (
+        ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else args.devices.split(",")
+    )
     shapes = ", ".join(f"{im.shape[1]}x{im.shape[0]}" for im in images)
-    print(f"images: {shapes} (W x H); crops {args.crop_size}px; CoordConv({args.coordconv}); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    stages = ["read", "stage1_preprocess", "stage1_network", "stage1_postprocess", "stage2_crops",
-              "stage2_network", "stage2_decode"]
+    print(
+        f"images: {shapes} (W x H); crops {args.crop_size}px; CoordConv({args.coordconv}); "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
+    stages = [
+        "read",
+        "stage1_preprocess",
+        "stage1_network",
+        "stage1_postprocess",
+        "stage2_crops",
+        "stage2_network",
+        "stage2_decode",
+    ]
     for dev in devices:
         r = run(dev, images, args.repeats, args.crop_size, args.coordconv)
         name = torch.cuda.get_device_name() if dev.startswith("cuda") else "CPU"
@@ -91,8 +101,10 @@ def main() -> None:
                 print(f"  {k:<22}{r[k]:>10.2f}{100 * r[k] / total:>8.1f}%")
         other = total - sum(r.get(k, 0.0) for k in stages)
         print(f"  {'other (result, flags)':<22}{other:>10.2f}{100 * other / total:>8.1f}%")
-        print(f"  landmark stage (stage 2): {landmark:.2f} ms  |  paper, RTX 3090: {PAPER_LANDMARK_MS} ms "
-              f"({PAPER_LANDMARK_NO_COORDCONV_MS} ms without CoordConv)")
+        print(
+            f"  landmark stage (stage 2): {landmark:.2f} ms  |  paper, RTX 3090: {PAPER_LANDMARK_MS} ms "
+            f"({PAPER_LANDMARK_NO_COORDCONV_MS} ms without CoordConv)"
+        )
 
 
 if __name__ == "__main__":

@@ -336,3 +336,13 @@ def test_collimation_and_marker_leave_the_landmarks_exposed():
             if outside.sum() > 50:  # unexposed borders are white (MONOCHROME2)
                 assert np.mean(st.image[outside] >= 0.95 * top) > 0.9
     assert collimated >= 2
+
+
+def test_no_collimator_no_white_border():
+    cfg = SyntheticConfig(collimation_prob=0.0, marker_prob=0.0, **SMALL)
+    for seed in range(3):
+        st = generate_radiograph(seed, cfg)
+        top = 2**st.bits_stored - 1
+        assert not st.meta["collimated"]
+        for edge in (st.image[0], st.image[-1], st.image[:, 0], st.image[:, -1]):
+            assert np.mean(edge >= 0.95 * top) < 0.2

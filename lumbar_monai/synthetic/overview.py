@@ -108,3 +108,30 @@ def render_overview(
         fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lumbar_monai.synthetic.overview OUT.png [--n 8] [--seed 0]``: the README's picture."""
+    import argparse
+
+    from .config import SyntheticConfig
+    from .generator import generate_radiograph
+    from .study import case_seed
+
+    p = argparse.ArgumentParser(description="Draw synthetic studies with their landmarks into one PNG.")
+    p.add_argument("out")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-side", type=int, default=900)
+    p.add_argument("--columns", type=int, default=4)
+    p.add_argument("--dpi", type=int, default=72)
+    args = p.parse_args(argv)
+    cfg = SyntheticConfig(max_side=args.max_side)
+    studies = [generate_radiograph(case_seed(args.seed, i), cfg) for i in range(args.n)]
+    out = render_overview(studies, args.out, columns=args.columns, dpi=args.dpi)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -174,8 +174,10 @@ def _marker_and_collimation(rng, model: SpineModel, placement: Placement, cfg: S
     xs = f * (np.arange(wl, dtype=np.float32) + 0.5) - 0.5
     ys = f * (np.arange(hl, dtype=np.float32) + 0.5) - 0.5
     pen = 1.0 / placement.spacing  # ~1 mm penumbra
-    inside_x = _sigmoid((xs - field[0]) / pen) * _sigmoid((field[2] - xs) / pen)
-    inside_y = _sigmoid((ys - field[1]) / pen) * _sigmoid((field[3] - ys) / pen)
+    # sides the collimator does not cut lie far outside the image (no border there)
+    edge = np.where(field != np.array([0.0, 0.0, w - 1.0, h - 1.0]), field, np.array([-1e9, -1e9, 1e9, 1e9]))
+    inside_x = _sigmoid((xs - edge[0]) / pen) * _sigmoid((edge[2] - xs) / pen)
+    inside_y = _sigmoid((ys - edge[1]) / pen) * _sigmoid((edge[3] - ys) / pen)
     exposed = inside_y[:, None] * inside_x[None, :]
     info["exposed_field_px"] = [round(float(v), 2) for v in field]
     if rng.random() < cfg.marker_prob:

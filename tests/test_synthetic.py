@@ -346,3 +346,51 @@ def test_no_collimator_no_white_border():
         assert not st.meta["collimated"]
         for edge in (st.image[0], st.image[-1], st.image[:, 0], st.image[:, -1]):
             assert np.mean(edge >= 0.95 * top) < 0.2
+
+
+def test_cli_synth_and_demo(tmp_path: Path, capsys):
+    from lumbar_monai.cli import main
+
+    out = tmp_path / "set"
+    rc = main(
+        [
+            "synth",
+            "--n",
+            "3",
+            "--out",
+            str(out),
+            "--seed",
+            "5",
+            "--max-side",
+            "128",
+            "--no-dicom",
+            "--image-format",
+            "tiff",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    doc = json.loads((out / "datalist.json").read_text())
+    entries = doc["training"] + doc["validation"] + doc["test"]
+    assert len(entries) == 3 and all("dicom" not in e and e["image"].endswith(".tif") for e in entries)
+    assert not (out / "dicom").exists()
+    assert str(out / "datalist.json") in capsys.readouterr().out
+    demo = tmp_path / "demo"
+    assert main(["demo", "--out", str(demo), "--n", "2", "--max-side", "128"]) == 0
+    printed = capsys.readouterr().out
+    assert (demo / "overview.png").stat().st_size > 1000 and "overview.png" in printed
+    assert len(list((demo / "dicom").glob("*.dcm"))) == 2
+
+
+def test_study_set_independent_of_worker_count(tmp_path: Path):
+    cfg = SyntheticConfig(max_side=96, render_max_side=96)
+    one = write_study_set(tmp_path / "a", 3, seed=9, config=cfg, formats=("png", "json"), progress=False)
+    two = write_study_set(tmp_path / "b", 3, seed=9, config=cfg, formats=("png", "json"), progress=False, num_workers=2)
+    assert json.loads(one.read_text()) == json.loads(two.read_text())
+    for name in ("case_0000", "case_0001", "case_0002"):
+        a = np.asarray(Image.open(tmp_path / "a" / "images" / f"{name}.png"))
+        b = np.asarray(Image.open(tmp_path / "b" / "images" / f"{name}.png"))
+        np.testing.assert_array_equal(a, b)
+        ja = json.loads((tmp_path / "a" / "annotations" / f"{name}.json").read_text())
+        jb = json.loads((tmp_path / "b" / "annotations" / f"{name}.json").read_text())
+        assert ja == jb

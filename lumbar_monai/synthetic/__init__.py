@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .config import SyntheticConfig
 from .generator import GENERATOR_VERSION, SyntheticRadiograph, generate_radiograph
+from .overview import render_overview
 from .study import case_seed, write_study_set
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "GENERATOR_VERSION",
     "write_study_set",
     "case_seed",
+    "render_overview",
 ]

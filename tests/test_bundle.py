@@ -88,8 +88,9 @@ def test_inference_writes_per_image_outputs(trained):
     pred = trained / "predictions"
     docs = sorted(pred.glob("*.json"))
     assert docs, "no per-image JSON written"
-    doc = json.loads(docs[0].read_text())
+    doc = json.loads(docs[0].read_text())["result"]
     assert len(doc["landmarks"]) == 22 and {"name", "x", "y", "confidence"} <= set(doc["landmarks"][0])
+    assert list(pred.glob("*_sr.dcm")) and list(pred.glob("*_pr.dcm")), "DICOM inputs get an SR and a GSPS"
     assert (pred / "measurements.csv").is_file() and (pred / "failures.txt").is_file()
 
 

@@ -1,0 +1,49 @@
+"""``lumbar-monai predict INPUT... --out DIR``: the two-stage predictor over files, folders and DICOMDIRs.
+
+Per image: JSON (landmarks, confidences, QC flags, measurements), overlay PNG and, for DICOM sources, a Structured
+Report and a presentation state (optionally an RGB secondary capture); for the run: ``measurements.csv`` and
+``failures.txt``. Exit status: 0 when at least one image succeeded, 1 when every image failed, 2 when no image
+was found (see :mod:`lumbar_monai.batch`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_MODEL = "bundles/lumbar_landmarks/runs/default/models/lumbar_landmarks.pt"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "predict",
+        help="find the landmarks in images, folders or DICOM studies and write JSON, overlays, SR and GSPS",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("inputs", nargs="+", help="image files (DICOM, PNG, JPEG, TIFF, NIfTI, ...), folders, DICOMDIRs")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"predictor checkpoint written by the bundle's training (default: {DEFAULT_MODEL})")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
+    p.add_argument("--secondary-capture", action="store_true",
+                   help="also write an RGB secondary-capture overlay for DICOM sources")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..batch import run_batch
+    from ..errors import InputError
+    from ..predictor import LandmarkPredictor
+
+    try:
+        predictor = LandmarkPredictor.load(args.model, device=args.device)
+    except InputError as e:
+        print(f"lumbar-monai predict: {e} (train one with the bundle: see README)", file=sys.stderr)
+        return 2
+    summary = run_batch(args.inputs, args.out, predictor, secondary_capture=args.secondary_capture,
+                        progress=not args.no_progress)
+    print(f"{summary.ok} ok, {summary.failed} failed -> {args.out} (failures: {summary.failures_txt})")
+    return summary.exit_code

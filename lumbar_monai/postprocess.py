@@ -15,8 +15,9 @@ and a vertebra is skipped: the distance between two consecutive maxima is then a
 3. ``m_new`` = maximum of what is left; drop ``m_1`` (the top-most, T12) and insert ``m_new`` between ``m_j`` and
    ``m_{j+1}``: ``{m_2, ..., m_j, m_new, m_{j+1}, ..., m_V}``.
 
-The rule reads argmax positions (integer, as the paper); the centres it returns are sub-pixel refined (the new one
-on ``C_sum``, whose confidence is ``C_sum``'s value there and may exceed 1).
+The rule reads argmax positions (integer, as the paper; ``rule_peaks="subpixel"`` reads the refined ones); the
+centres it returns are sub-pixel refined (the new one on ``C_sum``, whose confidence is ``C_sum``'s value there and
+may exceed 1). The zeroing bounds compare pixel rows with the rule's peak ``y``.
 
 **A genuinely large L5-S1 gap.** The rule as written does not know anatomy: if the L5-to-S1 distance is itself
 more than 1.4 x the mean of the others (e.g. a high-grade L5-S1 spondylolisthesis, or a sacrum far posterior to
@@ -100,6 +101,7 @@ def repair_missing_centre(
     band: float = 0.4,
     skip_lumbosacral: bool = False,
     min_new_peak: float = 0.0,
+    rule_peaks: str = "argmax",
 ) -> CentreRepair:
     """Algorithm 1 on one image's ``(V, H, W)`` centre maps (see the module docstring).
 
@@ -110,6 +112,8 @@ def repair_missing_centre(
         band: the 0.4 of the zeroing bounds.
         skip_lumbosacral: guard, see the module docstring (off = the paper).
         min_new_peak: guard, see the module docstring (0 = the paper).
+        rule_peaks: ``"argmax"`` (the paper: integer maxima) or ``"subpixel"`` (refined maxima; *ours*, for
+            coarse maps such as 16x16 where integer quantisation alone can trip the 1.4 x rule).
     """
     t = torch.as_tensor(maps).detach().to(torch.float64).cpu()
     if t.ndim != 3:
@@ -117,7 +121,9 @@ def repair_missing_centre(
     refined, conf = decode_peaks(t, refine="quadratic")
     argmax, _ = decode_peaks(t, refine="none")
     centres, confidence = refined.numpy().copy(), conf.numpy().copy()
-    m = argmax.numpy()
+    if rule_peaks not in ("argmax", "subpixel"):
+        raise ValueError(f"rule_peaks must be 'argmax' or 'subpixel', got {rule_peaks!r}")
+    m = argmax.numpy() if rule_peaks == "argmax" else refined.numpy()
     v = m.shape[0]
     if v < 3:
         return CentreRepair(centres, confidence, fired=False, detected=False)
@@ -167,7 +173,7 @@ def postprocess_centres(
         codec: the codec the net was trained with (grids, layout).
         geometry: ``original -> input`` 3x3 or ``(B, 3, 3)`` (``sample["geometry"]``); gives ``"original"``.
         repair: run Algorithm 1 (else plain decoding).
-        repair_kwargs: ``ratio``, ``band``, ``skip_lumbosacral``, ``min_new_peak``.
+        repair_kwargs: ``ratio``, ``band``, ``skip_lumbosacral``, ``min_new_peak``, ``rule_peaks``.
 
     Returns:
         dict with ``"heatmap"``, ``"input"``, ``"original"`` (or ``None``) ``(B, V, 2)`` float64 tensors,

@@ -140,3 +140,19 @@ def test_postprocess_batch_grids_and_flag():
     plain = postprocess_centres(bad, codec, repair=False)
     assert not bool(plain["centre_repaired"]) and plain["input"].shape == (6, 2)
     np.testing.assert_allclose(plain["input"][0].numpy(), codec.heatmap_to_input(truth[0]), atol=0.4)  # T12
+
+
+def test_rule_peaks_subpixel_avoids_quantisation_trips():
+    """On a coarse map, integer argmax alone makes a regular spine look irregular; sub-pixel peaks do not."""
+    # true gaps (1.7, 1.75, 2.1, 1.75, 1.4): 2.1 < 1.4 x 1.65; rounded rows (2, 4, 5, 8, 9, 11) give gaps
+    # (2, 1, 3, 1, 2): 3 > 1.4 x 1.5
+    y = np.array([2.0, 3.7, 5.45, 7.55, 9.3, 10.7])
+    truth = np.column_stack([np.full(6, 8.0), y])
+    maps = _maps([[(tuple(p), 1.0)] for p in truth])
+    a = repair_missing_centre(maps)
+    s = repair_missing_centre(maps, rule_peaks="subpixel")
+    np.testing.assert_allclose(a.distances, np.abs(np.diff(np.round(y))))
+    np.testing.assert_allclose(s.distances, np.abs(np.diff(y)), atol=0.05)
+    assert a.detected and not s.detected
+    with pytest.raises(ValueError):
+        repair_missing_centre(maps, rule_peaks="mean")

@@ -25,22 +25,23 @@ def _stages(seed: int) -> dict[str, float]:
     """Seconds per stage for one full-size study."""
     from lumbar_monai.synthetic import SyntheticConfig, generate_radiograph
     from lumbar_monai.synthetic.model import sample_spine
-    from lumbar_monai.synthetic.render import form_image, place_on_detector, render_density
+    from lumbar_monai.synthetic.render import form_image, place_on_detector, render_density, sample_imaging
     from lumbar_monai.synthetic.study import write_case
 
     cfg = SyntheticConfig()
-    ss = np.random.SeedSequence(seed).spawn(3)
+    ss = np.random.SeedSequence(seed).spawn(4)
     out: dict[str, float] = {}
     t = time.perf_counter()
     model = sample_spine(np.random.default_rng(ss[1]), cfg)
     out["anatomy (mm model)"] = time.perf_counter() - t
-    rng = np.random.default_rng(ss[2])
+    params_rng, noise_rng = np.random.default_rng(ss[2]), np.random.default_rng(ss[3])
     t = time.perf_counter()
-    placement = place_on_detector(rng, model, cfg)
-    tau, _, lsp, exposed, _ = render_density(rng, model, placement, cfg)
+    placement = place_on_detector(params_rng, model, cfg)
+    imaging = sample_imaging(params_rng, cfg)
+    rendered = render_density(noise_rng, model, placement, cfg, imaging)
     out["thickness map (render grid)"] = time.perf_counter() - t
     t = time.perf_counter()
-    form_image(rng, tau, placement, lsp, cfg, float(np.median(tau)), exposed)
+    form_image(noise_rng, rendered, placement, imaging, float(np.median(rendered.tau)))
     out["physics + noise (full res)"] = time.perf_counter() - t
     study = generate_radiograph(seed, cfg)
     with tempfile.TemporaryDirectory() as d:

@@ -55,7 +55,7 @@ def test_deterministic_for_a_seed():
 def test_anatomy_does_not_depend_on_image_size():
     small = generate_radiograph(3, SyntheticConfig(max_side=200, render_max_side=200))
     big = generate_radiograph(3, SyntheticConfig(max_side=400, render_max_side=400))
-    for k in ("lordosis_deg", "sacral_slope_deg", "body_height_mm", "rotation_deg", "facing"):
+    for k in ("lordosis_deg", "sacral_slope_deg", "body_height_mm", "rotation_deg", "facing", "marker", "bits_stored"):
         assert small.meta[k] == big.meta[k]
     # the same patient in mm
     ds = np.diff(small.points, axis=0) * small.pixel_spacing[0]

@@ -11,7 +11,7 @@ import numpy as np
 from ..anatomy import LATERAL, Layout
 from .config import SyntheticConfig
 from .model import sample_spine
-from .render import form_image, place_on_detector, rasterise_labels, render_density
+from .render import form_image, place_on_detector, rasterise_labels, render_density, sample_imaging
 
 __all__ = [
     "SyntheticRadiograph",
@@ -84,20 +84,27 @@ def sacral_slope_deg(points: np.ndarray, layout: Layout) -> float:
 def generate_radiograph(seed: int, config: SyntheticConfig | None = None) -> SyntheticRadiograph:
     """Generate one lateral lumbar radiograph with its 22 landmarks; deterministic for a given ``seed``.
 
-    The anatomy (mm) depends only on ``seed``; ``config.max_side`` changes pixels, not the patient.
+    The anatomy (mm) and the imaging settings depend only on ``seed``: ``config.max_side`` changes the pixels,
+    not the study.
     """
     cfg = config or SyntheticConfig()
-    # independent streams (SeedSequence.spawn: identical under numpy 1.x and 2.x)
-    facing_rng, anatomy_rng, image_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    # independent streams (SeedSequence.spawn: identical under numpy 1.x and 2.x): the anatomy and every imaging
+    # setting use a fixed number of draws, so ``max_side`` changes the pixels, not the study
+    facing_rng, anatomy_rng, params_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    )
     facing = "right" if facing_rng.random() < cfg.facing_right_prob else "left"
     model = sample_spine(anatomy_rng, cfg, LATERAL)
-    placement = place_on_detector(image_rng, model, cfg)
+    placement = place_on_detector(params_rng, model, cfg)
+    imaging = sample_imaging(params_rng, cfg)
     points = placement.to_px(model.points)
-    tau, lowm, lsp, exposed, extras = render_density(image_rng, model, placement, cfg, facing)
-    centres_low = LATERAL.centres(model.points) @ lowm[:, :2].T + lowm[:, 2]
+    rendered = render_density(noise_rng, model, placement, cfg, imaging, facing)
+    centres_low = LATERAL.centres(model.points) @ rendered.lowm[:, :2].T + rendered.lowm[:, 2]
+    tau = rendered.tau
     ci = np.clip(np.round(centres_low).astype(int), 0, np.array(tau.shape[::-1]) - 1)
     bone_ref = float(np.median(tau[ci[:, 1], ci[:, 0]]))
-    image, bits, info = form_image(image_rng, tau, placement, lsp, cfg, bone_ref, exposed)
+    image = form_image(noise_rng, rendered, placement, imaging, bone_ref)
+    extras = dict(rendered.info)
     mask = rasterise_labels(model, placement) if cfg.body_mask else None
     w = placement.width
     if facing == "right":
@@ -114,12 +121,11 @@ def generate_radiograph(seed: int, config: SyntheticConfig | None = None) -> Syn
         generator_version=GENERATOR_VERSION,
         seed=int(seed),
         facing=facing,
-        bits_stored=bits,
         rotation_deg=round(placement.rotation_deg, 4),
         lordosis_deg=round(lordosis_deg(model.points, LATERAL), 4),
         sacral_slope_deg=round(sacral_slope_deg(model.points, LATERAL), 4),
         spacing_mm=round(placement.spacing, 6),
-        **info,
+        **imaging.as_meta(),
         **extras,
     )
     return SyntheticRadiograph(

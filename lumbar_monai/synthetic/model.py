@@ -380,7 +380,7 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     top = sagged_side(s1["posterior"], s1["anterior"], sag, c_s, n=14)
     outline, mk = round_corners([top, sacral_side], rng.uniform(1.2, 2.0))
     marks["S1"] = {"posterior": mk[0], "anterior": mk[1]}
-    shapes.append(Shape(outline, 0.45 * dens, 0.35 * dens, 1.2, True, vert_label.get("S1", 0)))
+    shapes.append(Shape(outline, 0.38 * dens, 0.35 * dens, 1.2, True, vert_label.get("S1", 0)))
     canal = d_s1 * (0.28 - 0.2 * t[:, 0])[:, None]
     wall = rng.uniform(7, 11) * (1 - 0.6 * t[:, 0])
     dorsal_c = centre - (half + canal + wall[:, None] / 2) * perp

@@ -20,7 +20,17 @@ from .config import SyntheticConfig
 from .model import SpineModel
 from .shapes import ScanlineCanvas, offset_inward
 
-__all__ = ["Placement", "place_on_detector", "render_density", "form_image", "rasterise_labels"]
+__all__ = [
+    "Placement",
+    "ImagingParams",
+    "Rendered",
+    "sample_imaging",
+    "place_on_detector",
+    "render_density",
+    "form_image",
+    "rasterise_labels",
+    "upsample",
+]
 
 
 @dataclass
@@ -43,6 +53,60 @@ class Placement:
     def to_px(self, pts_mm: np.ndarray) -> np.ndarray:
         m = self.matrix
         return np.asarray(pts_mm) @ m[:, :2].T + m[:, 2]
+
+
+@dataclass
+class ImagingParams:
+    """Exposure, detector and processing settings of one study, drawn before the image size is known."""
+
+    drc: float  # strength of the large-kernel dynamic range compression
+    sharpen: float  # unsharp-mask strength
+    photons: float  # detected quanta per pixel behind the spine
+    blur_px: float  # detector blur sigma
+    bits: int  # BitsStored
+    gamma: float  # display gamma
+    collimate: bool
+    collimation_cut: np.ndarray  # (4,) fraction of the free room cut on the left, top, right, bottom (0 = none)
+    marker: str | None  # lead side marker letter
+    marker_mm: float
+    marker_inset: float  # distance from the field corner in marker sizes
+    marker_tau: float
+
+    def as_meta(self) -> dict:
+        return dict(
+            photons=round(self.photons, 1),
+            blur_px=round(self.blur_px, 3),
+            drc=round(self.drc, 3),
+            sharpen=round(self.sharpen, 3),
+            gamma=round(self.gamma, 3),
+            bits_stored=self.bits,
+            marker=self.marker,
+        )
+
+
+def sample_imaging(rng: np.random.Generator, cfg: SyntheticConfig) -> ImagingParams:
+    """Draw every imaging setting (a fixed number of draws, so the settings do not depend on the image size)."""
+    vals = dict(
+        drc=float(rng.uniform(0.55, 0.85)),
+        sharpen=float(rng.uniform(0.0, 0.8)),
+        photons=float(np.exp(rng.uniform(np.log(cfg.photons[0]), np.log(cfg.photons[1])))),
+        blur_px=float(rng.uniform(*cfg.blur_px)),
+        bits=int(rng.integers(cfg.bits_stored[0], cfg.bits_stored[1] + 1)),
+        gamma=float(rng.uniform(0.8, 1.25)),
+    )
+    collimate = bool(rng.random() < cfg.collimation_prob)
+    cut = rng.uniform(0.0, 0.6, 4) * (rng.random(4) < 0.7)
+    has_marker = bool(rng.random() < cfg.marker_prob)
+    letter = "L" if rng.random() < 0.7 else "R"
+    return ImagingParams(
+        **vals,
+        collimate=collimate,
+        collimation_cut=cut if collimate else np.zeros(4),
+        marker=letter if has_marker else None,
+        marker_mm=float(rng.uniform(12, 20)),
+        marker_inset=float(rng.uniform(0.5, 2.0)),
+        marker_tau=float(rng.uniform(3.0, 5.0)),
+    )
 
 
 def _draw_size(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[int, int]:
@@ -154,35 +218,31 @@ _GLYPHS = {  # block letters in a unit box (x right, y down); pieces are summed 
 _GLYPH_HOLES = {"L": [], "R": [np.array([[0.3, 0.17], [0.6, 0.17], [0.6, 0.41], [0.3, 0.41]])]}
 
 
-def _marker_and_collimation(rng, model: SpineModel, placement: Placement, cfg: SyntheticConfig, facing: str, f: int):
-    """Lead side marker and collimator edges on the render grid: ``(tau_extra, exposed mask, info)``."""
+def _marker_and_collimation(model: SpineModel, placement: Placement, imaging: ImagingParams, facing: str, f: int):
+    """Lead side marker and collimator edges on the render grid: ``(marker tau, exposed mask, info)``."""
     h, w = placement.height, placement.width
     hl, wl = math.ceil(h / f), math.ceil(w / f)
     pts = placement.to_px(model.points)
     lo, hi = pts.min(0), pts.max(0)
-    extra = np.zeros((hl, wl), np.float32)
-    info: dict = {"marker": None, "collimated": False}
+    marker = np.zeros((hl, wl), np.float32)
     # collimation: the exposed field is a rectangle inside the image that keeps the landmarks well inside
-    field = np.array([0.0, 0.0, w - 1.0, h - 1.0])  # x0, y0, x1, y1 (full px)
-    if rng.random() < cfg.collimation_prob:
-        keep = 60.0 / placement.spacing * 0.5  # >= 30 mm around the landmarks
-        room = np.array([lo[0] - keep, lo[1] - keep, w - 1 - hi[0] - keep, h - 1 - hi[1] - keep])
-        cut = np.clip(room, 0, None) * rng.uniform(0.0, 0.6, 4) * (rng.random(4) < 0.7)
-        field = field + np.array([cut[0], cut[1], -cut[2], -cut[3]])
-        info["collimated"] = bool(cut.any())
+    full_field = np.array([0.0, 0.0, w - 1.0, h - 1.0])  # x0, y0, x1, y1 (full px)
+    keep = 30.0 / placement.spacing  # >= 30 mm around the landmarks
+    room = np.clip(np.array([lo[0] - keep, lo[1] - keep, w - 1 - hi[0] - keep, h - 1 - hi[1] - keep]), 0, None)
+    cut = room * imaging.collimation_cut
+    field = full_field + np.array([cut[0], cut[1], -cut[2], -cut[3]])
+    info: dict = {"collimated": bool((cut > 0.5).any()), "exposed_field_px": [round(float(v), 2) for v in field]}
     # render-grid coordinates of pixel centres in full px
     xs = f * (np.arange(wl, dtype=np.float32) + 0.5) - 0.5
     ys = f * (np.arange(hl, dtype=np.float32) + 0.5) - 0.5
     pen = 1.0 / placement.spacing  # ~1 mm penumbra
     # sides the collimator does not cut lie far outside the image (no border there)
-    edge = np.where(field != np.array([0.0, 0.0, w - 1.0, h - 1.0]), field, np.array([-1e9, -1e9, 1e9, 1e9]))
+    edge = np.where(cut > 0.5, field, np.array([-1e9, -1e9, 1e9, 1e9]))
     inside_x = _sigmoid((xs - edge[0]) / pen) * _sigmoid((edge[2] - xs) / pen)
     inside_y = _sigmoid((ys - edge[1]) / pen) * _sigmoid((edge[3] - ys) / pen)
     exposed = inside_y[:, None] * inside_x[None, :]
-    info["exposed_field_px"] = [round(float(v), 2) for v in field]
-    if rng.random() < cfg.marker_prob:
-        letter = "L" if rng.random() < 0.7 else "R"
-        size = rng.uniform(12, 20) / placement.spacing  # px
+    if imaging.marker is not None:
+        size = imaging.marker_mm / placement.spacing  # px
         corners = [
             (field[0], field[1]),
             (field[2] - size, field[1]),
@@ -190,38 +250,47 @@ def _marker_and_collimation(rng, model: SpineModel, placement: Placement, cfg: S
             (field[2] - size, field[3] - size),
         ]
         # the corner farthest from the landmarks, moved inwards a little
-        d = [
-            min(abs(cx + size / 2 - (lo[0] + hi[0]) / 2), 1e9) + abs(cy + size / 2 - (lo[1] + hi[1]) / 2)
-            for cx, cy in corners
-        ]
-        cx, cy = corners[int(np.argmax(d))]
-        inset = rng.uniform(0.5, 2.0) * size
-        ox = cx + (inset if cx <= field[0] + 1 else -inset)
-        oy = cy + (inset if cy <= field[1] + 1 else -inset)
+        d = [abs(cx + size / 2 - (lo[0] + hi[0]) / 2) + abs(cy + size / 2 - (lo[1] + hi[1]) / 2) for cx, cy in corners]
+        ci = int(np.argmax(d))
+        cx, cy = corners[ci]
+        inset = imaging.marker_inset * size
+        ox = cx + (inset if ci in (0, 2) else -inset)
+        oy = cy + (inset if ci in (0, 1) else -inset)
         canvas = ScanlineCanvas((hl, wl), subrows=4, antialias=True)
         holes = ScanlineCanvas((hl, wl), subrows=4, antialias=True)
-        for pieces, cv in ((_GLYPHS[letter], canvas), (_GLYPH_HOLES[letter], holes)):
+        for pieces, cv in ((_GLYPHS[imaging.marker], canvas), (_GLYPH_HOLES[imaging.marker], holes)):
             for piece in pieces:
                 g = piece.astype(np.float64).copy()
                 if facing == "right":  # drawn mirrored so that it reads correctly after the image is flipped
                     g[:, 0] = 1.0 - g[:, 0]
                 full = np.array([ox, oy]) + g * np.array([0.8 * size, size])
                 cv.add((full + 0.5) / f - 0.5, 1.0)
-        glyph = np.clip(canvas.image() - 4.0 * holes.image(), 0.0, 1.0)
-        extra += float(rng.uniform(3.0, 5.0)) * glyph
-        info["marker"] = letter
-    return extra, exposed.astype(np.float32), info
+        marker += imaging.marker_tau * np.clip(canvas.image() - 4.0 * holes.image(), 0.0, 1.0)
+    return marker, exposed.astype(np.float32), info
+
+
+@dataclass
+class Rendered:
+    """The render-grid maps of one study."""
+
+    tau: np.ndarray  # (hl, wl) attenuation line integrals of the patient
+    marker: np.ndarray  # (hl, wl) attenuation of the lead marker (kept apart from the window statistics)
+    exposed: np.ndarray  # (hl, wl) 1 inside the collimated field, 0 outside
+    lowm: np.ndarray  # 2x3 patient mm -> render px
+    spacing: float  # render px size in mm
+    factor: int  # full px per render px
+    info: dict
 
 
 def render_density(
-    rng: np.random.Generator, model: SpineModel, placement: Placement, cfg: SyntheticConfig, facing: str = "left"
-):
-    """Thickness (attenuation) map ``tau`` on the reduced render grid.
-
-    Returns:
-        ``(tau (hl, wl) float32, low-res mm->px affine, low-res spacing mm, exposed (hl, wl) float32 in [0, 1],
-        info dict)``; ``exposed`` is 0 under the collimator.
-    """
+    rng: np.random.Generator,
+    model: SpineModel,
+    placement: Placement,
+    cfg: SyntheticConfig,
+    imaging: ImagingParams,
+    facing: str = "left",
+) -> Rendered:
+    """Thickness (attenuation) map ``tau`` on the reduced render grid; ``rng`` draws the noise fields only."""
     hl, wl, f, lowm, lsp = _low_res(placement, cfg.render_max_side)
     inv = np.linalg.inv(np.vstack([lowm, [0, 0, 1]]))[:2]
     yy, xx = np.mgrid[0:hl, 0:wl].astype(np.float32)
@@ -278,79 +347,63 @@ def render_density(
         bone *= 1.0 - bone_k * m
         tau_soft += extra * m
     tau = tau_soft + np.maximum(gas, -0.6 * tau_soft) + bone
-    extra, exposed, info = _marker_and_collimation(rng, model, placement, cfg, facing, f)
-    tau += extra
+    marker, exposed, info = _marker_and_collimation(model, placement, imaging, facing, f)
     # the fills are area-antialiased; blur by the detector's point spread (in render px) plus a little
-    sigma = math.hypot(0.3, float(np.mean(cfg.blur_px)) * placement.spacing / lsp)
+    sigma = math.hypot(0.3, imaging.blur_px * placement.spacing / lsp)
     tau = ndimage.gaussian_filter(tau.astype(np.float32), sigma)
-    return tau, lowm, lsp, exposed, info
+    marker = ndimage.gaussian_filter(marker, sigma) if imaging.marker else marker
+    return Rendered(tau, marker, exposed, lowm, lsp, f, info)
 
 
 def form_image(
-    rng: np.random.Generator,
-    tau: np.ndarray,
-    placement: Placement,
-    lsp: float,
-    cfg: SyntheticConfig,
-    bone_ref: float,
-    exposed: np.ndarray | None = None,
-):
-    """Detector physics and processing: ``tau`` (low-res) -> ``(uint16 image (H, W), bits_stored, info dict)``."""
+    rng: np.random.Generator, rendered: Rendered, placement: Placement, imaging: ImagingParams, bone_ref: float
+) -> np.ndarray:
+    """Detector physics and processing: render-grid maps -> ``(H, W)`` uint16 within ``imaging.bits`` bits.
+
+    ``rng`` draws the quantum noise only; ``bone_ref`` is the attenuation behind the spine, where the exposure
+    control puts ``imaging.photons`` quanta per pixel.
+    """
     h, w = placement.height, placement.width
+    tau, lsp, exposed = rendered.tau, rendered.spacing, rendered.exposed
     hl, wl = tau.shape
     # dynamic range compression on a coarse copy (large Gaussian; cheap at 1/4 resolution)
     step = 4
-    coarse = tau[::step, ::step]
-    big = ndimage.gaussian_filter(coarse, 25.0 / (lsp * step))
+    big = ndimage.gaussian_filter(tau[::step, ::step], 25.0 / (lsp * step))
     big = ndimage.zoom(big, (hl / big.shape[0], wl / big.shape[1]), order=1, grid_mode=True, mode="nearest")[:hl, :wl]
-    k = float(rng.uniform(0.55, 0.85))
-    display = tau - k * big
+    display = tau - imaging.drc * big
     # edge enhancement (unsharp mask of ~1.5 mm), as clinical processing does, of random strength
-    sharp = float(rng.uniform(0.0, 0.8))
-    if sharp > 0.05:
-        display += sharp * (tau - ndimage.gaussian_filter(tau, 1.5 / lsp))
-    photons = float(np.exp(rng.uniform(np.log(cfg.photons[0]), np.log(cfg.photons[1]))))
-    blur = float(rng.uniform(*cfg.blur_px))
-    bits = int(rng.integers(cfg.bits_stored[0], cfg.bits_stored[1] + 1))
+    if imaging.sharpen > 0.05:
+        display += imaging.sharpen * (tau - ndimage.gaussian_filter(tau, 1.5 / lsp))
     # window: the body from its thinnest tissue to the densest bone; air outside the skin goes (near) black
     sub, sub_tau = display[::2, ::2], tau[::2, ::2]
-    field = np.ones(sub.shape, bool) if exposed is None else exposed[::2, ::2] > 0.99
+    field = exposed[::2, ::2] > 0.99
     sub, sub_tau = sub[field], sub_tau[field]
     body = sub[sub_tau > 0.2 * float(np.percentile(sub_tau, 99.9))]
     lo = float(np.percentile(body if body.size > 100 else sub, 0.5))
     hi = float(np.percentile(sub, 99.95))
     lo -= 0.06 * (hi - lo)
     hi += 0.05 * (hi - lo)
-    if exposed is not None and float(exposed.min()) < 0.99:
+    display += rendered.marker  # lead: far above the window, white
+    if float(exposed.min()) < 0.99:
         # outside the collimated field the processing shows unexposed detector as white (MONOCHROME2)
         display = display * exposed + (1.0 - exposed) * (hi + 0.5 * (hi - lo))
     # log-domain noise std: 1 / sqrt(I), I = photons * exp(-(tau - bone_ref)); computed on the render grid
-    sd_low = (np.exp(0.5 * (tau - bone_ref)) / math.sqrt(photons)).astype(np.float32)
-    # under lead (marker) scatter sets a floor on the quanta: cap the noise there
-    np.minimum(sd_low, 3.0 * float(np.median(sd_low)), out=sd_low)
-    f = _low_res(placement, cfg.render_max_side)[2]
+    sd_low = (np.exp(0.5 * (tau - bone_ref)) / math.sqrt(imaging.photons)).astype(np.float32)
+    np.minimum(sd_low, 3.0 * float(np.median(sd_low)), out=sd_low)  # scatter floor in the thickest parts
+    f = rendered.factor
     disp = upsample(display.astype(np.float32), f, (h, w))
     sd = np.repeat(np.repeat(sd_low, f, 0), f, 1)[:h, :w] if f > 1 else sd_low
-    noise = _correlated_noise(rng, (h, w), blur)
+    noise = _correlated_noise(rng, (h, w), imaging.blur_px)
     noise *= sd
     disp += noise
     del noise
     # window to BitsStored; gamma through a look-up table
-    gamma = float(rng.uniform(0.8, 1.25))
-    maxval = 2**bits - 1
-    lut = np.round((np.linspace(0.0, 1.0, 65536) ** gamma) * maxval).astype(np.uint16)
+    maxval = 2**imaging.bits - 1
+    lut = np.round((np.linspace(0.0, 1.0, 65536) ** imaging.gamma) * maxval).astype(np.uint16)
     disp -= lo
     disp *= 65535.0 / (hi - lo)
     np.clip(disp, 0, 65535, out=disp)
-    img = lut[disp.astype(np.uint16)]
-    info = dict(
-        photons=round(photons, 1),
-        blur_px=round(blur, 3),
-        drc=round(k, 3),
-        gamma=round(gamma, 3),
-        sharpen=round(sharp, 3),
-    )
-    return img, bits, info
+    return lut[disp.astype(np.uint16)]
 
 
 def rasterise_labels(model: SpineModel, placement: Placement) -> np.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .config import SyntheticConfig
 from .generator import GENERATOR_VERSION, SyntheticRadiograph, generate_radiograph
-from .overview import render_overview
 from .study import case_seed, write_study_set
 
 __all__ = [
@@ -21,3 +20,12 @@ __all__ = [
     "case_seed",
     "render_overview",
 ]
+
+
+def __getattr__(name: str):
+    # lazy: ``python -m lumbar_monai.synthetic.overview`` must not find the module imported already
+    if name == "render_overview":
+        from .overview import render_overview
+
+        return render_overview
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -393,7 +393,7 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
         shapes.append(Shape(band(open_spline(line, 4), 1.2), -0.18 * dens, kind="line"))
     # sacral ala superimposed on S1
     shapes.append(
-        Shape(ellipse(mid + 0.35 * length * c_s - 4 * a_s, 0.45 * d_s1, 0.3 * length, 0.3), 0.18 * dens, kind="soft")
+        Shape(ellipse(mid + 0.35 * length * c_s - 4 * a_s, 0.45 * d_s1, 0.3 * length, 0.3), 0.12 * dens, kind="soft")
     )
 
     # iliac wings (left and right, slightly misaligned), crests over L4-L5, femoral heads below

@@ -6,6 +6,10 @@ answering "no model is available", the model appearing in the app's model folder
 against :meth:`LandmarkPredictor.predict` on the same file (1e-3 px), a corrected label saved with
 ``PUT /datastore/label``, a fine-tuning run through ``POST /train/<model>`` and infer with the new model, and the
 server stopped (its whole process group, also when the test fails).
+
+Environment: ``LUMBAR_MONAILABEL_MODEL`` = a bundle-trained ``lumbar_landmarks.pt`` to serve instead of the tiny
+one; ``LUMBAR_MONAILABEL_OVERLAY`` = a PNG path to render the first infer response over its image
+(``docs/monailabel_overlay.png`` is made this way).
 """
 
 from __future__ import annotations
@@ -165,6 +169,21 @@ def _landmarks_xy(doc: dict) -> np.ndarray:
     return np.array([[lm["x"], lm["y"]] for lm in doc["result"]["landmarks"]], dtype=np.float64)
 
 
+def _render_overlay(doc: dict, image: Path, out: Path, scratch: Path) -> None:
+    """Draw an infer response (landmarks, end plates, lordosis and sacral slope) over its radiograph."""
+    from lumbar_monai.io.loader import load_radiograph
+    from lumbar_monai.io.overlay import write_overlay_png
+    from lumbar_monai.io.result_json import read_result_json
+    from lumbar_monai.measures import compute_measurements
+
+    scratch.write_text(json.dumps(doc))
+    res, _ = read_result_json(scratch)
+    ms = compute_measurements(res.points, res.layout, res.pixel_spacing, res.spacing_source)
+    sent = {m["key"]: m["value"] for m in doc["measurements"]["items"]}
+    assert sent["lumbar_lordosis"] == pytest.approx(ms.value("lumbar_lordosis"), abs=1e-9)
+    write_overlay_png(out, load_radiograph(image).image, res, ms)
+
+
 def test_monailabel_server_end_to_end(tmp_path):
     import nibabel as nib
 
@@ -174,7 +193,8 @@ def test_monailabel_server_end_to_end(tmp_path):
     from lumbar_monai.predictor import LandmarkPredictor
 
     t_start = time.monotonic()
-    model = _train_tiny(tmp_path / "bundle_run")
+    trained = _train_tiny(tmp_path / "bundle_run")  # also writes the synthetic studies used below
+    model = Path(os.environ.get("LUMBAR_MONAILABEL_MODEL") or trained)
     synth = tmp_path / "bundle_run" / "synthetic"
     studies = tmp_path / "studies"
     studies.mkdir()
@@ -214,6 +234,9 @@ def test_monailabel_server_end_to_end(tmp_path):
         assert doc["centroids"] == centroids(direct.centres, LATERAL, direct.image_size)
         keys = {m["key"] for m in doc["measurements"]["items"]}
         assert "lumbar_lordosis" in keys and "sacral_slope" in keys
+        if os.environ.get("LUMBAR_MONAILABEL_OVERLAY"):
+            _render_overlay(doc, studies / f"{image_id}.png", Path(os.environ["LUMBAR_MONAILABEL_OVERLAY"]),
+                            tmp_path / "response.json")
         # the label image: (W, H) discs, each present label's centroid on its landmark
         label = nib.Nifti1Image.from_bytes(gzip.decompress(parts["image"]))
         data = np.asarray(label.dataobj)

@@ -30,6 +30,8 @@ from monailabel.interfaces.datastore import Datastore  # noqa: E402
 from monailabel.interfaces.tasks.infer_v2 import InferTask  # noqa: E402
 from monailabel.interfaces.tasks.train import TrainTask  # noqa: E402
 
+from lumbar_monai.errors import InputError  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 #: task configs by model name (``--conf models <name>[,<name>]`` or ``all``)
@@ -76,8 +78,18 @@ class LumbarLandmarkApp(MONAILabelApp):
     def init_trainers(self) -> dict[str, TrainTask]:
         return {name: cfg.trainer() for name, cfg in self.models.items()}
 
+    # clear answers instead of a bare HTTP 500: no model yet (503), a bad image or label file (422, naming the
+    # file and, for labels, the landmark)
     def infer(self, request, datastore=None):
         try:
             return super().infer(request, datastore)
-        except NoModelError as e:  # a clear answer (HTTP 503 with the message) instead of a bare 500
+        except NoModelError as e:
             raise HTTPException(status_code=503, detail=str(e)) from None
+        except InputError as e:
+            raise HTTPException(status_code=422, detail=str(e)) from None
+
+    def train(self, request):
+        try:
+            return super().train(request)
+        except InputError as e:
+            raise HTTPException(status_code=422, detail=str(e)) from None

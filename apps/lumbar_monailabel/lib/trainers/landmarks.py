@@ -146,7 +146,11 @@ class LandmarkTrain(TrainTask):
         items = self.labelled_items(datastore)
         logger.info("training on %d labelled image(s); run folder %s", len(items), run_dir)
         dataset_dir = run_dir / "data"
-        write_finetune_datalist(items, dataset_dir, self.layout)
+        try:
+            write_finetune_datalist(items, dataset_dir, self.layout)
+        except Exception:  # a bad label (InputError naming it) or none: nothing was trained, leave no run folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         cmd, fine_tuned = self.command(run_dir, dataset_dir, req)
         logger.info("bundle command: %s", " ".join(cmd))
         env = dict(os.environ)

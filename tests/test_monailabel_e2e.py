@@ -260,12 +260,16 @@ def test_monailabel_server_end_to_end(tmp_path):
         np.testing.assert_array_equal(read_annotation_json(stored).points, read_annotation_json(truth).points)
         assert server.json("GET", "/info/")["datastore"]["completed"] == 1
 
-        # fine-tune on it through MONAI Label; the new model replaces the app's and infer uses it
+        # a landmark JSON placed by hand in the label folder counts too (MONAI Label itself does not list .json)
+        shutil.copy2(synth / "annotations" / f"{cases[2]}.json", stored.parent / f"{cases[2]}.json")
+
+        # fine-tune on both through MONAI Label; the new model replaces the app's and infer uses it
         before = (app / "model" / "lumbar_landmarks.pt").read_bytes()
         params = json.dumps({"posenet#max_epochs": 1, "mnet_lumbar#max_epochs": 1, "mnet_sacrum#max_epochs": 1})
         stats = server.json("POST", f"/train/{MODEL}?run_sync=true", data=params.encode(),
                             headers={"Content-Type": "application/json"}, timeout=300)
-        assert stats["status"] == "DONE" and stats["images"] == 1 and stats["fine_tuned"] is True, stats
+        assert stats["status"] == "DONE" and stats["images"] == 2 and stats["fine_tuned"] is True, stats
+        assert "initialised posenet, lumbar, sacrum from" in (Path(stats["run_dir"]) / "train.log").read_text()
         new_model = app / "model" / "lumbar_landmarks.pt"
         assert new_model.read_bytes() != before
         assert (app / "model" / "lumbar_landmarks.previous.pt").read_bytes() == before

@@ -24,8 +24,17 @@ from .shapes import band, closed_spline, ellipse, open_spline, round_corners, sa
 
 __all__ = ["Shape", "SoftTissue", "SpineModel", "sample_spine"]
 
-LUMBAR = ("L1", "L2", "L3", "L4", "L5")
-THORACIC = ("T12", "T11", "T10", "T9")  # drawn above L1 so the column continues to the top edge
+# The model draws the lumbar levels of the lateral layout (read from it, cranial to caudal) on a sacrum, with
+# thoracic vertebrae above so that the column continues to the top edge. Per-level anatomical constants below
+# are given for L1..L5 and checked against the layout.
+LUMBAR = tuple(LATERAL.vertebrae[i].name for i in LATERAL.lumbar_indices)
+THORACIC = ("T12", "T11", "T10", "T9")
+# share of the lordosis carried by each body / each disc below it (An et al. do not model this; *ours*, after
+# the usual clinical pattern: most lordosis at L4-S1)
+BODY_WEDGE_WEIGHT = {"L1": 0.04, "L2": 0.12, "L3": 0.18, "L4": 0.26, "L5": 0.40}
+DISC_WEDGE_WEIGHT = {"L1": 0.10, "L2": 0.14, "L3": 0.19, "L4": 0.24, "L5": 0.33}  # disc below the level
+FRACTURE_SITE_WEIGHT = {"L1": 0.32, "L2": 0.26, "L3": 0.18, "L4": 0.14, "L5": 0.10}  # thoracolumbar first
+assert set(BODY_WEDGE_WEIGHT) == set(LUMBAR), "the synthetic anatomy models L1-L5 of the lateral layout"
 
 
 @dataclass
@@ -219,18 +228,20 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     slope = float(np.clip(0.55 * lordosis + 12.5 + rng.normal(0, 4.0), ss_lo, ss_hi))
 
     # ---- per-level dimensions (L1..L5) --------------------------------------------------------------------
-    depth = _graded(rng, *cfg.body_depth_mm, 5)
-    height = _graded(rng, *cfg.body_height_mm, 5)
-    disc = _graded(rng, *cfg.disc_height_mm, 5, start=(0.0, 0.5), growth=(0.0, 0.6))  # L1-2 .. L5-S1
+    nl = len(LUMBAR)
+    depth = _graded(rng, *cfg.body_depth_mm, nl)
+    height = _graded(rng, *cfg.body_height_mm, nl)
+    disc = _graded(rng, *cfg.disc_height_mm, nl, start=(0.0, 0.5), growth=(0.0, 0.6))  # below each level
     body_share = rng.uniform(0.2, 0.4)
-    wb = np.array([0.04, 0.12, 0.18, 0.26, 0.40]) * rng.uniform(0.7, 1.3, 5)
-    wd = np.array([0.10, 0.14, 0.19, 0.24, 0.33]) * rng.uniform(0.75, 1.25, 5)
+    wb = np.array([BODY_WEDGE_WEIGHT[n] for n in LUMBAR]) * rng.uniform(0.7, 1.3, nl)
+    wd = np.array([DISC_WEDGE_WEIGHT[n] for n in LUMBAR]) * rng.uniform(0.75, 1.25, nl)
     beta0 = np.radians(lordosis * body_share * wb / wb.sum())
 
     fractured: dict[str, float] = {}
     if rng.random() < cfg.fracture_prob:
         k = 1 + int(rng.random() < 0.25)
-        names = rng.choice(5, size=k, replace=False, p=np.array([0.32, 0.26, 0.18, 0.14, 0.10]))
+        p_site = np.array([FRACTURE_SITE_WEIGHT[n] for n in LUMBAR])
+        names = rng.choice(nl, size=k, replace=False, p=p_site / p_site.sum())
         for i in sorted(names):
             fractured[LUMBAR[i]] = float(rng.uniform(*cfg.fracture_loss))
     beta = beta0.copy()
@@ -250,13 +261,13 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
         slip_frac = float(rng.uniform(*cfg.slip_fraction))
 
     # ---- build the column from S1 upwards ------------------------------------------------------------------
-    d_s1 = float(np.clip(depth[4] * rng.uniform(0.92, 1.02), *cfg.body_depth_mm))
+    d_s1 = float(np.clip(depth[-1] * rng.uniform(0.92, 1.02), *cfg.body_depth_mm))
     phi = np.radians(slope)
     p_below = np.zeros(2)
     s1 = {"posterior": p_below.copy(), "anterior": p_below + d_s1 * _a(phi)}
     verts: list[dict] = []
     depth_below = d_s1
-    for i in range(4, -1, -1):
+    for i in range(nl - 1, -1, -1):
         name = LUMBAR[i]
         dd = depth[i]
         da, dp = _split(disc[i], dd * np.tan(delta[i]), 2.5)

@@ -394,3 +394,23 @@ def test_study_set_independent_of_worker_count(tmp_path: Path):
         ja = json.loads((tmp_path / "a" / "annotations" / f"{name}.json").read_text())
         jb = json.loads((tmp_path / "b" / "annotations" / f"{name}.json").read_text())
         assert ja == jb
+
+
+def test_reduced_render_grid_is_aligned_with_the_full_grid():
+    """A shape drawn on the coarse render grid and upsampled lands where the landmarks' transform puts it."""
+    from lumbar_monai.synthetic.render import Placement, _low_res, upsample
+    from lumbar_monai.synthetic.shapes import ScanlineCanvas, ellipse, polygon_area
+
+    placement = Placement(height=301, width=250, spacing=0.15, rotation_deg=7.0, offset=np.array([40.3, 21.7]))
+    blob = ellipse((9.0, 14.0), 6.0, 3.5, 0.3, n=64)  # mm
+    centre_px = placement.to_px(blob.mean(axis=0)[None])[0]
+    for render_max_side in (301, 151, 100, 61):
+        hl, wl, f, lowm, lsp = _low_res(placement, render_max_side)
+        canvas = ScanlineCanvas((hl, wl), subrows=4, antialias=True)
+        canvas.add(blob @ lowm[:, :2].T + lowm[:, 2], 1.0)
+        up = upsample(canvas.image(np.float64), f, (placement.height, placement.width))
+        yy, xx = np.mgrid[0 : placement.height, 0 : placement.width]
+        centroid = np.array([(up * xx).sum(), (up * yy).sum()]) / up.sum()
+        np.testing.assert_allclose(centroid, centre_px, atol=0.05 * f)
+        assert up.sum() == pytest.approx(abs(polygon_area(blob)) / 0.15**2, rel=0.02)
+        assert lsp == pytest.approx(0.15 * f)

@@ -414,3 +414,15 @@ def test_reduced_render_grid_is_aligned_with_the_full_grid():
         np.testing.assert_allclose(centroid, centre_px, atol=0.05 * f)
         assert up.sum() == pytest.approx(abs(polygon_area(blob)) / 0.15**2, rel=0.02)
         assert lsp == pytest.approx(0.15 * f)
+
+
+def test_implants_are_white_and_do_not_squash_the_bone_window():
+    cfg = SyntheticConfig(hardware_prob=1.0, aortic_calcification_prob=1.0, body_mask=True, **SMALL)
+    for seed in range(3):
+        st = generate_radiograph(seed, cfg)
+        top = 2**st.bits_stored - 1
+        assert st.meta["hardware"][-1] == "S1" and len(st.meta["hardware"]) >= 2
+        assert st.meta["aortic_calcifications"] >= 4
+        assert (st.image >= top).sum() > 20  # steel is opaque
+        bodies = st.image[st.body_mask > 0] / top
+        assert 0.25 < np.median(bodies) < 0.95

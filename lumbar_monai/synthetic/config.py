@@ -37,6 +37,8 @@ class SyntheticConfig:
         slip_fraction: range of the anterior slip as a fraction of the lower end plate's depth.
         occlusion_prob: probability that L1 and/or L2 are hidden under a shadow.
         osteophyte_prob: probability of a degenerative spine with anterior osteophytes at some corners.
+        aortic_calcification_prob: probability of calcified plaques in the abdominal aorta wall (in front of L1-L4).
+        hardware_prob: probability of posterior spinal fixation (pedicle screws and rods, L3/L4/L5 to S1).
         marker_prob: probability of a lead side marker ("L"/"R") burnt into a corner of the image.
         collimation_prob: probability of visible collimator edges (unexposed, bright borders).
         bowel_gas: (min, max) number of gas blobs.
@@ -67,6 +69,8 @@ class SyntheticConfig:
     slip_fraction: tuple[float, float] = (0.08, 0.3)
     occlusion_prob: float = 0.3
     osteophyte_prob: float = 0.25
+    aortic_calcification_prob: float = 0.2
+    hardware_prob: float = 0.04
     marker_prob: float = 0.5
     collimation_prob: float = 0.3
     bowel_gas: tuple[int, int] = (2, 14)

@@ -48,7 +48,8 @@ class Shape:
         textured: modulate the fill with the trabecular texture.
         label: 1-based vertebra index in the layout for vertebral bodies (body mask), else 0.
         kind: ``"bone"``, ``"gas"``, ``"soft"`` (bone without a sharp outline: the fill is blurred, e.g. the
-            iliac wing seen obliquely) or ``"line"`` (thin dark lines, e.g. fused sacral discs).
+            iliac wing seen obliquely), ``"line"`` (thin dark lines, e.g. fused sacral discs) or ``"metal"``
+            (implants: far above the bone window, kept out of the window statistics).
     """
 
     outline: np.ndarray
@@ -467,6 +468,54 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
             w = rng.uniform(7, 10) * (1 - 0.45 * np.linspace(0, 1, len(line)))
             shapes.append(Shape(band(line, w), 0.1 * dens, 0.22 * dens, 1.5))
 
+    # ---- distractors: aortic wall calcification, spinal fixation hardware ---------------------------------
+    lum_y = np.array([by_name[n]["corners"][c][1] for n in LUMBAR for c in ("superior_anterior", "inferior_anterior")])
+    lum_x = np.array([by_name[n]["corners"][c][0] for n in LUMBAR for c in ("superior_anterior", "inferior_anterior")])
+    calcified = 0
+    if rng.random() < cfg.aortic_calcification_prob:
+        gap, diameter = rng.uniform(3, 12), rng.uniform(18, 28)
+        y0, y1 = by_name["L1"]["corners"]["superior_anterior"][1], by_name["L4"]["corners"]["inferior_anterior"][1]
+        for _ in range(int(rng.integers(4, 21))):
+            y = y0 + (y1 - y0) * rng.uniform(0.2, 1.0) ** 0.6  # plaques gather low, near the bifurcation
+            wall_x = np.interp(y, lum_y, lum_x) - gap - (diameter if rng.random() < 0.45 else 0.0)
+            ln = rng.uniform(3, 12)
+            seg = np.array([[wall_x, y - ln / 2], [wall_x + rng.normal(0, 1.0), y + ln / 2]])
+            shapes.append(Shape(band(open_spline(seg, 4), rng.uniform(1.0, 2.5)), rng.uniform(0.15, 0.4) * dens))
+            calcified += 1
+    hardware: list[str] = []
+    if rng.random() < cfg.hardware_prob:
+        first = int(rng.integers(max(0, len(LUMBAR) - 3), len(LUMBAR)))  # fusion of L3/L4/L5 .. S1
+        heads = []
+        for name in [*LUMBAR[first:], "S1"]:
+            if name == "S1":
+                entry = dorsal_c[2]
+                aim = s1["anterior"] + 9.0 * c_s + 4.0 * a_s  # towards the promontory
+            else:
+                v = by_name[name]
+                c = v["corners"]
+                entry = v["costal"] + 6.0 * (-_a(v["phi"]))
+                aim = 0.5 * (c["superior_anterior"] + c["inferior_anterior"]) + 0.1 * (
+                    c["inferior_posterior"] - c["superior_posterior"]
+                )
+            direction = (aim - entry) / np.linalg.norm(aim - entry)
+            screw_len = 0.8 * np.linalg.norm(aim - entry)
+            for side in (-1.0, 1.0):  # left and right screws, slightly apart in projection
+                e = entry + side * rng.uniform(0.5, 2.5) * np.array([0.3, 1.0])
+                shaft = open_spline(np.stack([e, e + screw_len * direction]), 4)
+                shapes.append(Shape(band(shaft, np.linspace(6.5, 4.0, len(shaft))), 2.0, kind="metal"))
+                shapes.append(
+                    Shape(
+                        ellipse(e - 4.0 * direction, 6.5, 5.0, float(np.arctan2(direction[1], direction[0]))),
+                        2.5,
+                        kind="metal",
+                    )
+                )
+            heads.append(entry - 4.0 * direction)
+            hardware.append(name)
+        rod = open_spline(np.array(heads), 6)
+        for side in (-1.0, 1.0):
+            shapes.append(Shape(band(rod + side * np.array([1.0, 0.0]), 5.5), 2.0, kind="metal"))
+
     # ---- soft tissue ---------------------------------------------------------------------------------------
     ys = np.array([v["corners"]["superior_anterior"][1] for v in verts] + [s1["anterior"][1], tip[1]])
     ant = np.array([v["corners"]["superior_anterior"][0] for v in verts] + [s1["anterior"][0], tip[0]])
@@ -539,6 +588,8 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
         occluded=occluded,
         bowel_gas_blobs=n_gas,
         osteophytes=spurs,
+        aortic_calcifications=calcified,
+        hardware=hardware,
         bone_density=round(float(dens), 3),
         body_height_mm={n: round(float((a + p) / 2), 2) for n, (a, p) in zip(LUMBAR, hts, strict=True)},
         body_depth_mm={n: round(float(d), 2) for n, d in zip(LUMBAR, depth, strict=True)},

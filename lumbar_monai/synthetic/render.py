@@ -287,7 +287,7 @@ class Rendered:
     """The render-grid maps of one study."""
 
     tau: np.ndarray  # (hl, wl) attenuation line integrals of the patient
-    marker: np.ndarray  # (hl, wl) attenuation of the lead marker (kept apart from the window statistics)
+    metal: np.ndarray  # (hl, wl) attenuation of the lead marker and implants (kept out of the window statistics)
     exposed: np.ndarray  # (hl, wl) 1 inside the collimated field, 0 outside
     lowm: np.ndarray  # 2x3 patient mm -> render px
     spacing: float  # render px size in mm
@@ -340,7 +340,11 @@ def render_density(
     # bones and gas, summed with scanline fills
     bone_c, trab_c = (ScanlineCanvas((hl, wl), subrows=4, antialias=True) for _ in range(2))
     gas_c, soft_c = (ScanlineCanvas((h2, w2), subrows=2, antialias=True) for _ in range(2))
+    metal_c = ScanlineCanvas((hl, wl), subrows=4, antialias=True)
     for sh in model.shapes:
+        if sh.kind == "metal":
+            metal_c.add(sh.outline @ lowm[:, :2].T + lowm[:, 2], sh.fill)
+            continue
         if sh.kind in ("gas", "soft"):
             (gas_c if sh.kind == "gas" else soft_c).add(sh.outline @ m2[:, :2].T + m2[:, 2], sh.fill)
             continue
@@ -375,12 +379,15 @@ def render_density(
     bone += trab
     bone *= upsample(bone_keep, k2, (hl, wl))
     tau = upsample(smooth, k2, (hl, wl)) + bone
-    marker, exposed, info = _marker_and_collimation(model, placement, imaging, facing, f)
+    metal, exposed, info = _marker_and_collimation(model, placement, imaging, facing, f)
+    if not metal_c.empty:
+        metal += np.minimum(metal_c.image(), 3.0)  # overlapping implants: one layer of metal is opaque already
     # the fills are area-antialiased; blur by the detector's point spread (in render px) plus a little
     sigma = math.hypot(0.3, imaging.blur_px * placement.spacing / lsp)
     tau = ndimage.gaussian_filter(tau.astype(np.float32), sigma)
-    marker = ndimage.gaussian_filter(marker, sigma) if imaging.marker else marker
-    return Rendered(tau, marker, exposed, lowm, lsp, f, info)
+    if metal.any():
+        metal = ndimage.gaussian_filter(metal, sigma)
+    return Rendered(tau, metal, exposed, lowm, lsp, f, info)
 
 
 def form_image(
@@ -412,7 +419,7 @@ def form_image(
     hi = float(np.percentile(sub, 99.95))
     lo -= 0.06 * (hi - lo)
     hi += 0.05 * (hi - lo)
-    display += rendered.marker  # lead: far above the window, white
+    display += rendered.metal  # lead and steel: far above the window, white
     if float(exposed.min()) < 0.99:
         # outside the collimated field the processing shows unexposed detector as white (MONOCHROME2)
         display = display * exposed + (1.0 - exposed) * (hi + 0.5 * (hi - lo))

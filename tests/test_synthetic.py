@@ -426,3 +426,20 @@ def test_implants_are_white_and_do_not_squash_the_bone_window():
         assert (st.image >= top).sum() > 20  # steel is opaque
         bodies = st.image[st.body_mask > 0] / top
         assert 0.25 < np.median(bodies) < 0.95
+
+
+def test_dicom_passes_dciodvfy(tmp_path: Path):
+    """The DX objects are valid per dicom3tools' IOD verifier (skipped where it is not installed)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy (dicom3tools) not installed")
+    cfg = SyntheticConfig(max_side=96, render_max_side=96, facing_right_prob=0.5)
+    write_study_set(tmp_path, 4, seed=4, config=cfg, formats=("dicom",), progress=False)
+    for path in sorted((tmp_path / "dicom").glob("*.dcm")):
+        res = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+        report = res.stdout + res.stderr
+        assert "DXImageForPresentation" in report
+        assert "Error" not in report and "Warning" not in report, report

@@ -21,6 +21,15 @@ from ..io.atomic import atomic_path
 __all__ = ["DX_FOR_PRESENTATION", "write_dx"]
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+# SNOMED CT codes (the values pydicom's ``pydicom.sr.codedict.codes.SCT`` holds): CID 4031 / CID 4010
+_LUMBAR_SPINE = ("122496007", "SCT", "Lumbar spine")
+_VIEW = {"LL": ("399173006", "SCT", "left lateral"), "RL": ("399198007", "SCT", "right lateral")}
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
 
 
 def write_dx(
@@ -91,6 +100,10 @@ def write_dx(
     ds.SeriesDescription = "L-spine lateral (synthetic)"
     ds.BodyPartExamined = "LSPINE"
     ds.ViewPosition = "LL" if facing == "left" else "RL"
+    ds.ViewCodeSequence = [_code(*_VIEW[ds.ViewPosition])]
+    ds.AnatomicRegionSequence = [_code(*_LUMBAR_SPINE)]
+    ds.PositionerType = ""
+    ds.AcquisitionContextSequence = []
     ds.PatientOrientation = ["P", "F"] if facing == "left" else ["A", "F"]
     ds.ImageLaterality = "U"
     # DX image module
@@ -102,6 +115,7 @@ def write_dx(
     ds.PixelIntensityRelationship = "LOG"
     # +1: lower values = less X-ray intensity (bone dark) - the MONOCHROME1 storage; MONOCHROME2 stores bone bright
     ds.PixelIntensityRelationshipSign = 1 if photometric == "MONOCHROME1" else -1
+    ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
     ds.RescaleIntercept = 0
     ds.RescaleSlope = 1
     ds.RescaleType = "US"
@@ -110,6 +124,7 @@ def write_dx(
     if spacing_attribute == "PixelSpacing":
         ds.PixelSpacing = row_col
         ds.PixelSpacingCalibrationType = "GEOMETRY"
+        ds.PixelSpacingCalibrationDescription = "synthetic image: patient plane spacing known exactly"
     elif spacing_attribute != "ImagerPixelSpacing":
         raise ValueError(f"spacing_attribute must be PixelSpacing or ImagerPixelSpacing, got {spacing_attribute!r}")
     # VOI LUT: a window over the stored range

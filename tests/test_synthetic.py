@@ -443,3 +443,28 @@ def test_dicom_passes_dciodvfy(tmp_path: Path):
         report = res.stdout + res.stderr
         assert "DXImageForPresentation" in report
         assert "Error" not in report and "Warning" not in report, report
+
+
+def test_study_set_loads_through_the_project_readers(tmp_path: Path):
+    """The datalist, PNG + DICOM spacing and the DICOM images read back through io.datalist / io.loader."""
+    pytest.importorskip("monai")
+    from lumbar_monai.io.datalist import LoadLandmarkSampled, load_landmark_datalist
+    from lumbar_monai.io.loader import load_radiograph
+
+    cfg = SyntheticConfig(max_side=128, render_max_side=128, facing_right_prob=0.5)
+    datalist = write_study_set(tmp_path, 4, seed=6, config=cfg, splits=(1.0, 0.0, 0.0), progress=False)
+    items = load_landmark_datalist(datalist, "training")
+    assert len(items) == 4
+    loader = LoadLandmarkSampled(keys=("image", "label"))
+    sources = set()
+    for item in items:
+        sample = loader(dict(item))
+        png = np.asarray(Image.open(item["image"]))
+        np.testing.assert_array_equal(sample["image"][0], png.astype(np.float32))
+        assert sample["points"].shape == (LATERAL.num_points, 2)
+        assert sample["pixel_spacing"] is not None and sample["facing"] in ("left", "right")
+        sources.add(sample["spacing_source"])
+        rad = load_radiograph(item["dicom"])  # MONOCHROME1 comes back inverted: bone bright, equal to the PNG
+        np.testing.assert_array_equal(rad.image, png.astype(np.float32))
+        assert rad.pixel_spacing == pytest.approx(sample["pixel_spacing"])
+    assert sources == {"PixelSpacing", "ImagerPixelSpacing"}

@@ -468,3 +468,12 @@ def test_study_set_loads_through_the_project_readers(tmp_path: Path):
         np.testing.assert_array_equal(rad.image, png.astype(np.float32))
         assert rad.pixel_spacing == pytest.approx(sample["pixel_spacing"])
     assert sources == {"PixelSpacing", "ImagerPixelSpacing"}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"fracture_prob": 1.5}, {"bits_stored": (10, 16)}, {"spacing_mm": (0.2, 0.1)}, {"max_side": 8}],
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError, match="SyntheticConfig"):
+        SyntheticConfig(**kwargs)

@@ -81,3 +81,29 @@ class SyntheticConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __post_init__(self) -> None:
+        probs = ("large_fraction", "facing_right_prob", "fracture_prob", "slip_prob", "occlusion_prob")
+        probs += ("osteophyte_prob", "aortic_calcification_prob", "hardware_prob", "marker_prob", "collimation_prob")
+        for name in probs:
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"SyntheticConfig.{name} must be a probability in [0, 1], got {v}")
+        ranges = ("size_px", "large_size_px", "aspect", "spacing_mm", "fov_mm", "sacral_slope_deg", "body_height_mm")
+        ranges += ("body_depth_mm", "disc_height_mm", "fracture_loss", "slip_fraction", "bowel_gas", "photons")
+        ranges += ("blur_px", "bits_stored")
+        for name in ranges:
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"SyntheticConfig.{name} must be a range (low <= high, >= 0), got {(lo, hi)}")
+        if not 12 <= self.bits_stored[0] <= self.bits_stored[1] <= 16:
+            raise ValueError(f"SyntheticConfig.bits_stored must lie within 12..16, got {self.bits_stored}")
+        if self.max_side is not None and self.max_side < 32:
+            raise ValueError(f"SyntheticConfig.max_side must be at least 32 px, got {self.max_side}")
+        if self.render_max_side < 16:
+            raise ValueError(f"SyntheticConfig.render_max_side must be at least 16 px, got {self.render_max_side}")
+        if not 0 <= self.rotation_deg <= 45:
+            raise ValueError(f"SyntheticConfig.rotation_deg must be within 0..45, got {self.rotation_deg}")
+        mean, sd, lo, hi = self.lordosis_deg
+        if not (lo <= mean <= hi and sd >= 0):
+            raise ValueError(f"SyntheticConfig.lordosis_deg must be (mean, sd, min, max), got {self.lordosis_deg}")

@@ -1,10 +1,14 @@
 """Image formation for the synthetic radiograph: placement on the detector, thickness map, physics, noise.
 
 Cheap physics (*ours*, after the usual projection radiography model): the attenuation line integral ``tau``
-(mu x lateral path length, summed over soft tissue and bones) is rasterised at reduced resolution; the
-detected quanta are ``I = I0 exp(-tau)``; the processed image is the log signal ``-log(I / I0)`` with quantum
-noise (Gaussian approximation of Poisson, variance ``I``), detector blur, a large-kernel dynamic range
-compression (clinical "unsharp mask" processing) and a window to ``BitsStored`` bits.
+(mu x lateral path length, summed over soft tissue and bones) is rasterised at reduced resolution (vectorised
+scanline fills, area anti-aliased) and upsampled; the detected quanta are ``I = I0 exp(-tau)`` with ``I0`` set
+by the exposure control (``photons`` quanta behind the spine). The processed image is the log signal
+``-log(I / I0)`` with quantum noise - Poisson, to first order (delta method) a Gaussian of standard deviation
+``1 / sqrt(I)`` in the log domain - blurred by the detector, then clinical-style processing: large-kernel
+dynamic range compression, mild unsharp masking, a window over the body and a gamma, stored in ``BitsStored``
+bits. Lead markers and metal implants are added after the window statistics, so they saturate (white) without
+squashing the bone contrast.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def _image_side(points: np.ndarray, facing: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def studies():
-    cfg = SyntheticConfig(body_mask=True, fracture_prob=0.0, slip_prob=0.0, **SMALL)
+    cfg = SyntheticConfig(body_mask=True, fracture_prob=0.0, slip_prob=0.0, degeneration_prob=0.0, **SMALL)
     return [generate_radiograph(s, cfg) for s in SEEDS]
 
 
@@ -477,3 +477,33 @@ def test_study_set_loads_through_the_project_readers(tmp_path: Path):
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError, match="SyntheticConfig"):
         SyntheticConfig(**kwargs)
+
+
+def _disc_gap(points: np.ndarray, vi: int, vj: int) -> float:
+    """Mean of the posterior and anterior gaps between vertebra ``vi``'s lower and ``vj``'s upper end plate."""
+    lower = ("superior_posterior", "superior_anterior") if vj in LUMBAR else ("posterior", "anterior")
+    upper = ("inferior_posterior", "inferior_anterior")
+    return float(
+        np.mean([np.linalg.norm(points[_idx(vi, u)] - points[_idx(vj, w)]) for u, w in zip(upper, lower, strict=False)])
+    )
+
+
+def test_degeneration_narrows_lower_discs():
+    from lumbar_monai.synthetic.model import sample_spine
+
+    healthy = SyntheticConfig(degeneration_prob=0.0, slip_prob=0.0, fracture_prob=0.0)
+    worn = SyntheticConfig(degeneration_prob=1.0, slip_prob=0.0, fracture_prob=0.0)
+    seen = 0
+    for seed in range(12):
+        a = sample_spine(np.random.default_rng(seed), healthy)
+        b = sample_spine(np.random.default_rng(seed), worn)
+        assert a.meta["degenerated_discs"] == [] and not a.meta["vacuum_disc"]
+        for label in b.meta["degenerated_discs"]:
+            upper, lower = label.split("-")
+            vi, vj = LATERAL.vertebra_names.index(upper), LATERAL.vertebra_names.index(lower)
+            assert vi in LUMBAR and vj == vi + 1 and vi >= len(LUMBAR) - 3  # L3-4 .. L5-S1 only
+
+            gap_a, gap_b = (_disc_gap(m.points, vi, vj) for m in (a, b))
+            assert gap_b < 0.95 * gap_a and gap_b >= worn.degenerated_disc_mm - 1.0
+            seen += 1
+    assert seen >= 6

@@ -36,7 +36,9 @@ class SyntheticConfig:
         slip_prob: probability of a spondylolisthesis of L4 or L5.
         slip_fraction: range of the anterior slip as a fraction of the lower end plate's depth.
         occlusion_prob: probability that L1 and/or L2 are hidden under a shadow.
-        osteophyte_prob: probability of a degenerative spine with anterior osteophytes at some corners.
+        degeneration_prob: probability of a degenerative spine: anterior osteophytes at some corners, narrowed
+            lower discs (down to ``degenerated_disc_mm``) with end-plate sclerosis, sometimes a vacuum phenomenon.
+        degenerated_disc_mm: the lowest mean height a degenerated disc is narrowed to.
         aortic_calcification_prob: probability of calcified plaques in the abdominal aorta wall (in front of L1-L4).
         hardware_prob: probability of posterior spinal fixation (pedicle screws and rods, L3/L4/L5 to S1).
         marker_prob: probability of a lead side marker ("L"/"R") burnt into a corner of the image.
@@ -68,7 +70,8 @@ class SyntheticConfig:
     slip_prob: float = 0.15
     slip_fraction: tuple[float, float] = (0.08, 0.3)
     occlusion_prob: float = 0.3
-    osteophyte_prob: float = 0.25
+    degeneration_prob: float = 0.25
+    degenerated_disc_mm: float = 5.0
     aortic_calcification_prob: float = 0.2
     hardware_prob: float = 0.04
     marker_prob: float = 0.5
@@ -84,7 +87,7 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         probs = ("large_fraction", "facing_right_prob", "fracture_prob", "slip_prob", "occlusion_prob")
-        probs += ("osteophyte_prob", "aortic_calcification_prob", "hardware_prob", "marker_prob", "collimation_prob")
+        probs += ("degeneration_prob", "aortic_calcification_prob", "hardware_prob", "marker_prob", "collimation_prob")
         for name in probs:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:

@@ -256,6 +256,16 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     disc_total = np.radians(lordosis) - beta.sum()
     delta = disc_total * wd / wd.sum()
 
+    # degenerative spine: narrowed lower discs (L3-4 .. L5-S1) with sclerotic end plates, anterior osteophytes
+    degenerative = bool(rng.random() < cfg.degeneration_prob)
+    narrowed: list[str] = []
+    for i in range(max(0, nl - 3), nl):
+        factor = rng.uniform(0.55, 0.9)
+        if degenerative and rng.random() < 0.5:
+            disc[i] = max(cfg.degenerated_disc_mm, disc[i] * factor)
+            narrowed.append(LUMBAR[i])
+    vacuum = degenerative and bool(narrowed) and rng.random() < 0.3
+
     slipped, slip_mm = None, 0.0
     if rng.random() < cfg.slip_prob:
         slipped = "L5" if rng.random() < 0.55 else "L4"
@@ -330,8 +340,11 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
     shapes: list[Shape] = []
     marks: dict[str, dict[str, np.ndarray]] = {}
     vert_label = {v.name: i + 1 for i, v in enumerate(layout.vertebrae)}
-    degenerative = rng.random() < cfg.osteophyte_prob
     spurs: list[str] = []
+    # beam divergence: end plates away from the central ray (about L3) project as thin ellipses - a double
+    # contour whose opening grows with the distance (source-image distance ~1 m, end plate ~40 mm wide)
+    y_central = by_name[LUMBAR[len(LUMBAR) // 2]]["corners"]["superior_posterior"][1] + rng.normal(0, 25)
+    tilt = rng.normal(0, 0.015)  # detector / patient tilt (rad)
     for idx, v in enumerate(verts):
         frac = fractured.get(v["name"])
         sag_sup = rng.uniform(0.6, 1.6) + (rng.uniform(1.0, 2.5) if frac else 0.0)
@@ -348,7 +361,19 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
             # follow the concave end plate: sag towards the body centre
             u = np.linspace(0, 1, len(line))[:, None]
             sag = sag_sup if side == "superior" else sag_inf
-            shapes.append(Shape(band(line + sag * np.sin(np.pi * u) * inward, w_ep), 0.3 * dens))
+            sclerosis = 1.0
+            if side == "inferior" and v["name"] in narrowed:
+                sclerosis = rng.uniform(1.4, 2.0)
+            if side == "superior" and idx > 0 and verts[idx - 1]["name"] in narrowed:
+                sclerosis = rng.uniform(1.4, 2.0)
+            plate_line = line + sag * np.sin(np.pi * u) * inward
+            shapes.append(Shape(band(plate_line, w_ep * sclerosis), 0.3 * dens * min(sclerosis, 1.5)))
+            y_plate = float(plate_line[:, 1].mean())
+            opening = abs(40.0 * ((y_plate - y_central) / 1000.0 + tilt))
+            if opening > 0.6:  # far rim of the plate: an arc meeting the near rim at the corners
+                away = -np.sign(y_plate - y_central) * _n(v["phi"])  # caudal below the central ray
+                arc = plate_line + opening * np.sin(np.pi * u) * away
+                shapes.append(Shape(band(arc, 0.8 * w_ep), 0.16 * dens))
         if frac:  # sclerotic band of impacted trabeculae under the collapsed end plate
             c = v["corners"]
             top = sagged_side(c["superior_anterior"], c["superior_posterior"], sag_sup, -_n(v["phi"]), n=12)
@@ -371,6 +396,13 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
                     )
                     shapes.append(Shape(closed_spline(tri, 6), 0.3 * dens, 0.2 * dens, 0.8))
                     spurs.append(f"{v['name']}_{corner}")
+        if vacuum and v["name"] == narrowed[-1]:  # vacuum phenomenon: gas in the degenerated disc below
+            c = v["corners"]
+            mid_disc = 0.5 * (c["inferior_anterior"] + c["inferior_posterior"]) - 0.5 * v["disc_below"] * _n(v["phi"])
+            gas_line = np.stack(
+                [mid_disc + 0.3 * v["depth"] * _a(v["phi"]), mid_disc - 0.2 * v["depth"] * _a(v["phi"])]
+            )
+            shapes.append(Shape(band(open_spline(gas_line, 4), rng.uniform(1.0, 2.0)), -0.3, kind="gas"))
         d_above = verts[idx - 1]["disc_below"] if idx > 0 else 7.0
         shapes.extend(_posterior_elements(rng, v, d_above, v["disc_below"], v["name"].startswith("T"), dens))
 
@@ -587,6 +619,8 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
         slip_mm=round(float(slip_mm), 3),
         occluded=occluded,
         bowel_gas_blobs=n_gas,
+        degenerated_discs=[f"{n}-{(LUMBAR + ('S1',))[LUMBAR.index(n) + 1]}" for n in narrowed],
+        vacuum_disc=bool(vacuum),
         osteophytes=spurs,
         aortic_calcifications=calcified,
         hardware=hardware,

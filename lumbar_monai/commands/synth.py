@@ -9,8 +9,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "synth",
         help="generate synthetic lateral lumbar radiographs with landmarks",
-        description="Generate N synthetic lateral lumbar radiographs with their 22 landmarks in every format the "
-        "project reads, and a MONAI datalist (training/validation/test).",
+        description="Generate N synthetic lateral lumbar radiographs with their lateral-layout landmarks in every "
+        "format the project reads, and a MONAI datalist (training/validation/test).",
     )
     p.add_argument("--n", type=int, required=True, help="number of studies")
     p.add_argument("--out", required=True, help="output folder")

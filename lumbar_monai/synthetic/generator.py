@@ -82,7 +82,7 @@ def sacral_slope_deg(points: np.ndarray, layout: Layout) -> float:
 
 
 def generate_radiograph(seed: int, config: SyntheticConfig | None = None) -> SyntheticRadiograph:
-    """Generate one lateral lumbar radiograph with its 22 landmarks; deterministic for a given ``seed``.
+    """Generate one lateral lumbar radiograph with its landmarks (:data:`LATERAL` order); deterministic per ``seed``.
 
     The anatomy (mm) and the imaging settings depend only on ``seed``: ``config.max_side`` changes the pixels,
     not the study.

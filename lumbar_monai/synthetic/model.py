@@ -374,6 +374,11 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
                 away = -np.sign(y_plate - y_central) * _n(v["phi"])  # caudal below the central ray
                 arc = plate_line + opening * np.sin(np.pi * u) * away
                 shapes.append(Shape(band(arc, 0.8 * w_ep), 0.16 * dens))
+        rot_mm = abs(rng.normal(0.0, 1.2))  # axial rotation: the two halves of the posterior wall separate
+        if rot_mm > 0.7:
+            wall = np.stack([mk["superior_posterior"], mk["inferior_posterior"]])
+            wall = open_spline(wall, 6) + (rot_mm - 0.5) * (-_a(v["phi"]))
+            shapes.append(Shape(band(wall, 0.9), 0.12 * dens))
         if frac:  # sclerotic band of impacted trabeculae under the collapsed end plate
             c = v["corners"]
             top = sagged_side(c["superior_anterior"], c["superior_posterior"], sag_sup, -_n(v["phi"]), n=12)

@@ -249,6 +249,12 @@ def test_monailabel_server_end_to_end(tmp_path):
             if full:  # discs cut by the image border are off-centre
                 assert np.hypot(xs.mean() - direct.points[v - 1, 0], ys.mean() - direct.points[v - 1, 1]) < 0.75
 
+        # training before any correction says so (and leaves no run folder)
+        status, _, body = server.request("POST", f"/train/{MODEL}?run_sync=true", data=b"{}",
+                                         headers={"Content-Type": "application/json"})
+        assert status == 422 and "no labelled images in the datastore" in json.loads(body)["detail"], body
+        assert not list((app / "model" / "train").glob("*"))
+
         # the annotator's corrected landmarks go back to the datastore (tag "final")
         truth = synth / "annotations" / f"{image_id}.json"
         body, ctype = _multipart({"label": (f"{image_id}.json", truth.read_bytes(), "application/json"),

@@ -117,3 +117,21 @@ def test_json_syntax_error_names_line(tmp_path):
         read_annotation_json(p)
     with pytest.raises(InputError, match="file not found"):
         read_annotation_json(tmp_path / "missing.json")
+
+
+def test_atomic_write_leaves_no_temporary_and_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from lumbar_monai.io.atomic import atomic_path, atomic_write_text
+
+    p = atomic_write_text(tmp_path / "out.txt", "hello")
+    assert p.read_text() == "hello"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "half.bin") as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("writer crashed")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.txt"]

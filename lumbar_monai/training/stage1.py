@@ -188,7 +188,8 @@ def train_stage1(
     )
     history: list[float] = []
     running: list[float] = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: running.append(float(e.state.output["loss"])))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED,
+                              lambda e: running.append(float(torch.as_tensor(e.state.output["loss"]).detach())))
 
     def _epoch_mean(engine):
         history.append(float(np.mean(running)))

@@ -32,6 +32,7 @@ from monai.transforms import (
 )
 from monai.utils import convert_to_dst_type
 
+from ..codecs.centre import CentreHeatmapd
 from ..points import monai_to_xy, xy_to_monai
 from .cutout import make_cutout
 from .geometry import GEOMETRY_KEY, PadToSquared, ResizeSquared, compose_geometry
@@ -271,8 +272,6 @@ def stage1_transforms(
         heatmap_size: target side (default ``size // 8``).
         with_target: append :class:`~lumbar_monai.codecs.centre.CentreHeatmapd` (needs ``"points"``).
     """
-    from ..codecs.centre import CentreHeatmapd
-
     chain = stage1_preprocessing(size=size, **dict(preprocessing or {}))
     if train:
         chain += stage1_augmentation(cutout=cutout, cutout_ratio=cutout_ratio, layout_key=layout_key,

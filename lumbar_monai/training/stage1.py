@@ -164,69 +164,19 @@ def train_stage1(
     Returns:
         ``{"network", "network_kwargs", "config", "history": [mean train loss per epoch], "val_history"}``.
     """
-    from ignite.engine import Events
-    from ignite.handlers import EarlyStopping
-    from ignite.metrics import Loss
-    from monai.engines import SupervisedEvaluator, SupervisedTrainer
-    from monai.handlers import LrScheduleHandler, ValidationHandler, from_engine
     from monai.utils import set_determinism
+
+    from .fit import fit
 
     set_determinism(seed=cfg.seed)
     device = torch.device(cfg.device)
     net = (network or build_network(cfg)).to(device)
     loader = _loader(train_samples, cfg, train=True, shuffle=True, seed=cfg.seed)
-    loss = PoseNetTupleLoss(cfg.layout)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    handlers: list = []
-    if cfg.linear_lr_decay:
-        sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=1.0 / max(cfg.max_epochs, 1),
-                                                  total_iters=max(cfg.max_epochs, 1))
-        handlers.append(LrScheduleHandler(sched, print_lr=False))
-    trainer = SupervisedTrainer(
-        device=device, max_epochs=cfg.max_epochs, train_data_loader=loader, network=net, optimizer=opt,
-        loss_function=loss, train_handlers=handlers, prepare_batch=_prepare_batch, decollate=False, amp=False,
-    )
-    history: list[float] = []
-    running: list[float] = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED,
-                              lambda e: running.append(float(torch.as_tensor(e.state.output["loss"]).detach())))
-
-    def _epoch_mean(engine):
-        history.append(float(np.mean(running)))
-        running.clear()
-
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, _epoch_mean)
-    val_history: list[float] = []
-    best: dict[str, Any] = {"loss": float("inf"), "state": None}
-    if val_samples:
-        val_loader = _loader(val_samples, cfg, train=False, shuffle=False, seed=cfg.seed + 1)
-        evaluator = SupervisedEvaluator(
-            device=device, val_data_loader=val_loader, network=net, prepare_batch=_prepare_batch,
-            key_val_metric={"val_loss": Loss(PoseNetTupleLoss(cfg.layout),
-                                             output_transform=from_engine(["pred", "label"], first=False))},
-            metric_cmp_fn=lambda current, prev: prev < 0 or current < prev, decollate=False, amp=False,
-        )
-
-        def _record(engine):
-            v = float(engine.state.metrics["val_loss"])
-            val_history.append(v)
-            if v < best["loss"]:
-                best["loss"] = v
-                best["state"] = {k: t.detach().clone() for k, t in net.state_dict().items()}
-
-        evaluator.add_event_handler(Events.COMPLETED, _record)
-        evaluator.add_event_handler(
-            Events.COMPLETED,
-            EarlyStopping(patience=cfg.patience, score_function=lambda e: -e.state.metrics["val_loss"],
-                          trainer=trainer),
-        )
-        ValidationHandler(validator=evaluator, interval=1, epoch_level=True).attach(trainer)
-    trainer.run()
-    if best["state"] is not None:
-        net.load_state_dict(best["state"])
-    net.eval()
-    return {"network": net, "network_kwargs": cfg.network_kwargs(), "config": cfg.to_dict(),
-            "history": history, "val_history": val_history}
+    val_loader = _loader(val_samples, cfg, train=False, shuffle=False, seed=cfg.seed + 1) if val_samples else None
+    curves = fit(net, loader, PoseNetTupleLoss(cfg.layout), lr=cfg.lr, max_epochs=cfg.max_epochs,
+                 val_loader=val_loader, patience=cfg.patience, linear_lr_decay=cfg.linear_lr_decay, device=device,
+                 prepare_batch=_prepare_batch)
+    return {"network": net, "network_kwargs": cfg.network_kwargs(), "config": cfg.to_dict(), **curves}
 
 
 @torch.inference_mode()

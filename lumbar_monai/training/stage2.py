@@ -204,12 +204,9 @@ def train_stage2(
         ``val_history`` has one validation loss per epoch run (early stopping may end the run before
         ``cfg.max_epochs``).
     """
-    from ignite.engine import Events
-    from ignite.handlers import EarlyStopping
-    from ignite.metrics import Loss
-    from monai.engines import SupervisedEvaluator, SupervisedTrainer
-    from monai.handlers import LrScheduleHandler, ValidationHandler, from_engine
     from monai.utils import set_determinism
+
+    from .fit import fit
 
     set_determinism(seed=cfg.seed)
     device = torch.device(cfg.device)
@@ -218,61 +215,14 @@ def train_stage2(
     levels = net.levels if cfg.deep_supervision else 0
     loss = corner_loss_for(cfg.layout, cfg.kind, paf=cfg.paf, paf_weight=cfg.paf_weight,
                            deep_supervision_levels=levels)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    handlers: list = []
-    if cfg.linear_lr_decay:
-        sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=1.0 / max(cfg.max_epochs, 1),
-                                                  total_iters=max(cfg.max_epochs, 1))
-        handlers.append(LrScheduleHandler(sched, print_lr=False))
-    trainer = SupervisedTrainer(
-        device=device, max_epochs=cfg.max_epochs, train_data_loader=loader, network=net, optimizer=opt,
-        loss_function=loss, train_handlers=handlers, amp=False, decollate=False,
-    )
-    history: list[float] = []  # mean training loss of each epoch
-    running = {"sum": 0.0, "n": 0}
-
-    def _accumulate(engine):
-        running["sum"] += float(engine.state.output["loss"].detach())
-        running["n"] += 1
-
-    def _epoch_done(engine):
-        history.append(running["sum"] / max(running["n"], 1))
-        running["sum"], running["n"] = 0.0, 0
-
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, _accumulate)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, _epoch_done)
-    val_history: list[float] = []
+    val_loader = val_loss = None
     if val_samples:
         val_loader = _loader(val_samples, stage2_transforms(cfg, train=True, augment=False), cfg.batch_size, False,
                              cfg.seed + 1)
-        base = corner_loss_for(cfg.layout, cfg.kind, paf=cfg.paf, paf_weight=cfg.paf_weight)
-        evaluator = SupervisedEvaluator(
-            device=device, val_data_loader=val_loader, network=net,
-            key_val_metric={"val_loss": Loss(base, output_transform=from_engine(["pred", "label"]))},
-            metric_cmp_fn=lambda current, prev: prev < 0 or current < prev, amp=False, decollate=False,
-        )
-        best = {"loss": float("inf"), "state": None}
-
-        def _record(engine):
-            v = float(engine.state.metrics["val_loss"])
-            val_history.append(v)
-            if v < best["loss"]:
-                best["loss"] = v
-                best["state"] = {k: t.detach().clone() for k, t in net.state_dict().items()}
-
-        evaluator.add_event_handler(Events.COMPLETED, _record)
-        evaluator.add_event_handler(
-            Events.COMPLETED,
-            EarlyStopping(patience=cfg.patience, score_function=lambda e: -e.state.metrics["val_loss"],
-                          trainer=trainer),
-        )
-        ValidationHandler(validator=evaluator, interval=1, epoch_level=True).attach(trainer)
-    trainer.run()
-    if val_samples and best["state"] is not None:
-        net.load_state_dict(best["state"])
-    net.eval()
-    return {"network": net, "network_kwargs": cfg.network_kwargs(), "config": cfg.to_dict(),
-            "history": history, "val_history": val_history}
+        val_loss = corner_loss_for(cfg.layout, cfg.kind, paf=cfg.paf, paf_weight=cfg.paf_weight)
+    curves = fit(net, loader, loss, lr=cfg.lr, max_epochs=cfg.max_epochs, val_loader=val_loader, val_loss=val_loss,
+                 patience=cfg.patience, linear_lr_decay=cfg.linear_lr_decay, device=device)
+    return {"network": net, "network_kwargs": cfg.network_kwargs(), "config": cfg.to_dict(), **curves}
 
 
 @torch.inference_mode()

@@ -62,6 +62,9 @@ def export_predictor_checkpoint(
     d = Path(ckpt_dir)
     lay = get_layout(layout)
     pose_kwargs = {"layout": lay.name, "width": int(posenet["width"]), "kernel_size": int(posenet["kernel_size"])}
+    for key in ("stage_channels", "pre_convs", "stage_convs"):
+        if posenet.get(key) is not None:
+            pose_kwargs[key] = int(posenet[key])
     centre_net = with_init_kwargs(PoseNet, **pose_kwargs)
     centre_net.load_state_dict(load_state_dict_file(_stage_file(d, "posenet")))
 
@@ -79,7 +82,9 @@ def export_predictor_checkpoint(
         centre_net=centre_net,
         crop_size=lumbar_cfg.crop_size,
         crop_blur_sigma=lumbar_cfg.crop_blur_sigma,
-        stage1={"input_size": int(posenet["input_size"]), "heatmap_size": int(posenet["heatmap_size"])},
+        stage1={"input_size": int(posenet["input_size"]), "heatmap_size": int(posenet["heatmap_size"]),
+                # Algorithm 1 settings (lumbar_monai.postprocess.repair_missing_centre); False switches it off
+                "repair": dict(posenet.get("repair") or {}) if posenet.get("repair", {}) is not False else False},
         device="cpu",
         meta={"trained_on": trained_on, "bundle": "lumbar_landmarks"},
     )

@@ -1,0 +1,98 @@
+"""One supervised fit on MONAI's Ignite engines, shared by the stage-1 and stage-2 training helpers.
+
+Section 4.1 of An et al. 2022: Adam, linear learning-rate decay, validation loss every epoch, early stopping after
+``patience`` epochs without improvement, the best weights restored at the end. (The bundle builds the same engines
+from its JSON configs, with checkpointing and resume; this function is the programmatic, in-memory variant used by
+tests, notebooks and the MONAI Label app.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["fit"]
+
+
+def fit(
+    net: torch.nn.Module,
+    train_loader,
+    loss: torch.nn.Module,
+    lr: float,
+    max_epochs: int,
+    val_loader=None,
+    val_loss: torch.nn.Module | None = None,
+    patience: int = 30,
+    linear_lr_decay: bool = True,
+    device: str | torch.device = "cpu",
+    prepare_batch: Callable | None = None,
+) -> dict[str, Any]:
+    """Train ``net`` in place; returns ``{"history": [mean train loss per epoch], "val_history": [...]}``.
+
+    Args:
+        net: the network (already on ``device``).
+        train_loader, val_loader: data loaders yielding batches with ``image`` and ``label`` (or whatever
+            ``prepare_batch`` reads).
+        loss: training loss ``loss(pred, label)``; ``val_loss`` (default ``loss``) is the validation metric.
+        lr, max_epochs, patience, linear_lr_decay: the schedule.
+        prepare_batch: MONAI ``prepare_batch`` callable (default: ``image``/``label`` keys).
+    """
+    from ignite.engine import Events
+    from ignite.handlers import EarlyStopping
+    from ignite.metrics import Loss
+    from monai.engines import SupervisedEvaluator, SupervisedTrainer
+    from monai.engines.utils import default_prepare_batch
+    from monai.handlers import LrScheduleHandler, ValidationHandler, from_engine
+
+    prepare_batch = prepare_batch or default_prepare_batch
+    device = torch.device(device)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    handlers: list = []
+    if linear_lr_decay:
+        epochs = max(int(max_epochs), 1)
+        sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=1.0 / epochs, total_iters=epochs)
+        handlers.append(LrScheduleHandler(sched, print_lr=False))
+    trainer = SupervisedTrainer(
+        device=device, max_epochs=int(max_epochs), train_data_loader=train_loader, network=net, optimizer=opt,
+        loss_function=loss, train_handlers=handlers, prepare_batch=prepare_batch, decollate=False, amp=False,
+    )
+    history: list[float] = []
+    running: list[float] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED,
+                              lambda e: running.append(float(torch.as_tensor(e.state.output["loss"]).detach())))
+
+    def _epoch_mean(engine) -> None:
+        history.append(float(np.mean(running)))
+        running.clear()
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, _epoch_mean)
+    val_history: list[float] = []
+    best: dict[str, Any] = {"loss": float("inf"), "state": None}
+    if val_loader is not None:
+        evaluator = SupervisedEvaluator(
+            device=device, val_data_loader=val_loader, network=net, prepare_batch=prepare_batch,
+            key_val_metric={"val_loss": Loss(val_loss or loss, output_transform=from_engine(["pred", "label"]))},
+            metric_cmp_fn=lambda current, prev: prev < 0 or current < prev, decollate=False, amp=False,
+        )
+
+        def _record(engine) -> None:
+            v = float(engine.state.metrics["val_loss"])
+            val_history.append(v)
+            if v < best["loss"]:
+                best["loss"] = v
+                best["state"] = {k: t.detach().clone() for k, t in net.state_dict().items()}
+
+        evaluator.add_event_handler(Events.COMPLETED, _record)
+        evaluator.add_event_handler(
+            Events.COMPLETED,
+            EarlyStopping(patience=patience, score_function=lambda e: -e.state.metrics["val_loss"], trainer=trainer),
+        )
+        ValidationHandler(validator=evaluator, interval=1, epoch_level=True).attach(trainer)
+    trainer.run()
+    if best["state"] is not None:
+        net.load_state_dict(best["state"])
+    net.eval()
+    return {"history": history, "val_history": val_history}

@@ -236,15 +236,24 @@ def write_finetune_datalist(items: Sequence[Mapping[str, str]], out_dir: str | o
 def finetune_overrides(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     """Bundle overrides (``id#path -> value``) that rebuild the networks of a predictor checkpoint, so that
     :func:`init_from_predictor` can load its weights into the bundle's networks (fine-tuning)."""
+    import inspect
+
     from .networks.mnet import vertebra_template
+    from .networks.posenet import PoseNet
 
     lay = get_layout(ckpt["layout"])
     out: dict[str, Any] = {"layout": lay.name}
     s1 = ckpt.get("stage1")
     if s1 is not None:
-        kw = s1["kwargs"]
-        out.update({"posenet#width": int(kw["width"]), "posenet#kernel_size": int(kw["kernel_size"]),
-                    "posenet#input_size": int(s1["input_size"]), "posenet#heatmap_size": int(s1["heatmap_size"])})
+        # every shape argument of the Pose-Net, the constructor's defaults where the checkpoint left one out
+        params = inspect.signature(PoseNet).parameters
+        kw = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+        kw.update(s1["kwargs"])
+        out.update({f"posenet#{k}": kw[k] for k in ("width", "stage_channels", "kernel_size", "pre_convs",
+                                                    "stage_convs")})
+        out.update({"posenet#input_size": int(s1["input_size"]), "posenet#heatmap_size": int(s1["heatmap_size"])})
+        if "repair" in s1:  # Algorithm 1 settings travel with the model
+            out["posenet#repair"] = s1["repair"]
     for kind in ("lumbar", "sacrum"):
         entry = ckpt.get(kind)
         if entry is None:

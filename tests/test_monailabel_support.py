@@ -189,6 +189,8 @@ def test_finetune_overrides_rebuild_the_bundles_networks(tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ov = finetune_overrides(ckpt)
     assert ov["posenet#width"] == 4 and ov["posenet#input_size"] == 128 and ov["posenet#heatmap_size"] == 16
+    assert ov["posenet#pre_convs"] == 3 and ov["posenet#stage_convs"] == 5  # PoseNet's defaults: not in kwargs
+    assert ov["posenet#stage_channels"] is None
     assert ov["mnet_lumbar#config#paf"] is True and ov["mnet_sacrum#config#paf"] is False
     assert ov["mnet_sacrum#config#crop_size"] == 64
 

@@ -8,15 +8,15 @@ Steps (one run = one folder ``<model dir>/train/<UTC time>``):
    (:func:`lumbar_monai.monailabel_support.write_finetune_datalist`, which checks each label against its image);
 3. the bundle's training (``python -m monai.bundle run training``, ``bundles/lumbar_landmarks/configs/train.json``)
    in a subprocess, with ``--dataset_dir`` the folder of step 2. When the app already has a model and
-   ``init_from_model`` is on, a small config merged after ``train.json`` rebuilds the networks with the
-   checkpoint's settings and loads its weights before training (fine-tuning,
+   ``init_from_model`` is on, the config merged after ``train.json`` (``overrides.json`` of the run) rebuilds the
+   networks with the checkpoint's settings and loads its weights before training (fine-tuning,
    :func:`~lumbar_monai.monailabel_support.init_from_predictor`);
 4. the run's ``models/lumbar_landmarks.pt`` replaces the app's model atomically (the previous one is kept as
    ``lumbar_landmarks.previous.pt``); the infer task reloads it on its next call.
 
 Request keys (MONAI Label's train config, editable in the viewers): ``init_from_model`` (bool), ``device``, and any
 bundle override written as the bundle's id path (``"posenet#max_epochs": 12``, ``"mnet_lumbar#max_epochs": 8``,
-...), passed to the bundle as ``--<id> <value>``.
+...), written to the run's ``overrides.json``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 def _bool(v: Any) -> bool:
     return v if isinstance(v, bool) else str(v).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _value(v: Any) -> Any:
+    """A request value as the bundle should see it: viewers send text ("4", "true"), JSON-typed where it parses."""
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
 
 
 class LandmarkTrain(TrainTask):
@@ -99,40 +109,40 @@ class LandmarkTrain(TrainTask):
         return [{"image": str(k), "label": str(v)} for k, v in sorted(items.items())]
 
     def command(self, run_dir: Path, dataset_dir: Path, request: dict[str, Any]) -> tuple[list[str], bool]:
-        """``(bundle command line, fine-tuning?)``; when fine-tuning, writes the merged config it needs."""
-        configs = [str(self.bundle_dir / "configs" / "train.json")]
+        """``(bundle command line, fine-tuning?)``.
+
+        The settings go into ``<run>/overrides.json``, merged after ``train.json`` by the bundle (``"a#b"`` keys
+        reach into nested sections), not onto the command line: JSON keeps ``false``, ``null`` and lists typed.
+        """
+        train_json = self.bundle_dir / "configs" / "train.json"
         overrides: dict[str, Any] = {}
-        if _bool(request.get("init_from_model", True)) and self.model_path.is_file():
+        fine_tune = _bool(request.get("init_from_model", True)) and self.model_path.is_file()
+        if fine_tune:
             import torch
 
             from lumbar_monai.monailabel_support import finetune_overrides
 
             ckpt = torch.load(self.model_path, map_location="cpu", weights_only=True)
             overrides.update(finetune_overrides(ckpt))
-            base = json.loads(Path(configs[0]).read_text())
-            finetune = {
-                "imports": list(base.get("imports", [])) + ["$import lumbar_monai.monailabel_support"],
+            overrides.update({  # "+key": appended to the bundle's list (MONAI's merge_kv)
+                "+imports": ["$import lumbar_monai.monailabel_support"],
                 "init_checkpoint": str(self.model_path.resolve()),
-                "initialize": list(base.get("initialize", [])) + [
+                "+initialize": [
                     "$lumbar_monai.monailabel_support.init_from_predictor(@init_checkpoint, "
                     "@train#posenet#network, @train#mnet_lumbar#network, @train#mnet_sacrum#network)"
                 ],
-            }
-            configs.append(str(atomic_write_json(run_dir / "finetune.json", finetune)))
+            })
         for k, v in request.items():
             if "#" in str(k):
-                overrides[str(k)] = v
+                overrides[str(k)] = _value(v)
         if request.get("device"):
-            dev = str(request["device"])
-            overrides["device"] = f"$torch.device('{dev}')"
+            overrides["device"] = f"$torch.device({str(request['device'])!r})"
+        overrides.update({"bundle_root": str(self.bundle_dir), "output_dir": str(run_dir),
+                          "dataset_dir": str(dataset_dir)})
+        extra = atomic_write_json(run_dir / "overrides.json", overrides)
         cmd = [sys.executable, "-m", "monai.bundle", "run", "training",
-               "--config_file", json.dumps(configs),
-               "--bundle_root", str(self.bundle_dir),
-               "--output_dir", str(run_dir),
-               "--dataset_dir", str(dataset_dir)]
-        for k, v in overrides.items():
-            cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
-        return cmd, len(configs) > 1
+               "--config_file", json.dumps([str(train_json), str(extra)])]
+        return cmd, fine_tune
 
     def __call__(self, request, datastore: Datastore) -> dict[str, Any]:
         from lumbar_monai.monailabel_support import write_finetune_datalist

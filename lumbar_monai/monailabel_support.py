@@ -17,8 +17,8 @@ result's ``centres``.
 
 Datastore labels the trainer accepts (:func:`read_datastore_label`): the project's landmark JSON
 (``lumbar-monai/landmarks@1``), the infer result JSON (``lumbar-monai/result@1``, e.g. corrected in place), or a
-NIfTI landmark label map (discs as written by the infer task, edited in a viewer: each label's centroid is the
-landmark).
+NIfTI landmark label map (discs as written by the infer task, edited in a viewer: each label's centroid is taken
+as the landmark; where discs touch they share pixels, which moves a centroid by up to a pixel).
 """
 
 from __future__ import annotations

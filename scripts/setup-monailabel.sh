@@ -21,6 +21,8 @@ pip_ torch==2.13.0
 pip_ -c "$constraints" monailabel==0.8.5 "pydicom<3" "dicomweb-client<0.60" "pynetdicom<3"
 # the project itself, resolved against the same constraints (torch, numpy and pydicom stay as they are)
 pip_ -c "$constraints" -e .
+# pytest: scripts/test.sh runs the core's `compat` tests here, under MONAI Label's pins (pydicom 2.4, numpy 1.26)
+pip_ -c "$constraints" "pytest>=7.4"
 # smoke check: the app's imports (monailabel's task interfaces + the pydicom-2-safe helpers)
 "$venv/bin/python" -c "import monailabel.interfaces.app, monailabel.interfaces.config, lumbar_monai.monailabel_support, lumbar_monai.predictor" \
   || { echo "[setup-monailabel] $venv does not import the app's modules" >&2; exit 1; }

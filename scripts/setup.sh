@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Set up a virtual environment for lumbar-monai (idempotent; used by both README commands and by CI).
-#   scripts/setup.sh            -> .venv        : torch==2.13.0 first, then the project with [dicom,dev] extras
-#   scripts/setup.sh --compat   -> .venv-compat : the core under pydicom 2.4 and numpy 1.26 (MONAI Label's pins)
+# Set up .venv for lumbar-monai (idempotent; used by both README commands and by CI): torch==2.13.0 first (a looser
+# requirement would pull a CUDA build of several GB), then the project with its [dicom,dev] extras.
 # Re-running is cheap: a stamp of setup.cfg + this script skips an up-to-date environment.
+# (MONAI Label's environment, which is also where the core is tested under pydicom 2.4 / numpy 1.26, is made by
+# scripts/setup-monailabel.sh.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:-main}
 PY=${PYTHON:-python3}
-if [ "$mode" = "--compat" ]; then venv=.venv-compat; else venv=.venv; fi
+venv=.venv
 want=$(cat setup.cfg scripts/setup.sh | sha256sum | cut -c1-16)
 stamp="$venv/.lumbar-monai-setup"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -18,10 +18,6 @@ echo "[setup] creating $venv (this takes a few minutes the first time)" >&2
 pip_() { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
 # torch first: a looser requirement would pull a CUDA build of several GB
 pip_ torch==2.13.0
-if [ "$mode" = "--compat" ]; then
-  pip_ -e ".[dev]" "pydicom>=2.4,<2.5" "numpy>=1.26,<2" "monai==1.6.1"
-else
-  pip_ -e ".[dicom,dev]"
-fi
+pip_ -e ".[dicom,dev]"
 echo "$want" > "$stamp"
 echo "[setup] $venv ready" >&2

@@ -69,8 +69,7 @@ def test_restart_after_finish_skips_finished_stages(trained):
 
 
 def test_evaluate_writes_tables_and_figures(trained):
-    bundle(["run", "evaluate", "--config_file", str(CONFIGS / "evaluate.json"), "--output_dir", str(trained),
-            "--synthetic#n", "10", "--synthetic#max_side", "320"])
+    bundle(["run", "evaluate", "--config_file", str(CONFIGS / "evaluate.json"), "--output_dir", str(trained)])
     ev = trained / "eval"
     for name in ("centre_error", "landmark_error", "landmark_error_all"):
         md = (ev / f"{name}.md").read_text()
@@ -83,8 +82,7 @@ def test_evaluate_writes_tables_and_figures(trained):
 
 
 def test_inference_writes_per_image_outputs(trained):
-    bundle(["run", "inference", "--config_file", str(CONFIGS / "inference.json"), "--output_dir", str(trained),
-            "--synthetic#n", "10", "--synthetic#max_side", "320"])
+    bundle(["run", "inference", "--config_file", str(CONFIGS / "inference.json"), "--output_dir", str(trained)])
     pred = trained / "predictions"
     docs = sorted(pred.glob("*.json"))
     assert docs, "no per-image JSON written"
@@ -92,6 +90,12 @@ def test_inference_writes_per_image_outputs(trained):
     assert len(doc["landmarks"]) == 22 and {"name", "x", "y", "confidence"} <= set(doc["landmarks"][0])
     assert list(pred.glob("*_sr.dcm")) and list(pred.glob("*_pr.dcm")), "DICOM inputs get an SR and a GSPS"
     assert (pred / "measurements.csv").is_file() and (pred / "failures.txt").is_file()
+
+
+def test_evaluate_without_training_says_so(tmp_path):
+    proc = bundle(["run", "evaluate", "--config_file", str(CONFIGS / "evaluate.json"), "--output_dir", str(tmp_path)],
+                  check=False)
+    assert proc.returncode != 0 and "run the bundle's training with this output_dir first" in proc.stderr
 
 
 def test_export_and_verify_networks(trained, tmp_path):

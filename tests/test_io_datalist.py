@@ -175,3 +175,18 @@ def test_load_landmark_datalist_errors(tmp_path):
     assert items[0]["image"] == str(tmp_path / "x.png") and items[0]["dicom"] == str(tmp_path / "x.dcm")
     with pytest.raises(InputError, match="d.json: cannot read split 'nonsense'"):
         load_landmark_datalist(p, "nonsense")
+
+
+def test_relative_datalist_path_gives_absolute_items(tmp_path, monkeypatch):
+    """A datalist addressed by a relative path (the bundle's default output_dir is relative) resolves every path
+    exactly once, "dicom" included."""
+    from lumbar_monai.io.datalist import load_landmark_datalist as _load
+
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "datalist.json").write_text(
+        '{"training": [{"image": "images/a.png", "label": "annotations/a.json", "dicom": "dicom/a.dcm"}]}'
+    )
+    monkeypatch.chdir(tmp_path)
+    item = _load("set/datalist.json", "training")[0]
+    for key, rel in (("image", "images/a.png"), ("label", "annotations/a.json"), ("dicom", "dicom/a.dcm")):
+        assert item[key] == str(tmp_path / "set" / rel)

@@ -199,7 +199,8 @@ def load_landmark_datalist(path: str | os.PathLike, split: str = "training") -> 
     if not p.is_file():
         raise InputError(p, "datalist file not found")
     try:
-        items = load_decathlon_datalist(p, is_segmentation=True, data_list_key=split)
+        # an absolute datalist path makes MONAI return absolute item paths (it joins them to the datalist's folder)
+        items = load_decathlon_datalist(p.resolve(), is_segmentation=True, data_list_key=split)
     except ValueError as e:  # missing key, bad JSON
         raise InputError(p, f"cannot read split {split!r}: {e}") from None
     except TypeError as e:

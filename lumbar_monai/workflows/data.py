@@ -85,3 +85,19 @@ def _prepare_datalist(
     from ..io.datalist import write_buu_datalist
 
     return str(write_buu_datalist(d, out / "datalist_buu.json", layout=layout))
+
+
+def trained_datalist(dataset_dir: str | os.PathLike | None, output_dir: str | os.PathLike,
+                     layout: str | None = None) -> str:
+    """The datalist that ``training`` used in ``output_dir`` (for ``evaluate`` and ``inference``).
+
+    With a ``dataset_dir`` it is prepared as in :func:`prepare_datalist`; without one, the synthetic set that
+    training generated into ``<output_dir>/synthetic`` is re-used as it is (never regenerated, so evaluation always
+    sees the training run's own test split).
+    """
+    if dataset_dir:
+        return prepare_datalist(dataset_dir, output_dir, layout=layout)
+    path = Path(output_dir) / "synthetic" / "datalist.json"
+    if not path.is_file():
+        raise InputError(path, "no synthetic data set here: run the bundle's training with this output_dir first")
+    return str(path)

@@ -39,13 +39,26 @@ def time_one(size: int, out: Path, repeats: int) -> tuple[str, dict[str, float]]
     from lumbar_monai.synthetic.generator import generate_radiograph
 
     study = generate_radiograph(0, SyntheticConfig(max_side=size, large_fraction=1.0))
-    path = write_dx(out / "dx.dcm", study.image, study.pixel_spacing, int(study.meta["bits_stored"]),
-                    case_name="BENCH", facing=study.facing)
+    path = write_dx(
+        out / "dx.dcm",
+        study.image,
+        study.pixel_spacing,
+        int(study.meta["bits_stored"]),
+        case_name="BENCH",
+        facing=study.facing,
+    )
     ds = pydicom.dcmread(path)
     lay = study.layout
-    res = LandmarkResult(lay, study.points, np.ones(lay.num_points), lay.centres(study.points),
-                         np.ones(lay.num_vertebrae), pixel_spacing=study.pixel_spacing,
-                         spacing_source="PixelSpacing", image_size=(ds.Columns, ds.Rows))
+    res = LandmarkResult(
+        lay,
+        study.points,
+        np.ones(lay.num_points),
+        lay.centres(study.points),
+        np.ones(lay.num_vertebrae),
+        pixel_spacing=study.pixel_spacing,
+        spacing_source="PixelSpacing",
+        image_size=(ds.Columns, ds.Rows),
+    )
     ms = measure_result(res)
     build_sr(ds, res, ms).save_as(out / "sr.dcm", enforce_file_format=True)
     timings = {

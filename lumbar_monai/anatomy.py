@@ -147,7 +147,7 @@ class Layout:
     def end_plate_segments(self) -> tuple[tuple[int, int], ...]:
         """All end plates as pairs of global point indices, cranial to caudal (superior before inferior)."""
         segs = []
-        for v, sl in zip(self.vertebrae, self.vertebra_slices):
+        for v, sl in zip(self.vertebrae, self.vertebra_slices, strict=True):
             segs.extend((sl.start + a, sl.start + b) for a, b in v.end_plates)
         return tuple(segs)
 
@@ -178,14 +178,14 @@ class Layout:
         """``(N, 2)`` array -> ``{"L1": {"superior_anterior": [x, y], ...}, ...}``."""
         arr = self.check_points(points)
         return {
-            v.name: {c: [float(x), float(y)] for c, (x, y) in zip(v.corners, arr[sl])}
-            for v, sl in zip(self.vertebrae, self.vertebra_slices)
+            v.name: {c: [float(x), float(y)] for c, (x, y) in zip(v.corners, arr[sl], strict=True)}
+            for v, sl in zip(self.vertebrae, self.vertebra_slices, strict=True)
         }
 
     def from_named(self, named: Mapping[str, Mapping[str, object]], facing: str = "left") -> np.ndarray:
         """Inverse of :meth:`to_named`; corner keys may be image-side aliases. Raises ``KeyError`` if one is missing."""
         out = np.full((self.num_points, 2), np.nan)
-        for vi, (v, sl) in enumerate(zip(self.vertebrae, self.vertebra_slices)):
+        for v, sl in zip(self.vertebrae, self.vertebra_slices, strict=True):
             if v.name not in named:
                 raise KeyError(f"vertebra {v.name} missing")
             corners = {resolve_corner_name(self, v, k, facing): val for k, val in named[v.name].items()}
@@ -248,7 +248,7 @@ def image_side_aliases(layout: Layout, vertebra: VertebraSpec, facing: str = "le
         # mirror: swap the anterior/posterior corner of each end plate
         for a, b in vertebra.end_plates:
             corners[a], corners[b] = corners[b], corners[a]
-    return dict(zip(sides, corners))
+    return dict(zip(sides, corners, strict=True))
 
 
 def resolve_corner_name(layout: Layout, vertebra: VertebraSpec, corner: str, facing: str = "left") -> str:

@@ -70,7 +70,7 @@ class LandmarkResult:
             landmarks.append(item)
         centres = [
             {"name": v.name, "x": float(c[0]), "y": float(c[1]), "confidence": float(p)}
-            for v, c, p in zip(self.layout.vertebrae, self.centres, self.centre_confidence)
+            for v, c, p in zip(self.layout.vertebrae, self.centres, self.centre_confidence, strict=True)
         ]
         return {
             "layout": self.layout.name,

@@ -12,7 +12,7 @@ def _stack(layout, facing="left"):
     """A plausible upright spine: vertebrae 100 px apart, 80 px deep, 60 px tall, S1 sloping down anteriorly."""
     pts = np.zeros((layout.num_points, 2))
     sign = 1 if facing == "left" else -1  # anterior towards -x when facing left
-    for vi, (v, sl) in enumerate(zip(layout.vertebrae, layout.vertebra_slices)):
+    for vi, (v, sl) in enumerate(zip(layout.vertebrae, layout.vertebra_slices, strict=True)):
         cy = 100 + 100 * vi
         cx = 500 - sign * 15 * np.sin(np.pi * vi / max(1, layout.num_vertebrae - 1))  # lordotic bulge forward
         ant, post = cx - sign * 40, cx + sign * 40
@@ -70,7 +70,7 @@ def test_infer_facing(facing):
     pts = _stack(LATERAL, facing)
     # infer_facing reads points stored in image-side order (as if facing left)
     if facing == "right":
-        for v, sl in zip(LATERAL.vertebrae, LATERAL.vertebra_slices):
+        for v, sl in zip(LATERAL.vertebrae, LATERAL.vertebra_slices, strict=True):
             block = pts[sl].copy()
             for a, b in v.end_plates:
                 block[[a, b]] = block[[b, a]]

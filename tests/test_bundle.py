@@ -145,7 +145,7 @@ def test_resume_after_kill_mid_epoch(tmp_path):
     assert log.read_text().split() == ["posenet", "1", "posenet", "2"]
     assert not (tmp_path / "run" / "models" / "posenet.done.json").exists()
     bundle([*args, "--kill", "False"])
-    epochs = [int(e) for s, e in zip(*[iter(log.read_text().split())] * 2) if s == "posenet"]
+    epochs = [int(e) for s, e in zip(*[iter(log.read_text().split())] * 2, strict=True) if s == "posenet"]
     assert epochs == [1, 2, 3, 4], f"epochs lost or repeated: {epochs}"
     done = json.loads((tmp_path / "run" / "models" / "posenet.done.json").read_text())
     assert done["epochs"] == 4

@@ -63,7 +63,7 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_dir: 
 
         parser = ConfigParser()
         parser.read_config([str(p) for p in base])
-        for k, v in zip(extra[::2], extra[1::2]):
+        for k, v in zip(extra[::2], extra[1::2], strict=True):
             parser[k.lstrip("-")] = json.loads(v) if v[:1] in "[{0123456789-" or v in ("true", "false", "null") else v
         from .data import prepare_datalist
 

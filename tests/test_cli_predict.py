@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,3 +61,26 @@ def test_predict_exit_codes(setup, tmp_path):
     assert _predict(tmp / "bad", "--out", tmp_path / "o1", "--model", model).returncode == 1  # every file failed
     proc = _predict(tmp / "bad", "--out", tmp_path / "o2", "--model", tmp_path / "missing.pt")
     assert proc.returncode == 2 and "checkpoint file not found" in proc.stderr
+
+
+def test_predict_on_the_real_dicom_fixtures_writes_valid_dicom(setup, shared_dir, tmp_path):
+    """The command on real CR/DX files (MONOCHROME1, no file meta, JPEG lossless, JPEG 2000) writes an SR and a
+    presentation state per file that dcmtk and dicom3tools accept. (A tiny untrained model: the points are
+    meaningless, the files must be valid all the same.)"""
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_dicom_report import dciodvfy_problems, dsrdump, dsrdump_problems
+
+    _, model = setup
+    out = tmp_path / "out"
+    proc = _predict(shared_dir / "dicom", "--out", out, "--model", model)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "failures.txt").read_text() == ""
+    srs, prs = sorted(out.glob("*_sr.dcm")), sorted(out.glob("*_pr.dcm"))
+    assert len(srs) == len(prs) == len(list((shared_dir / "dicom").glob("*.dcm")))
+    for sr in srs:
+        assert dsrdump_problems(dsrdump(sr)) == [], sr.name
+        assert dciodvfy_problems(sr) == [], sr.name
+    for pr in prs:
+        assert dciodvfy_problems(pr) == [], pr.name

@@ -79,7 +79,11 @@ def crop_boxes_eq5(centres, layout: Layout | str) -> np.ndarray:
     sides[..., lum] = lum_sides
     if layout.sacrum_index is not None:
         sides[..., layout.sacrum_index] = 1.5 * d[..., -1]
-    return sides
+    # *ours*: a degenerate annotation or prediction (two centres at the same height) would give a zero-size,
+    # non-invertible crop; no side is allowed below a quarter of the image's median side (never binding for
+    # plausible anatomy, where neighbouring sides differ by far less than 4x)
+    floor = 0.25 * np.median(sides, axis=-1, keepdims=True)
+    return np.maximum(sides, np.maximum(floor, 1e-3))
 
 
 def crop_affines(

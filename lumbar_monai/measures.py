@@ -452,9 +452,11 @@ def genant_height_loss(heights: dict[str, dict[str, float]]) -> dict[str, dict[s
             h = heights[n]
             adj = [hp[j] for j in (i - 1, i + 1) if 0 <= j < len(names)]
             ref = float(np.mean(adj)) if adj else np.nan
-            wedge = h["anterior"] / h["posterior"]
-            bicon = h["middle"] / h["posterior"]
-            crush = h["posterior"] / ref if adj else np.nan
+            # numpy scalars, so that a degenerate (zero-height) vertebra gives inf/nan under errstate, not an exception
+            ha, hm, hpost = (np.float64(h[k]) for k in ("anterior", "middle", "posterior"))
+            wedge = ha / hpost
+            bicon = hm / hpost
+            crush = hpost / np.float64(ref) if adj else np.nan
             ratios = np.array([wedge, bicon, crush], dtype=np.float64)
             finite = ratios[np.isfinite(ratios)]
             loss = 100.0 * (1.0 - min(float(finite.min()), 1.0)) if finite.size else np.nan

@@ -145,3 +145,19 @@ def test_points_in_crops_centre_outlier_rule():
     moved[2, 0] += 40.0  # L3 crop (side 0.75 * (45 + 45) = 67.5 px) shifted off its corners
     inside = points_in_crops(pts, moved, LATERAL)
     assert inside.tolist() == [True, True, False, True, True, True]
+
+
+def test_eq5_degenerate_centres_get_a_usable_crop():
+    """Two centres at the same height (a broken annotation or prediction) must not give a zero-size crop."""
+    import numpy as np
+
+    from lumbar_monai.anatomy import AP
+    from lumbar_monai.crops import crop_boxes_eq5
+
+    c = np.array([[100.0, 100.0], [100.0, 200.0], [100.0, 200.0], [100.0, 300.0], [100.0, 400.0]])
+    sides = crop_boxes_eq5(c, AP)
+    # Eq. 5 as written: L1 150, L2 75, L3 75, L4 150, L5 150 (no floor needed here) ...
+    np.testing.assert_allclose(sides, [150.0, 75.0, 75.0, 150.0, 150.0])
+    c[1, 1] = c[0, 1]  # L1 and L2 at the same height: Eq. 5 gives L1 a zero side
+    sides = crop_boxes_eq5(c, AP)
+    assert sides[0] == pytest.approx(0.25 * np.median([0.0, 150.0, 75.0, 150.0, 150.0]))

@@ -102,6 +102,17 @@ def test_anterior_wedge_fracture_grade_2():
     assert r["genant_grade"] == 2
 
 
+def test_degenerate_vertebra_gives_nan_not_an_exception():
+    """A (failed) prediction with all corners of a vertebra on one spot must not crash the measurements."""
+    pts = H.spine_points(width=40.0, height=30.0)
+    sl = LATERAL.vertebra_slices[LATERAL.vertebra_names.index("L3")]
+    pts[sl] = pts[sl][0]
+    r = M.genant_height_loss(M.vertebral_heights(pts, LATERAL))["L3"]
+    assert np.isnan(r["wedge_ratio"]) and np.isnan(r["biconcavity_ratio"])
+    ms = M.compute_measurements(pts, LATERAL)
+    assert ms is not None
+
+
 def test_crush_fracture_detected_against_neighbours():
     pts = H.spine_points(width=40.0, height=30.0, scale_heights={"L3": 0.5})
     r = M.genant_height_loss(M.vertebral_heights(pts, LATERAL))

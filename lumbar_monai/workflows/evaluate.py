@@ -146,7 +146,7 @@ def evaluate_predictor(
     layout: str | None = None,
     device: str | None = None,
     max_cases: int | None = None,
-    note: str = DEMO_NOTE,
+    note: str | None = None,
 ) -> dict[str, Any]:
     """Run the predictor in ``checkpoint`` over ``split`` of ``datalist``; write tables, box plot and overlays.
 
@@ -159,6 +159,11 @@ def evaluate_predictor(
     out.mkdir(parents=True, exist_ok=True)
     predictor = LandmarkPredictor.load(checkpoint, device=device)
     lay = get_layout(layout) if layout else predictor.layout
+    if note is None:
+        trained_on = str(predictor.meta.get("trained_on", "synthetic"))
+        note = DEMO_NOTE if "synthetic" in trained_on else (
+            f"Model trained on {trained_on} with this run's schedule; numbers describe this run's {split} split, "
+            "not clinical performance.")
     items = load_landmark_datalist(datalist, split)
     if max_cases:
         items = items[: int(max_cases)]

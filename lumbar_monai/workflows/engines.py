@@ -1,7 +1,5 @@
 """Small additions to MONAI's Ignite engines that the bundle needs and MONAI lacks (each says why).
 
-* :class:`TupleLoss` - MONAI's ``SupervisedTrainer`` calls ``loss(pred, label)``; Pose-Net returns
-  ``(final, l5_pre)`` and its Eq. 2-4 loss takes both, so the tuple is unpacked here.
 * :class:`ResumableEarlyStopHandler` - MONAI's ``EarlyStopHandler`` has no ``state_dict``, so its patience counter
   would restart from zero after a resume; this subclass saves and restores it with the checkpoint.
 * :func:`latest_checkpoint` / :func:`resume_loader` - find the newest "latest state" checkpoint that MONAI's
@@ -25,22 +23,9 @@ from torch import nn
 
 from ..io.atomic import atomic_write_json
 
-__all__ = ["TupleLoss", "ResumableEarlyStopHandler", "latest_checkpoint", "resume_loader", "run_stage", "stage_done"]
+__all__ = ["ResumableEarlyStopHandler", "latest_checkpoint", "resume_loader", "run_stage", "stage_done"]
 
 logger = logging.getLogger(__name__)
-
-
-class TupleLoss(nn.Module):
-    """``loss(pred, target)`` where ``pred`` may be a tuple of network outputs: calls ``loss(*pred, target)``."""
-
-    def __init__(self, loss: nn.Module) -> None:
-        super().__init__()
-        self.loss = loss
-
-    def forward(self, pred: Any, target: torch.Tensor) -> torch.Tensor:
-        if isinstance(pred, (tuple, list)):
-            return self.loss(*pred, target)
-        return self.loss(pred, target)
 
 
 class ResumableEarlyStopHandler(EarlyStopHandler):

@@ -96,18 +96,20 @@ def _candidates(layout: Layout, points: np.ndarray, candidates) -> list[int]:
 
 
 class _CutoutBase(RandomizableTransform, MapTransform):
+    """Shared state of both cutouts: which vertebra's size sets the box (arguments as :class:`RandSpineCutoutd`)."""
+
     def __init__(
         self,
-        keys: KeysCollection,
-        point_key: str,
-        layout_key: str,
-        ratio: float,
-        prob: float,
-        candidates,
-        layout: str | Layout | None,
-        fill_value: float,
-        box_key: str | None,
-        allow_missing_keys: bool,
+        keys: KeysCollection = "image",
+        point_key: str = "points",
+        layout_key: str = "layout",
+        ratio: float = 0.6,
+        prob: float = 0.5,
+        candidates=None,
+        layout: str | Layout | None = None,
+        fill_value: float = 0.0,
+        box_key: str | None = None,
+        allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
@@ -164,22 +166,6 @@ class RandSpineCutoutd(_CutoutBase):
         box_key: if set, the box is stored there as ``[cx, cy, width, height, axis_x, axis_y, vertebra]``.
     """
 
-    def __init__(
-        self,
-        keys: KeysCollection = "image",
-        point_key: str = "points",
-        layout_key: str = "layout",
-        ratio: float = 0.6,
-        prob: float = 0.5,
-        candidates=None,
-        layout: str | Layout | None = None,
-        fill_value: float = 0.0,
-        box_key: str | None = None,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, point_key, layout_key, ratio, prob, candidates, layout, fill_value, box_key,
-                         allow_missing_keys)
-
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         self.randomize(d)
@@ -204,22 +190,6 @@ class RandConventionalCutoutd(_CutoutBase):
     image by MONAI's :class:`~monai.transforms.RandCoarseDropout` (one hole, fixed size), sharing this transform's
     random state. Arguments as :class:`RandSpineCutoutd`.
     """
-
-    def __init__(
-        self,
-        keys: KeysCollection = "image",
-        point_key: str = "points",
-        layout_key: str = "layout",
-        ratio: float = 0.6,
-        prob: float = 0.5,
-        candidates=None,
-        layout: str | Layout | None = None,
-        fill_value: float = 0.0,
-        box_key: str | None = None,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, point_key, layout_key, ratio, prob, candidates, layout, fill_value, box_key,
-                         allow_missing_keys)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..anatomy import AP, Layout, VertebraSpec
 from ..errors import InputError
-from .annotations import LandmarkAnnotation, check_points_in_image, write_annotation_json
+from .annotations import LandmarkAnnotation, check_points_in_image, read_text_file, write_annotation_json
 from .datalist import DEFAULT_FRACTIONS, write_datalist
 
 __all__ = [
@@ -93,12 +93,7 @@ def aasce_patient(name: str) -> str:
 
 
 def _read_lines(p: Path) -> list[tuple[int, list[str]]]:
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(p, "file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(p, f"cannot read as text ({type(e).__name__})") from None
+    text = read_text_file(p, encoding="utf-8-sig")
     return [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)]
 
 

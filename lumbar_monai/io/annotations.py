@@ -42,6 +42,7 @@ from .atomic import atomic_write_json, atomic_write_text
 __all__ = [
     "ANNOTATION_FORMAT",
     "LandmarkAnnotation",
+    "read_text_file",
     "read_annotation_json",
     "write_annotation_json",
     "read_buu_csv",
@@ -118,15 +119,21 @@ def check_points_in_image(
         )
 
 
-def read_annotation_json(path: str | os.PathLike) -> LandmarkAnnotation:
-    """Read the project's JSON; every problem is an :class:`InputError` naming the file."""
+def read_text_file(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """The whole text of ``path``, or an :class:`InputError` (missing file, unreadable, not text)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding=encoding)
     except FileNotFoundError:
         raise InputError(p, "file not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(p, f"cannot read as UTF-8 text ({type(e).__name__})") from None
+        raise InputError(p, f"cannot read as {encoding.upper().replace('-SIG', '')} text ({type(e).__name__})") from None
+
+
+def read_annotation_json(path: str | os.PathLike) -> LandmarkAnnotation:
+    """Read the project's JSON; every problem is an :class:`InputError` naming the file."""
+    p = Path(path)
+    text = read_text_file(p)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
@@ -209,12 +216,7 @@ def _buu_rows(layout: Layout) -> list[tuple[int, int, int]]:
 def read_buu_csv(path: str | os.PathLike, layout: str | Layout | None = None) -> LandmarkAnnotation:
     """Read one BUU-LSPINE CSV; the layout follows from the row count (11 lateral, 10 AP) unless given."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(p, "file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(p, f"cannot read as text ({type(e).__name__})") from None
+    text = read_text_file(p, encoding="utf-8-sig")
     rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)]
     if layout is None:
         counts = {len(_buu_rows(get_layout(n))): n for n in ("lateral", "ap")}

@@ -9,19 +9,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(1000.0 * (time.perf_counter() - t))
-    return float(np.median(times))
+from _timing import median_ms
 
 
 def time_one(size: int, out: Path, repeats: int) -> tuple[str, dict[str, float]]:
@@ -62,13 +53,13 @@ def time_one(size: int, out: Path, repeats: int) -> tuple[str, dict[str, float]]
     ms = measure_result(res)
     build_sr(ds, res, ms).save_as(out / "sr.dcm", enforce_file_format=True)
     timings = {
-        "measurements": _median_ms(lambda: measure_result(res), repeats),
-        "result JSON": _median_ms(lambda: write_result_json(out / "r.json", res, ms), repeats),
-        "overlay PNG": _median_ms(lambda: write_overlay_png(out / "o.png", study.image, res, ms), repeats),
-        "SR build": _median_ms(lambda: build_sr(ds, res, ms), repeats),
-        "SR read back": _median_ms(lambda: read_sr_landmarks(out / "sr.dcm"), repeats),
-        "GSPS build": _median_ms(lambda: build_gsps(ds, res, ms), repeats),
-        "SC build": _median_ms(lambda: build_sc_overlay(ds, res, ms), repeats),
+        "measurements": median_ms(lambda: measure_result(res), repeats),
+        "result JSON": median_ms(lambda: write_result_json(out / "r.json", res, ms), repeats),
+        "overlay PNG": median_ms(lambda: write_overlay_png(out / "o.png", study.image, res, ms), repeats),
+        "SR build": median_ms(lambda: build_sr(ds, res, ms), repeats),
+        "SR read back": median_ms(lambda: read_sr_landmarks(out / "sr.dcm"), repeats),
+        "GSPS build": median_ms(lambda: build_gsps(ds, res, ms), repeats),
+        "SC build": median_ms(lambda: build_sc_overlay(ds, res, ms), repeats),
     }
     return f"{ds.Columns}x{ds.Rows}", timings
 

@@ -11,19 +11,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import numpy as np
 import torch
-
-
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(1000.0 * (time.perf_counter() - t))
-    return float(np.median(times))
+from _timing import median_ms
 
 
 def _spine(size: int) -> np.ndarray:
@@ -62,11 +53,11 @@ def bench_targets(size: int, repeats: int) -> None:
     print("|---|---:|---:|---:|")
     codec = CentreHeatmapCodec("lateral", input_size=size, heatmap_size=size // 8)
     pts = _spine(size)
-    vec_ms = _median_ms(lambda: codec.encode(pts), repeats)
-    naive_ms = _median_ms(lambda: naive_encode(codec, pts), max(1, repeats // 2))
+    vec_ms = median_ms(lambda: codec.encode(pts), repeats)
+    naive_ms = median_ms(lambda: naive_encode(codec, pts), max(1, repeats // 2))
     diff = float(np.abs(codec.encode(pts, dtype=torch.float64).numpy() - naive_encode(codec, pts)).max())
     batch = np.stack([pts] * 16)
-    batch_ms = _median_ms(lambda: codec.encode(batch), repeats) / 16
+    batch_ms = median_ms(lambda: codec.encode(batch), repeats) / 16
     print(f"| naive per-pixel loop | {naive_ms:.2f} | 1.0 | - |")
     print(f"| vectorised (CentreHeatmapCodec.encode) | {vec_ms:.3f} | {naive_ms / vec_ms:.0f} | {diff:.1e} |")
     print(f"| vectorised, batch of 16 (per sample) | {batch_ms:.3f} | {naive_ms / batch_ms:.0f} | - |")
@@ -82,7 +73,7 @@ def bench_preprocessing(size: int, repeats: int) -> None:
     h, w = study.image.shape
     sample = {"image": study.image.astype(np.float32)[None], "points": np.asarray(study.points)}
     chain = Compose(stage1_preprocessing(size=size))
-    ms = _median_ms(lambda: chain(sample), repeats)
+    ms = median_ms(lambda: chain(sample), repeats)
     print(f"\n### Pre-processing one {w}x{h} radiograph to {size}x{size} (pad, resize, scale, blur, CLAHE)\n")
     print("| step | median ms |")
     print("|---|---:|")
@@ -101,7 +92,7 @@ def bench_posenet(size: int, width: int, repeats: int) -> None:
         params = sum(p.numel() for p in net.parameters()) / 1e6
         with torch.inference_mode():
             net(x)  # warm-up
-            ms = _median_ms(lambda net=net: net(x), repeats)
+            ms = median_ms(lambda net=net: net(x), repeats)
         print(f"| {kernel} | {width} | {params:.2f} | {ms:.0f} |")
 
 

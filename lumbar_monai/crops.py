@@ -42,7 +42,6 @@ __all__ = [
     "image_to_crop",
     "select_vertebrae",
     "extract_vertebra_crops",
-    "points_in_crops",
     "VertebraCropsd",
 ]
 
@@ -231,29 +230,6 @@ def extract_vertebra_crops(
     aff = crop_affines(c[idx], sides[idx], out_size, rotation=rotation, scale=scale, translation=translation)
     crops = blur_crops(resample_crops(image, aff, out_size), blur_sigma)
     return crops, aff
-
-
-def points_in_crops(points, centres, layout: Layout | str) -> np.ndarray:
-    """Whether every landmark of each vertebra lies inside that vertebra's Eq. 5 crop around ``centres``.
-
-    The centre-outlier test of Section 4.2: an image is a centre outlier when some landmark falls outside the
-    crop made from the predicted centres (then stage 2 cannot find it).
-
-    Args:
-        points: ``(N, 2)`` ground-truth landmarks.
-        centres: ``(V, 2)`` centres the crops are made from (e.g. Pose-Net's), same pixels.
-        layout: landmark layout.
-
-    Returns:
-        ``(V,)`` bool; ``all()`` of it is "not an outlier".
-    """
-    layout = get_layout(layout)
-    p = layout.check_points(_as_numpy(points))
-    c = _as_numpy(centres)
-    half = 0.5 * crop_boxes_eq5(c, layout)
-    return np.array([
-        bool(np.all(np.abs(p[sl] - c[i]) <= half[i])) for i, sl in enumerate(layout.vertebra_slices)
-    ])
 
 
 class VertebraCropsd(RandomizableTransform, MapTransform):

@@ -13,7 +13,6 @@ from lumbar_monai.crops import (
     crop_to_image,
     extract_vertebra_crops,
     image_to_crop,
-    points_in_crops,
     resample_crops,
 )
 
@@ -136,15 +135,18 @@ def test_vertebra_cropsd_points_follow_the_image():
     np.testing.assert_allclose(crop_to_image(np.array([[[23.5, 23.5]]]), plain[0]["affine"][None])[0, 0], centre)
 
 
-def test_points_in_crops_centre_outlier_rule():
+def test_centre_outlier_rule_on_eq5_crops():
+    """The Section 4.2 rule (metrics.centre) with the crops made here: only the shifted vertebra is missed."""
+    from lumbar_monai.metrics.centre import landmarks_outside_crops
+
     sample = _toy_sample()
     pts = sample["points"]
     centres = LATERAL.centres(pts)
-    assert points_in_crops(pts, centres, LATERAL).all()
+    assert not landmarks_outside_crops(centres, pts, LATERAL).any()
     moved = centres.copy()
     moved[2, 0] += 40.0  # L3 crop (side 0.75 * (45 + 45) = 67.5 px) shifted off its corners
-    inside = points_in_crops(pts, moved, LATERAL)
-    assert inside.tolist() == [True, True, False, True, True, True]
+    outside = landmarks_outside_crops(moved, pts, LATERAL)
+    assert outside.tolist() == [False, False, True, False, False, False]
 
 
 def test_eq5_degenerate_centres_get_a_usable_crop():

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -110,10 +109,6 @@ def run_stage(trainer, ckpt_dir: str | Path, stage: str, save_dict: Mapping[str,
         {"stage": stage, "epochs": int(st.epoch), "early_stopped": bool(st.epoch < st.max_epochs)},
     )
     logger.info("stage %s finished after %d epochs", stage, st.epoch)
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
 
 
 def negative_val_loss(engine) -> float:

@@ -216,6 +216,14 @@ def _posterior_elements(rng, vert: dict, d_above: float, d_below: float, thoraci
     return out
 
 
+def _vertebra_record(name: str, sup_ant, sup_post, inf_ant, inf_post, phi: float, depth: float,
+                     disc_below: float) -> dict:
+    """One vertebra of the model: its four corners (mm), mean end-plate angle, depth and the disc height below."""
+    corners = dict(superior_anterior=sup_ant, superior_posterior=sup_post, inferior_anterior=inf_ant,
+                   inferior_posterior=inf_post)
+    return dict(name=name, corners=corners, phi=phi, depth=depth, disc_below=disc_below)
+
+
 def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layout = LATERAL) -> SpineModel:
     """Draw one patient: column geometry, pathology, bones, soft tissue; all in mm, facing left."""
     cfg = config
@@ -294,17 +302,7 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
         phi_sup = phi_inf - beta[i]
         ps = pi_ + hp * _n((phi_inf + phi_sup) / 2)
         as_ = ps + dd * _a(phi_sup)
-        verts.append(
-            dict(
-                name=name,
-                corners=dict(
-                    superior_anterior=as_, superior_posterior=ps, inferior_anterior=ai, inferior_posterior=pi_
-                ),
-                phi=(phi_inf + phi_sup) / 2,
-                depth=dd,
-                disc_below=(da + dp) / 2,
-            )
-        )
+        verts.append(_vertebra_record(name, as_, ps, ai, pi_, (phi_inf + phi_sup) / 2, dd, (da + dp) / 2))
         phi, p_below, depth_below = phi_sup, ps, dd
     # thoracic vertebrae continue the column with a mild kyphosis
     t_depth, t_height = depth[0] - rng.uniform(0.5, 2.5), height[0] - rng.uniform(0.5, 2.0)
@@ -321,17 +319,7 @@ def sample_spine(rng: np.random.Generator, config: SyntheticConfig, layout: Layo
         phi_sup = phi_inf - bw
         ps = pi_ + hp * _n((phi_inf + phi_sup) / 2)
         as_ = ps + dd * _a(phi_sup)
-        verts.append(
-            dict(
-                name=name,
-                corners=dict(
-                    superior_anterior=as_, superior_posterior=ps, inferior_anterior=ai, inferior_posterior=pi_
-                ),
-                phi=(phi_inf + phi_sup) / 2,
-                depth=dd,
-                disc_below=(da + dp) / 2,
-            )
-        )
+        verts.append(_vertebra_record(name, as_, ps, ai, pi_, (phi_inf + phi_sup) / 2, dd, (da + dp) / 2))
         phi, p_below = phi_sup, ps
     verts = verts[::-1]  # cranial to caudal: T9 .. L5
     by_name = {v["name"]: v for v in verts}

@@ -456,7 +456,9 @@ def genant_height_loss(heights: dict[str, dict[str, float]]) -> dict[str, dict[s
             ha, hm, hpost = (np.float64(h[k]) for k in ("anterior", "middle", "posterior"))
             wedge = ha / hpost
             bicon = hm / hpost
-            crush = hpost / np.float64(ref) if adj else np.nan
+            # a zero posterior height is a degenerate landmark set (all corners on one spot), not a measurable
+            # fracture: no ratio, no grade
+            crush = hpost / np.float64(ref) if adj and hpost > 0 else np.nan
             ratios = np.array([wedge, bicon, crush], dtype=np.float64)
             finite = ratios[np.isfinite(ratios)]
             loss = 100.0 * (1.0 - min(float(finite.min()), 1.0)) if finite.size else np.nan

@@ -1,0 +1,70 @@
+"""Smoke tests of the benchmark scripts: they run at their smallest settings and print well-formed tables.
+
+Nothing is timed here (speed is measured by the scripts themselves); the checks are the table's header, its rows and
+finite positive numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, *args, "--threads", "1"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _table(out: str) -> tuple[list[str], list[list[str]]]:
+    """The first Markdown table of ``out``: header cells and row cells (separator line dropped)."""
+    lines = [ln for ln in out.splitlines() if ln.startswith("|")]
+    assert len(lines) >= 3, out
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    assert set(lines[1].replace("|", "").replace(":", "")) == {"-"}, out
+    return cells[0], cells[2:]
+
+
+def _positive(text: str) -> float:
+    v = float(text.replace(",", ""))
+    assert math.isfinite(v) and v > 0, text
+    return v
+
+
+def test_bench_networks_prints_one_row_per_selected_network():
+    out = _run("benchmarks/bench_networks.py", "--only", "mnet-lumbar-demo-96", "--batch", "1", "--device", "cpu")
+    header, rows = _table(out)
+    assert header == ["network", "size", "variant", "input", "parameters", "params (M)", "GFLOPs",
+                      "inference MiB (batch 1)", "training step MiB (batch 1)"]
+    assert len(rows) == 1
+    row = dict(zip(header, rows[0], strict=True))
+    assert (row["network"], row["size"], row["input"]) == ("M-Net lumbar", "demo", "1x96x96")
+    params = _positive(row["parameters"])
+    assert abs(params / 1e6 - _positive(row["params (M)"])) < 1e-3
+    for key in ("GFLOPs", "inference MiB (batch 1)", "training step MiB (batch 1)"):
+        _positive(row[key])
+    assert "multiply-add = 2 FLOPs" in out and "resident-set growth" in out
+
+
+def test_bench_training_prints_three_stages(tmp_path):
+    out = _run("benchmarks/bench_training.py", "--images", "2", "--batch", "1", "--max-side", "256", "--steps", "1",
+               "--data-dir", str(tmp_path), "--device", "cpu")
+    header, rows = _table(out)
+    assert header == ["stage", "network", "input", "unit", "batch", "samples/epoch", "(a) data /s", "(b) model /s",
+                      "(c) loop /s", "bottleneck", "peak RSS MiB"]
+    got = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
+    assert list(got) == ["stage 1", "stage 2", "one stage"]
+    assert got["stage 2"]["unit"] == "crops" and got["stage 2"]["batch"] == "5"  # 5 lumbar crops per image
+    assert got["stage 2"]["samples/epoch"] == "10"
+    for row in got.values():
+        for key in ("(a) data /s", "(b) model /s", "(c) loop /s", "peak RSS MiB"):
+            _positive(row[key])
+        data, model = float(row["(a) data /s"]), float(row["(b) model /s"])
+        assert row["bottleneck"] == ("data" if data < model else "model")

@@ -47,7 +47,7 @@ from .crops import crop_to_image, extract_vertebra_crops
 from .networks.mnet import MNet
 from .result import LandmarkResult
 
-__all__ = ["LandmarkPredictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations"]
+__all__ = ["LandmarkPredictor", "load_predictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations"]
 
 CHECKPOINT_FORMAT = "lumbar-monai-landmarks"
 CHECKPOINT_VERSION = 1
@@ -339,20 +339,42 @@ class LandmarkPredictor:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> LandmarkPredictor:
         """Read a checkpoint file with ``torch.load(weights_only=True)``."""
-        from .errors import InputError
+        return _from_file(cls, path, device)
 
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise InputError(path, "checkpoint file not found") from None
-        except Exception as e:  # noqa: BLE001 - unpickling errors have many types
-            raise InputError(path, f"not a loadable checkpoint ({type(e).__name__}: {e})") from None
-        if not isinstance(ckpt, Mapping):
-            raise InputError(path, "checkpoint is not a dict")
-        try:
-            return cls.from_checkpoint(ckpt, device=device)
-        except (KeyError, ValueError, TypeError, RuntimeError) as e:
-            raise InputError(path, f"invalid checkpoint: {e}") from None
+
+def load_predictor(path: str | os.PathLike, device: str | torch.device | None = None):
+    """The predictor stored in ``path``: the two-stage :class:`LandmarkPredictor` or the one-stage baseline
+    (:class:`~lumbar_monai.baselines.one_stage.OneStagePredictor`), chosen by the checkpoint's ``format``."""
+    from .baselines.one_stage import CHECKPOINT_FORMAT as ONE_STAGE_FORMAT
+    from .baselines.one_stage import OneStagePredictor
+
+    ckpt = _read_checkpoint(path)
+    cls = OneStagePredictor if ckpt.get("format") == ONE_STAGE_FORMAT else LandmarkPredictor
+    return _from_file(cls, path, device, ckpt)
+
+
+def _read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
+    from .errors import InputError
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(path, "checkpoint file not found") from None
+    except Exception as e:  # noqa: BLE001 - unpickling errors have many types
+        raise InputError(path, f"not a loadable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, Mapping):
+        raise InputError(path, "checkpoint is not a dict")
+    return ckpt
+
+
+def _from_file(cls, path: str | os.PathLike, device, ckpt: Mapping[str, Any] | None = None):
+    from .errors import InputError
+
+    ckpt = _read_checkpoint(path) if ckpt is None else ckpt
+    try:
+        return cls.from_checkpoint(ckpt, device=device)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise InputError(path, f"invalid checkpoint: {e}") from None
 
 
 # ----- helpers ------------------------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ from monai.bundle import ConfigParser
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundles" / "lumbar_landmarks" / "configs" / "train.json"
-OVERRIDES = sorted((REPO / "configs").rglob("*.json"))
+EVALUATE = REPO / "bundles" / "lumbar_landmarks" / "configs" / "evaluate.json"
+OVERRIDES = sorted(p for p in (REPO / "configs").rglob("*.json") if p.parent.name != "baselines")
+BASELINES = sorted((REPO / "configs" / "baselines").glob("*.json"))
+DATASETS = sorted((REPO / "configs" / "datasets").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", OVERRIDES, ids=lambda p: str(p.relative_to(REPO / "configs")))
@@ -21,13 +24,46 @@ def test_override_keys_exist_in_the_bundle(path):
         assert key in base, f"{path.name}: {key!r} is not a key of train.json (a typo would be silently added)"
 
 
+@pytest.mark.parametrize("path", BASELINES, ids=lambda p: p.name)
+def test_baseline_configs_add_a_stage_under_existing_sections(path):
+    """A baseline adds its own sections; the parents of its nested keys exist and its network builds."""
+    base = ConfigParser()
+    base.read_config(str(TRAIN))
+    for key in json.loads(path.read_text()):
+        key = key.lstrip("+")
+        parent = key.rsplit("#", 1)[0] if "#" in key else None
+        assert parent is None or parent in base, f"{path.name}: parent of {key!r} missing in train.json"
+    parser = ConfigParser()
+    parser.read_config([str(TRAIN), str(path)])
+    net = parser.get_parsed_content("one_stage#network_def")
+    assert net.final_conv.out_channels == 22
+    assert parser.get_parsed_content("one_stage#input_size") == parser.get_parsed_content("posenet#input_size")
+
+
+@pytest.mark.parametrize("path", DATASETS, ids=lambda p: p.name)
+def test_dataset_configs_merge_into_evaluate(path):
+    """The ablation runner evaluates with evaluate.json + the dataset config: it must merge and set the layout."""
+    parser = ConfigParser()
+    parser.read_config([str(EVALUATE), str(path)])
+    assert parser["layout"] in ("lateral", "ap")
+
+
 def test_ablation_tables_reference_existing_files():
-    from lumbar_monai.workflows.ablation import ABLATIONS, TABLES
+    from lumbar_monai.workflows.ablation import TABLES, override_file
 
     for table, (_, variants) in TABLES.items():
         for _, names in variants:
             for name in names:
-                assert (ABLATIONS / f"{name}.json").is_file(), (table, name)
+                assert override_file(name).is_file(), (table, name)
+
+
+def test_stages_touched_classifies_overrides():
+    from lumbar_monai.workflows.ablation import override_file, stages_touched
+
+    assert stages_touched([override_file("posenet_kernel7")]) == {"stage1"}
+    assert stages_touched([override_file("coordconv_0"), override_file("paf_none")]) == {"stage2"}
+    assert stages_touched([override_file("kim_baseline")]) == {"stage1", "stage2"}
+    assert "all" in stages_touched([override_file("baselines/one_stage_basicunet")])
 
 
 def test_paper_schedule_restores_the_paper_sizes():

@@ -36,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..batch import run_batch
     from ..errors import InputError
-    from ..predictor import LandmarkPredictor
+    from ..predictor import load_predictor
 
     try:
-        predictor = LandmarkPredictor.load(args.model, device=args.device)
+        predictor = load_predictor(args.model, device=args.device)
     except InputError as e:
         print(f"lumbar-monai predict: {e} (train one with the bundle: see README)", file=sys.stderr)
         return 2

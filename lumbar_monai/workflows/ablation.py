@@ -1,11 +1,17 @@
 """Re-run one of the paper's ablation tables: train + evaluate the bundle once per variant, then one table.
 
-``python -m lumbar_monai.workflows.ablation TABLE --out DIR [--schedule FILE] [--override KEY VALUE ...]``
+``python -m lumbar_monai.workflows.ablation TABLE --out DIR [--schedule FILE] [--dataset-config FILE]
+[--override KEY VALUE ...]``
 
-TABLE is one of :data:`TABLES` (the paper's Tables 2-7 and 10-11). Every variant trains on the same data: the
-embedded synthetic set is generated once into ``DIR/data`` (or ``--dataset-dir`` points at real data), and each
+TABLE is one of :data:`TABLES` (the paper's Tables 2-7 and 10-11, and ``systems``: the full method, the Kim-like
+ablation and the one-stage MONAI BasicUNet baseline). Every variant trains on the same data: the embedded synthetic
+set is generated once into ``DIR/data`` (or ``--dataset-config`` names a file of ``configs/datasets``), and each
 variant's run lives in ``DIR/<variant>`` (so an interrupted table resumes where it stopped, as ``training`` does).
 The collected table is ``DIR/<table>.md`` and ``.csv``.
+
+Stage reuse: a variant whose overrides touch only stage 1 (``posenet#...``) takes the M-Nets of the reference run
+(the method with no override, trained first) instead of training identical ones again, and a variant that touches
+only the M-Nets takes its Pose-Net; the table says which stages each row trained and how long they took.
 """
 
 from __future__ import annotations
@@ -13,21 +19,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from ..io.atomic import atomic_write_text
 
-__all__ = ["TABLES", "run_table"]
+__all__ = ["TABLES", "run_table", "stages_touched"]
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "lumbar_landmarks"
-ABLATIONS = REPO / "configs" / "ablations"
+CONFIGS = REPO / "configs"
+ABLATIONS = CONFIGS / "ablations"
+STAGE1 = ("posenet",)
+STAGE2 = ("mnet_lumbar", "mnet_sacrum")
 
-#: table name -> (paper table, variants as (label, override file names under configs/ablations))
+#: table name -> (paper table, variants as (label, override files: a bare name is under configs/ablations, a name
+#: with a "/" is relative to configs/))
 TABLES: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
     "kernel": ("Table 2", [("Pose-Net 7x7", ["posenet_kernel7"]), ("Pose-Net 13x13", ["posenet_kernel13"])]),
     "rsc_ratio": ("Table 3", [(f"RSC {r}", [f"rsc_{r.replace('.', '')}"]) for r in ("1.0", "0.8", "0.6", "0.4")]),
@@ -40,7 +51,65 @@ TABLES: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
                                   ("w/o CC, PAF 4", ["coordconv_0", "paf_width4"]),
                                   ("CC(2), PAF 4", ["coordconv_2", "paf_width4"])]),
     "kim": ("Tables 10-11", [("Kim et al. adapted", ["kim_baseline"]), ("ours", [])]),
+    "systems": ("Issue 9: three systems", [("full method (ours)", []), ("Kim-like ablation", ["kim_baseline"]),
+                                           ("one-stage BasicUNet", ["baselines/one_stage_basicunet"])]),
 }
+
+
+def override_file(name: str) -> Path:
+    """``configs/ablations/<name>.json``, or ``configs/<name>.json`` when ``name`` has a folder."""
+    return (CONFIGS / f"{name}.json") if "/" in name else (ABLATIONS / f"{name}.json")
+
+
+def stages_touched(files: list[Path]) -> set[str]:
+    """Which trained stages the override files change: ``{"stage1"}``, ``{"stage2"}``, both, or ``{"all"}`` when a
+    key is neither a Pose-Net nor an M-Net key (another network, another ``training`` list)."""
+    touched: set[str] = set()
+    for f in files:
+        for key in json.loads(f.read_text()):
+            head = key.lstrip("+").split("#")[0]
+            touched.add("stage1" if head in STAGE1 else "stage2" if head in STAGE2 else "all")
+    return touched
+
+
+def _reuse_stages(reference: Path, run_dir: Path, stages: tuple[str, ...]) -> None:
+    """Copy finished stages (done marker + best/latest checkpoints) from the reference run's models folder."""
+    src, dst = reference / "models", run_dir / "models"
+    dst.mkdir(parents=True, exist_ok=True)
+    for stage in stages:
+        if not (src / f"{stage}.done.json").is_file() or (dst / f"{stage}.done.json").is_file():
+            continue
+        for f in src.glob(f"{stage}_*.pt"):
+            shutil.copy2(f, dst / f.name)
+        marker = json.loads((src / f"{stage}.done.json").read_text())
+        marker["reused_from"] = str(reference)
+        atomic_write_text(dst / f"{stage}.done.json", json.dumps(marker))
+
+
+def _training_record(run_dir: Path) -> tuple[str, float]:
+    """(stages trained in this run, their wall seconds) from the done markers; reused stages are not counted."""
+    trained, seconds = [], 0.0
+    for marker in sorted((run_dir / "models").glob("*.done.json")):
+        m = json.loads(marker.read_text())
+        if "reused_from" not in m:
+            trained.append(m["stage"])
+            seconds += float(m.get("wall_seconds", float("nan")))
+    return "+".join(trained), seconds
+
+
+def _applicable(extra: list[str], configs: list[Path]) -> list[str]:
+    """The ``--key value`` overrides whose parent section exists in these configs (``one_stage#...`` only reaches the
+    variant that has the one-stage baseline)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(c) for c in configs])
+    kept = []
+    for k, v in zip(extra[::2], extra[1::2], strict=True):
+        key = k.lstrip("-")
+        if "#" not in key or key.rsplit("#", 1)[0] in parser:
+            kept += [k, v]
+    return kept
 
 
 def _bundle(run_id: str, configs: list[Path], overrides: list[str]) -> None:
@@ -50,46 +119,64 @@ def _bundle(run_id: str, configs: list[Path], overrides: list[str]) -> None:
     subprocess.run(cmd, cwd=BUNDLE, check=True)
 
 
-def run_table(table: str, out: Path, schedule: Path | None = None, dataset_dir: str | None = None,
-              extra: list[str] | None = None) -> Path:
+def run_table(table: str, out: Path, schedule: Path | None = None, dataset_config: Path | None = None,
+              extra: list[str] | None = None, reuse: bool = True) -> Path:
     """Train and evaluate every variant of ``table``; return the path of the collected Markdown table."""
     paper_table, variants = TABLES[table]
     out = out.resolve()
     extra = list(extra or [])
-    base = [BUNDLE / "configs" / "train.json"] + ([schedule.resolve()] if schedule else [])
-    if not dataset_dir:
+    data_cfg = [dataset_config.resolve()] if dataset_config else []
+    base = [BUNDLE / "configs" / "train.json", *data_cfg] + ([schedule.resolve()] if schedule else [])
+    common_data: list[str] = []
+    if not dataset_config:
         # one synthetic set for all variants: prepare it once with the schedule's synthetic settings
         from monai.bundle import ConfigParser
 
         parser = ConfigParser()
         parser.read_config([str(p) for p in base])
         for k, v in zip(extra[::2], extra[1::2], strict=True):
-            parser[k.lstrip("-")] = json.loads(v) if v[:1] in "[{0123456789-" or v in ("true", "false", "null") else v
+            if k.lstrip("-").startswith("synthetic#"):
+                parser[k.lstrip("-")] = json.loads(v) if v[:1] in "[{0123456789-" or v in ("true", "false") else v
         from .data import prepare_datalist
 
         dataset_dir = prepare_datalist(None, out / "data", parser["synthetic"]["n"], parser["synthetic"]["seed"],
                                        parser["synthetic"]["max_side"])
-    rows = []
-    for label, names in variants:
-        run_dir = out / ("_".join(names) or "default")
-        configs = base + [ABLATIONS / f"{n}.json" for n in names]
-        common = ["--output_dir", str(run_dir), "--dataset_dir", str(dataset_dir), *extra]
-        _bundle("training", configs, common)
-        _bundle("evaluate", [BUNDLE / "configs" / "evaluate.json", *configs[1:]], common)
+        common_data = ["--dataset_dir", str(dataset_dir)]
+    reference = out / "default"
+    order = sorted(variants, key=lambda v: bool(v[1]))  # the reference (no override) first, when it is a row
+    if reuse and all(v[1] for v in variants):
+        order = [("reference", []), *variants]
+    rows = {}
+    for label, names in order:
+        run_dir = out / ("_".join(n.replace("/", "-") for n in names) or "default")
+        files = [override_file(n) for n in names]
+        touched = stages_touched(files)
+        if reuse and names and touched == {"stage1"}:
+            _reuse_stages(reference, run_dir, STAGE2)
+        elif reuse and names and touched == {"stage2"}:
+            _reuse_stages(reference, run_dir, STAGE1)
+        common = ["--output_dir", str(run_dir), *common_data]
+        _bundle("training", base + files, common + _applicable(extra, base + files))
+        _bundle("evaluate", [BUNDLE / "configs" / "evaluate.json", *data_cfg], common)
         summary = json.loads((run_dir / "eval" / "summary.json").read_text())
-        rows.append((label, summary))
+        rows[label] = (summary, *_training_record(run_dir))
     cols = ["variant", "centre error all (px)", "centre detection accuracy (%)", "landmark D (px)",
-            "landmark RD (%)", "n test images"]
+            "landmark RD (%)", "landmark RD all cases (%)", "n test images", "trained here", "training wall (min)"]
 
     def fmt(v, d=2):
         return "n/a" if v is None else f"{v:.{d}f}"
 
     body = [[label, fmt(s["centre_error_all_px"]), fmt(s["centre_detection_accuracy_pct"]), fmt(s["landmark_d_px"]),
-             fmt(s["landmark_rd_pct"]), str(s["n_cases"])] for label, s in rows]
+             fmt(s["landmark_rd_pct"]), fmt(s.get("landmark_rd_all_pct")), str(s["n_cases"]), stages or "-",
+             fmt(sec / 60.0, 1)]
+            for label, _ in variants for s, stages, sec in [rows[label]]]
+    where = dataset_config.name if dataset_config else f"synthetic lateral set in {out / 'data'}"
     md = [f"### {paper_table} re-run: {table}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(r) + " |" for r in body]
-    md += ["", f"Schedule: {schedule.name if schedule else 'bundle default (small CPU demonstration)'}; "
-           f"data: {dataset_dir}. Per-vertebra tables: <variant>/eval/*.md.", ""]
+    md += ["", f"Schedule: {schedule.name if schedule else 'bundle default (small CPU demonstration)'}"
+           f"{' with ' + ' '.join(extra) if extra else ''}; data: {where}. Centre error in pixels of the stage-1 "
+           "input; D and RD on the images without centre outliers, 'RD all cases' on every test image. Per-vertebra "
+           "tables: <variant>/eval/*.md.", ""]
     path = out / f"{table}.md"
     atomic_write_text(path, "\n".join(md))
     atomic_write_text(out / f"{table}.csv", "\n".join(",".join(r) for r in [cols, *body]) + "\n")
@@ -102,13 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("table", choices=sorted(TABLES))
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--schedule", type=Path, default=None, help="e.g. configs/schedules/paper.json")
-    p.add_argument("--dataset-dir", default=None, help="real data (see configs/datasets); default: synthetic")
+    p.add_argument("--dataset-config", type=Path, default=None,
+                   help="a file of configs/datasets (real data and its layout); default: the embedded synthetic set")
+    p.add_argument("--no-reuse", action="store_true", help="train every stage of every variant")
     p.add_argument("--override", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="extra bundle override, e.g. --override posenet#max_epochs 2")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     extra = [x for k, v in args.override for x in (f"--{k}", v)]
-    run_table(args.table, args.out, args.schedule, args.dataset_dir, extra)
+    run_table(args.table, args.out, args.schedule, args.dataset_config, extra, reuse=not args.no_reuse)
     return 0
 
 

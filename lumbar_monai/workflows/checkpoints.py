@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["load_state_dict_file", "export_predictor_checkpoint", "PREDICTOR_FILE"]
+__all__ = ["load_state_dict_file", "stage_file", "export_predictor_checkpoint", "PREDICTOR_FILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def _stage_file(ckpt_dir: Path, stage: str) -> Path:
+def stage_file(ckpt_dir: Path, stage: str) -> Path:
+    """A stage's best checkpoint (``<stage>_best.pt``), else its latest epoch checkpoint."""
     best = ckpt_dir / f"{stage}_best.pt"
     if best.is_file():
         return best
@@ -66,12 +67,12 @@ def export_predictor_checkpoint(
         if posenet.get(key) is not None:
             pose_kwargs[key] = int(posenet[key])
     centre_net = with_init_kwargs(PoseNet, **pose_kwargs)
-    centre_net.load_state_dict(load_state_dict_file(_stage_file(d, "posenet")))
+    centre_net.load_state_dict(load_state_dict_file(stage_file(d, "posenet")))
 
     def mnet(section: Mapping[str, Any], stage: str) -> torch.nn.Module:
         cfg = Stage2Config(**dict(section["config"]))
         net = with_init_kwargs(MNet, **cfg.network_kwargs())
-        net.load_state_dict(load_state_dict_file(_stage_file(d, stage)))
+        net.load_state_dict(load_state_dict_file(stage_file(d, stage)))
         return net
 
     lumbar_cfg = Stage2Config(**dict(mnet_lumbar["config"]))

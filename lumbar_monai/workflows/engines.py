@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -98,15 +99,20 @@ def run_stage(trainer, ckpt_dir: str | Path, stage: str, save_dict: Mapping[str,
         return
     state = dict(save_dict or {})
     state["trainer"] = trainer
+    resumed = False
     for loader in resume_loader(ckpt_dir, stage, state, device):
         loader.attach(trainer)
+        resumed = True
     CheckpointSaver(save_dir=str(ckpt_dir), save_dict=state, file_prefix=stage, save_interval=1, n_saved=1,
                     epoch_level=True).attach(trainer)
+    start = time.perf_counter()
     trainer.run()  # returns only when finished: max_epochs reached or early-stopped (a killed run never gets here)
     st = trainer.state
+    # wall time of this (last) run, training + validation; a resumed stage counts only the part after the restart
     atomic_write_json(
         Path(ckpt_dir) / f"{stage}.done.json",
-        {"stage": stage, "epochs": int(st.epoch), "early_stopped": bool(st.epoch < st.max_epochs)},
+        {"stage": stage, "epochs": int(st.epoch), "early_stopped": bool(st.epoch < st.max_epochs),
+         "wall_seconds": round(time.perf_counter() - start, 1), "resumed": resumed},
     )
     logger.info("stage %s finished after %d epochs", stage, st.epoch)
 

@@ -153,11 +153,11 @@ def evaluate_predictor(
     Returns a summary dict (also written as ``summary.json``).
     """
     from ..io.datalist import LoadLandmarkSampled, load_landmark_datalist
-    from ..predictor import LandmarkPredictor
+    from ..predictor import load_predictor
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = LandmarkPredictor.load(checkpoint, device=device)
+    predictor = load_predictor(checkpoint, device=device)
     lay = get_layout(layout) if layout else predictor.layout
     if note is None:
         trained_on = str(predictor.meta.get("trained_on", "synthetic"))

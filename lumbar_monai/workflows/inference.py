@@ -36,9 +36,9 @@ def run_inference(
     Raises ``RuntimeError`` when every image failed (the batch's non-zero exit condition).
     """
     from ..batch import run_batch
-    from ..predictor import LandmarkPredictor
+    from ..predictor import load_predictor
 
-    predictor = LandmarkPredictor.load(checkpoint, device=device)
+    predictor = load_predictor(checkpoint, device=device)
     summary = run_batch(inputs, output_dir, predictor, secondary_capture=secondary_capture)
     logger.info("inference: %d ok, %d failed -> %s", summary.ok, summary.failed, output_dir)
     if summary.exit_code != 0:

@@ -1,0 +1,60 @@
+"""The ablation-table runner end to end with tiny settings: the three systems of issue 9 train, evaluate and land in
+one table, and a stage-1-only variant reuses the reference run's M-Nets. Plumbing, not accuracy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "synthetic#n": "8", "synthetic#max_side": "256",
+    "posenet#input_size": "64", "posenet#heatmap_size": "8", "posenet#width": "4", "posenet#stage_channels": "8",
+    "posenet#max_epochs": "1", "posenet#batch_size": "4",
+    "mnet_lumbar#max_epochs": "1", "mnet_sacrum#max_epochs": "1",
+    "mnet_lumbar#config#crop_size": "32", "mnet_sacrum#config#crop_size": "32",
+    "mnet_lumbar#config#channels": "[4,8]", "mnet_sacrum#config#channels": "[4,8]",
+    "one_stage#features": "[4,4,8,8,16,4]",
+}
+
+
+def _run(table: str, out: Path) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "lumbar_monai.workflows.ablation", table, "--out", str(out)]
+    for k, v in TINY.items():
+        if k.startswith("one_stage") and table != "systems":
+            continue
+        args += ["--override", k, v]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def test_systems_table_trains_and_evaluates_all_three(tmp_path):
+    _run("systems", tmp_path)
+    md = (tmp_path / "systems.md").read_text()
+    for label in ("full method (ours)", "Kim-like ablation", "one-stage BasicUNet"):
+        assert f"| {label} |" in md
+    rows = (tmp_path / "systems.csv").read_text().strip().splitlines()
+    assert len(rows) == 4
+    baseline = rows[-1].split(",")
+    assert baseline[-2] == "one_stage"  # the baseline trained its own network and nothing else
+    ckpt = tmp_path / "baselines-one_stage_basicunet" / "models" / "lumbar_landmarks.pt"
+    import torch
+
+    assert torch.load(ckpt, weights_only=True)["format"] == "lumbar-monai/one-stage-predictor"
+    kim = json.loads((tmp_path / "kim_baseline" / "models" / "posenet.done.json").read_text())
+    assert "reused_from" not in kim and kim["wall_seconds"] > 0
+
+
+def test_stage1_variant_reuses_the_reference_mnets(tmp_path):
+    _run("kernel", tmp_path)
+    marker = json.loads((tmp_path / "posenet_kernel7" / "models" / "mnet_lumbar.done.json").read_text())
+    assert marker["reused_from"] == str(tmp_path / "default")
+    assert (tmp_path / "posenet_kernel7" / "models" / "mnet_lumbar_best.pt").is_file()
+    row = [r for r in (tmp_path / "kernel.csv").read_text().splitlines() if r.startswith("Pose-Net 7x7")][0]
+    assert row.split(",")[-2] == "posenet"

@@ -68,3 +68,20 @@ def test_bench_training_prints_three_stages(tmp_path):
             _positive(row[key])
         data, model = float(row["(a) data /s"]), float(row["(b) model /s"])
         assert row["bottleneck"] == ("data" if data < model else "model")
+
+
+def test_plot_systems_draws_and_tabulates_per_vertebra_rd(tmp_path):
+    header = "image,centre_outlier,RD_L1,RD_L2,centre_err_L1,centre_err_L2\n"
+    for name, rd in (("a", (5.0, 7.0)), ("b", (50.0, 70.0))):
+        (tmp_path / name / "eval").mkdir(parents=True)
+        rows = "".join(f"img{i}.png,{i % 2},{rd[0] + i},{rd[1] + i},1.0,1.0\n" for i in range(3))
+        (tmp_path / name / "eval" / "per_case.csv").write_text(header + rows)
+    out = tmp_path / "plot.png"
+    proc = subprocess.run([sys.executable, "benchmarks/plot_systems.py", "--run", f"A={tmp_path / 'a'}",
+                           "--run", f"B={tmp_path / 'b'}", "--out", str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head, rows = _table(proc.stdout)
+    assert head == ["system", "L1", "L2", "all"]
+    assert rows[0] == ["A", "6.0", "8.0", "7.0"] and rows[1] == ["B", "51.0", "71.0", "61.0"]
+    assert out.stat().st_size > 1000

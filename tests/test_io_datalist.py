@@ -190,3 +190,14 @@ def test_relative_datalist_path_gives_absolute_items(tmp_path, monkeypatch):
     item = _load("set/datalist.json", "training")[0]
     for key, rel in (("image", "images/a.png"), ("label", "annotations/a.json"), ("dicom", "dicom/a.dcm")):
         assert item[key] == str(tmp_path / "set" / rel)
+
+
+def test_empty_split_reads_as_empty_list_and_bad_json_names_the_file(tmp_path):
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps({"training": [{"image": "a.png", "label": "a.json"}], "test": []}))
+    assert load_landmark_datalist(path, "test") == []
+    assert len(load_landmark_datalist(path, "training")) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="bad.json.*not a JSON datalist"):
+        load_landmark_datalist(bad, "training")

@@ -22,6 +22,7 @@ exist, and adding files never moves existing ones.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -198,6 +199,12 @@ def load_landmark_datalist(path: str | os.PathLike, split: str = "training") -> 
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "datalist file not found")
+    try:
+        raw = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(p, f"not a JSON datalist ({type(e).__name__}: {e})") from None
+    if isinstance(raw, dict) and isinstance(raw.get(split), list) and not raw[split]:
+        return []  # an empty split (MONAI's reader would fail with an IndexError on it)
     try:
         # an absolute datalist path makes MONAI return absolute item paths (it joins them to the datalist's folder)
         items = load_decathlon_datalist(p.resolve(), is_segmentation=True, data_list_key=split)

@@ -8,6 +8,8 @@ Tables (CSV + Markdown, the layout of An et al. 2022, Tables 2-7 and 9-11):
 * ``landmark_error``: per vertebra, landmark distance error D in original pixels (and mm), relative distance error RD
   (Eq. 12-15), landmark outlier ratio (mean RD of the vertebra > 20 %); centre outliers excluded, as in Section 4.3.
 
+``per_case.csv``: RD per vertebra and centre error of every test image (for plots across systems).
+
 Figures: a box plot of RD per vertebra (Figure 18 style) and overlays of the median and worst cases (Figures 13, 15,
 20 style: prediction in colour, ground truth as white crosses).
 """
@@ -138,6 +140,21 @@ def _case_overlay(path: Path, image: np.ndarray, result, gt: np.ndarray) -> None
     write_png(path, draw_annotations(image, ann))
 
 
+def _per_case_csv(path: Path, layout: Layout, names: list[str], rd_v: np.ndarray, centre_err: np.ndarray,
+                  outlier: np.ndarray) -> None:
+    """One row per test image: its RD per vertebra (%), centre error per vertebra (input px), centre-outlier flag.
+
+    The file names are those of the data set's images (never patient data for the embedded and benchmark sets);
+    plots across systems (``benchmarks/plot_systems.py``) read this file."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "centre_outlier", *(f"RD_{v}" for v in layout.vertebra_names),
+                *(f"centre_err_{v}" for v in layout.vertebra_names)])
+    for i, name in enumerate(names):
+        w.writerow([name, int(outlier[i]), *(f"{x:.4f}" for x in rd_v[i]), *(f"{x:.4f}" for x in centre_err[i])])
+    atomic_write_text(path, buf.getvalue())
+
+
 def evaluate_predictor(
     checkpoint: str | Path,
     datalist: str | Path,
@@ -171,7 +188,7 @@ def evaluate_predictor(
         raise ValueError(f"split {split!r} of {datalist} is empty")
     loader = LoadLandmarkSampled(("image", "label"), layout=lay)
     input_size = predictor.stage1["input_size"]
-    gts, preds, cents, spacings, scales, results, images = [], [], [], [], [], [], []
+    gts, preds, cents, spacings, scales, results, images, names = [], [], [], [], [], [], [], []
     failures = []
     for item in items:
         try:
@@ -182,6 +199,7 @@ def evaluate_predictor(
         img = np.asarray(sample["image"])[0]
         res = predictor.predict(img, pixel_spacing=sample.get("pixel_spacing"),
                                 spacing_source=sample.get("spacing_source"))
+        names.append(Path(str(item.get("image"))).name)
         gts.append(np.asarray(sample["points"], np.float64))
         preds.append(res.points)
         cents.append(res.centres)
@@ -217,6 +235,7 @@ def evaluate_predictor(
     box_sel = inl if inl.any() else np.ones_like(inl)
     _box_plot(out / "rd_boxplot.png", lay, rd[box_sel],
               f"RD per vertebra ({split} split, {'inliers' if inl.any() else 'all cases'}, n={int(box_sel.sum())})")
+    _per_case_csv(out / "per_case.csv", lay, names, vertebra_mean(rd, lay), err_in, outlier)
     per_case = vertebra_mean(rd, lay).mean(-1)
     order = np.argsort(per_case)
     picks = {"median": int(order[len(order) // 2]), "worst": int(order[-1])}

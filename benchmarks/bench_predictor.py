@@ -1,23 +1,29 @@
-"""Per-image time of the whole two-stage predictor, with the share of each stage.
+"""Per-image time of the whole predictor (DICOM file in -> points out), with the share of each stage.
 
 Paper-size networks (Pose-Net at 512 -> 64, two M-Nets at 256 with CoordConv(2) and a PAF channel), randomly
-initialised (time does not depend on the weights), on synthetic radiographs of clinical size. Prints one table
-per device (CPU, and CUDA when available) next to the paper's number: 21.87 ms per image for the landmark stage
-(both M-Nets) on an RTX 3090 (An et al. 2022, Section 4.3; 12.98 ms without CoordConv).
+initialised (time does not depend on the weights), on synthetic radiographs of clinical size written as DICOM DX
+files first (``--input array`` passes the arrays instead). Prints one table per device (CPU, and CUDA when
+available) next to the paper's number: 21.87 ms per image for the landmark stage (both M-Nets) on an RTX 3090
+(An et al. 2022, Section 4.3; 12.98 ms without CoordConv). ``--baseline`` adds the one-stage MONAI BasicUNet
+baseline (22 maps at 512) on the same files.
 
     .venv/bin/python benchmarks/bench_predictor.py [--images 5] [--repeats 3] [--threads N] [--max-side 2500]
+        [--input file|array] [--baseline]
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 PAPER_LANDMARK_MS = 21.87
 PAPER_LANDMARK_NO_COORDCONV_MS = 12.98
+DEFAULT_FEATURES_TEXT = "16-16-32-64-128-16"
 
 
 def build_predictor(device: str, crop_size: int, coordconv: int):
@@ -33,8 +39,16 @@ def build_predictor(device: str, crop_size: int, coordconv: int):
     return LandmarkPredictor(LATERAL, lumbar, sacrum, pose, crop_size=crop_size, device=device)
 
 
-def run(device: str, images: list[np.ndarray], repeats: int, crop_size: int, coordconv: int) -> dict[str, float]:
-    pred = build_predictor(device, crop_size, coordconv)
+def build_baseline(device: str):
+    from lumbar_monai.baselines.one_stage import DEFAULT_FEATURES, OneStagePredictor, build_network
+
+    torch.manual_seed(0)
+    return OneStagePredictor("lateral", build_network("lateral", DEFAULT_FEATURES), input_size=512, device=device)
+
+
+def run(device: str, images: list, repeats: int, crop_size: int, coordconv: int, baseline: bool = False
+        ) -> dict[str, float]:
+    pred = build_baseline(device) if baseline else build_predictor(device, crop_size, coordconv)
     pred(images[0])  # warm-up (allocations, cuDNN autotuning, lazy imports)
     totals: dict[str, float] = {}
     walls = []
@@ -65,19 +79,30 @@ def main() -> None:
     ap.add_argument("--crop-size", type=int, default=256)
     ap.add_argument("--coordconv", type=int, default=2)
     ap.add_argument("--devices", default="auto", help="comma list (cpu,cuda) or auto")
+    ap.add_argument("--input", choices=("file", "array"), default="file",
+                    help="file: DICOM DX files read by the predictor (the clinical path); array: in-memory images")
+    ap.add_argument("--baseline", action="store_true", help="also time the one-stage BasicUNet baseline")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from lumbar_monai.synthetic import SyntheticConfig, generate_radiograph
 
     cfg = SyntheticConfig(max_side=args.max_side)
-    images = [generate_radiograph(1000 + i, cfg).image.astype(np.float32) for i in range(args.images)]
+    studies = [generate_radiograph(1000 + i, cfg) for i in range(args.images)]
+    images: list = [s.image.astype(np.float32) for s in studies]
+    tmp = tempfile.TemporaryDirectory()
+    if args.input == "file":
+        from lumbar_monai.synthetic.dicom import write_dx
+
+        images = [str(write_dx(Path(tmp.name) / f"bench_{i}.dcm", s.image, s.pixel_spacing,
+                               int(s.meta.get("bits_stored", 12)), f"bench_{i}")) for i, s in enumerate(studies)]
     devices = (
         ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else args.devices.split(",")
     )
-    shapes = ", ".join(f"{im.shape[1]}x{im.shape[0]}" for im in images)
+    shapes = ", ".join(f"{s.image.shape[1]}x{s.image.shape[0]}" for s in studies)
     print(
-        f"images: {shapes} (W x H); crops {args.crop_size}px; CoordConv({args.coordconv}); "
+        f"images: {shapes} (W x H), {'DICOM DX files' if args.input == 'file' else 'in-memory arrays'}; "
+        f"crops {args.crop_size}px; CoordConv({args.coordconv}); "
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
     )
     stages = [
@@ -105,6 +130,13 @@ def main() -> None:
             f"  landmark stage (stage 2): {landmark:.2f} ms  |  paper, RTX 3090: {PAPER_LANDMARK_MS} ms "
             f"({PAPER_LANDMARK_NO_COORDCONV_MS} ms without CoordConv)"
         )
+        if args.baseline:
+            b = run(dev, images, args.repeats, args.crop_size, args.coordconv, baseline=True)
+            print(f"\n{dev} ({name}), one-stage BasicUNet baseline (features {DEFAULT_FEATURES_TEXT}, 512 input): "
+                  f"{b['total_wall']:8.2f} ms per image (whole predictor, wall)")
+            for k in ("preprocess", "network", "decode"):
+                print(f"  {k:<22}{b[k]:>10.2f}{100 * b[k] / b['total_wall']:>8.1f}%")
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

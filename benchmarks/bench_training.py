@@ -16,7 +16,8 @@ the M-Net: every image gives one crop per lumbar vertebra, 5 on the lateral layo
 
 The bottleneck is "data" when (a) is slower than (b), else "model". The chains are the project's own training
 transforms with their augmentation: ``posenet_transforms(True, hp, layout)`` and ``mnet_transforms(True,
-Stage2Config, layout)``; the baseline uses the stage-1 pre-processing and augmentation (cutout off) with one
+Stage2Config, layout)``; the baseline uses ``lumbar_monai.baselines.one_stage.one_stage_transforms`` (the stage-1
+pre-processing and augmentation, cutout off) with one
 Gaussian heatmap (sigma 2 input px) per landmark at the input resolution and an MSE loss. The losses are
 ``PoseNetTupleLoss`` and ``corner_loss_for(layout, "lumbar", paf=True, deep_supervision_levels=len(channels))``, as
 in ``bundles/lumbar_landmarks/configs/train.json``.
@@ -52,21 +53,6 @@ BASELINE_SIGMA = 2.0
 TRAIN_JSON = Path(__file__).resolve().parents[1] / "bundles" / "lumbar_landmarks" / "configs" / "train.json"
 
 
-class _GaussianTargetsd:
-    """``points`` (N, 2) in input px -> ``label`` (N, S, S): one Gaussian per landmark (the baseline's target)."""
-
-    def __init__(self, size: int, sigma: float) -> None:
-        self.size, self.sigma = int(size), float(sigma)
-
-    def __call__(self, data):
-        from lumbar_monai.codecs.gaussian import render_gaussians
-
-        d = dict(data)
-        pts = torch.as_tensor(d["points"], dtype=torch.float32)
-        d["label"] = render_gaussians(pts, self.sigma, self.size, self.size)
-        return d
-
-
 @dataclass
 class Stage:
     name: str
@@ -83,14 +69,12 @@ def _bundle_section(key: str) -> dict:
 
 
 def make_stages(size: str) -> dict[str, Stage]:
-    from monai.transforms import Compose, SelectItemsd
-
-    from lumbar_monai.io.datalist import LoadLandmarkSampled
+    from lumbar_monai.baselines.one_stage import build_network as one_stage_network
+    from lumbar_monai.baselines.one_stage import one_stage_transforms
     from lumbar_monai.losses.corner import corner_loss_for
     from lumbar_monai.networks.posenet import PoseNet
     from lumbar_monai.training.stage1 import PoseNetTupleLoss
     from lumbar_monai.training.stage2 import Stage2Config, build_network
-    from lumbar_monai.transforms.augment import stage1_augmentation, stage1_preprocessing
     from lumbar_monai.workflows.stages import mnet_transforms, posenet_transforms
 
     demo = size == "demo"
@@ -111,18 +95,10 @@ def make_stages(size: str) -> dict[str, Stage]:
         stage2 = Stage2Config(layout=LAYOUT, kind="lumbar")
     # one-stage baseline
     sb = 256 if demo else 512
-    baseline_chain = Compose([
-        LoadLandmarkSampled(("image", "label"), layout=LAYOUT),
-        *stage1_preprocessing(size=sb),
-        *stage1_augmentation(cutout="none"),
-        _GaussianTargetsd(sb, BASELINE_SIGMA),
-        SelectItemsd(("image", "label")),
-    ])
+    baseline_chain = one_stage_transforms(True, {"input_size": sb, "sigma": BASELINE_SIGMA, "cutout": "none"}, LAYOUT)
 
     def basicunet():
-        from monai.networks.nets import BasicUNet
-
-        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=22, features=BASELINE_FEATURES)
+        return one_stage_network(LAYOUT, BASELINE_FEATURES)
 
     return {
         "posenet": Stage(

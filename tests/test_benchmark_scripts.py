@@ -85,3 +85,24 @@ def test_plot_systems_draws_and_tabulates_per_vertebra_rd(tmp_path):
     assert head == ["system", "L1", "L2", "all"]
     assert rows[0] == ["A", "6.0", "8.0", "7.0"] and rows[1] == ["B", "51.0", "71.0", "61.0"]
     assert out.stat().st_size > 1000
+
+
+def test_overlay_montage_stacks_one_row_per_system(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i, size in enumerate(((40, 80), (60, 80))):
+            Image.new("RGB", size, (255, 0, 0)).save(tmp_path / name / f"h{i}_overlay.png")
+    out = tmp_path / "m.png"
+    proc = subprocess.run([sys.executable, "benchmarks/overlay_montage.py", "--row", f"A={tmp_path / 'a'}",
+                           "--row", f"B={tmp_path / 'b'}", "--out", str(out), "--height", "40"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    img = Image.open(out)
+    assert img.size == (20 + 8 + 30, 2 * (40 + 22 + 8))
+    (tmp_path / "b" / "h1_overlay.png").unlink()
+    proc = subprocess.run([sys.executable, "benchmarks/overlay_montage.py", "--row", f"A={tmp_path / 'a'}",
+                           "--row", f"B={tmp_path / 'b'}", "--out", str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "different numbers" in proc.stderr

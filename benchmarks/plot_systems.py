@@ -3,8 +3,10 @@
 Reads each run's ``eval/per_case.csv`` (written by the bundle's ``evaluate``) and plots the relative distance error
 (RD, Eq. 12-15, mean of a vertebra's corners) per vertebra for every system side by side. All test images are used
 by default (``--cases all``): the centre-outlier sets differ between systems, so "inliers" would compare different
-images; ``--cases common-inliers`` keeps the images that are inliers for every system. Prints a Markdown table of
-median RD (%) per vertebra and system.
+images; ``--cases common-inliers`` keeps the images that are inliers for every system. Prints one Markdown table
+with, per vertebra and system, the paper's metrics as means (sd) over those images: centre error (pixels of the
+stage-1 input), landmark distance error D (original pixels), RD (%) and the landmark outlier ratio (vertebrae with
+mean RD > 20 %), and for "Total" also the centre outlier ratio (images with a landmark outside the Eq. 5 crops).
 
     .venv/bin/python benchmarks/plot_systems.py --run "full method=bundles/lumbar_landmarks/runs/aasce_cpu" \\
         --run "Kim-like=bundles/lumbar_landmarks/runs/aasce_kim_cpu" \\
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     data = {label: np.array([[float(rows[i][f"RD_{v}"]) for v in vertebrae] for i in images])
             for label, rows in systems}
 
+    def column(rows, prefix):
+        return np.array([[float(rows[i][f"{prefix}_{v}"]) for v in vertebrae] for i in images])
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,13 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         fig.savefig(tmp, format="png")
     plt.close(fig)
 
-    print(f"Median RD per vertebra (%), {args.cases} test images, n={len(images)}\n")
-    print("| system | " + " | ".join(vertebrae) + " | all |")
-    print("|---|" + "---:|" * (len(vertebrae) + 1))
-    for label, _ in systems:
-        d = data[label]
-        print(f"| {label} | " + " | ".join(f"{np.median(d[:, v]):.1f}" for v in range(len(vertebrae)))
-              + f" | {np.median(d):.1f} |")
+    def ms(x):
+        return f"{np.mean(x):.2f} ({np.std(x):.2f})"
+
+    print(f"Per vertebra, {args.cases} test images (n={len(images)}): mean (sd)\n")
+    print("| vertebra | system | centre error (input px) | D (px) | RD (%) | landmark outliers (%) "
+          "| centre outliers (%) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for j, v in enumerate([*vertebrae, "Total"]):
+        for label, rows in systems:
+            sel = slice(None) if v == "Total" else j
+            c, d, r = column(rows, "centre_err")[:, sel], column(rows, "D")[:, sel], data[label][:, sel]
+            out = "-" if v != "Total" else f"{100.0 * np.mean([rows[i]['centre_outlier'] == '1' for i in images]):.1f}"
+            print(f"| {v} | {label} | {ms(c)} | {ms(d)} | {ms(r)} | {100.0 * np.mean(r > OUTLIER_RD):.1f} | {out} |")
     print(f"\nwritten: {args.out}")
     return 0
 

@@ -71,10 +71,10 @@ def test_bench_training_prints_three_stages(tmp_path):
 
 
 def test_plot_systems_draws_and_tabulates_per_vertebra_rd(tmp_path):
-    header = "image,centre_outlier,RD_L1,RD_L2,centre_err_L1,centre_err_L2\n"
+    header = "image,centre_outlier,RD_L1,RD_L2,D_L1,D_L2,centre_err_L1,centre_err_L2\n"
     for name, rd in (("a", (5.0, 7.0)), ("b", (50.0, 70.0))):
         (tmp_path / name / "eval").mkdir(parents=True)
-        rows = "".join(f"img{i}.png,{i % 2},{rd[0] + i},{rd[1] + i},1.0,1.0\n" for i in range(3))
+        rows = "".join(f"img{i}.png,{i % 2},{rd[0] + i},{rd[1] + i},2.0,4.0,1.0,1.0\n" for i in range(3))
         (tmp_path / name / "eval" / "per_case.csv").write_text(header + rows)
     out = tmp_path / "plot.png"
     proc = subprocess.run([sys.executable, "benchmarks/plot_systems.py", "--run", f"A={tmp_path / 'a'}",
@@ -82,8 +82,11 @@ def test_plot_systems_draws_and_tabulates_per_vertebra_rd(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     head, rows = _table(proc.stdout)
-    assert head == ["system", "L1", "L2", "all"]
-    assert rows[0] == ["A", "6.0", "8.0", "7.0"] and rows[1] == ["B", "51.0", "71.0", "61.0"]
+    assert head[:4] == ["vertebra", "system", "centre error (input px)", "D (px)"]
+    by = {(r[0], r[1]): r for r in rows}
+    assert by["L1", "A"][4] == "6.00 (0.82)" and by["L2", "B"][4] == "71.00 (0.82)"
+    assert by["L1", "A"][5] == "0.0" and by["L1", "B"][5] == "100.0"  # RD > 20 % is a landmark outlier
+    assert by["Total", "A"][3] == "3.00 (1.00)" and by["Total", "B"][6] == "33.3"  # one of 3 images an outlier
     assert out.stat().st_size > 1000
 
 

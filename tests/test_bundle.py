@@ -79,6 +79,13 @@ def test_evaluate_writes_tables_and_figures(trained):
     assert summary["n_cases"] >= 1 and 0 <= summary["centre_detection_accuracy_pct"] <= 100
     for png in ("rd_boxplot.png", "case_median.png", "case_worst.png"):
         assert (ev / png).read_bytes()[:4] == b"\x89PNG"
+    rows = (ev / "per_case.csv").read_text().splitlines()
+    assert len(rows) == summary["n_cases"] + 1
+    head = rows[0].split(",")
+    assert head[:3] == ["image", "centre_outlier", "RD_L1"] and "D_S1" in head and head[-1] == "centre_err_S1"
+    corners = (4, 4, 4, 4, 4, 2)  # RD_<v> is a mean over the vertebra's corners: weight back to landmarks
+    rd_all = [sum(float(x) * c for x, c in zip(r.split(",")[2:8], corners, strict=True)) / 22 for r in rows[1:]]
+    assert abs(sum(rd_all) / len(rd_all) - summary["landmark_rd_all_pct"]) < 1e-3 * max(1.0, summary["landmark_rd_all_pct"])
 
 
 def test_inference_writes_per_image_outputs(trained):

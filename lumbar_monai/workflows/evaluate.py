@@ -140,18 +140,20 @@ def _case_overlay(path: Path, image: np.ndarray, result, gt: np.ndarray) -> None
     write_png(path, draw_annotations(image, ann))
 
 
-def _per_case_csv(path: Path, layout: Layout, names: list[str], rd_v: np.ndarray, centre_err: np.ndarray,
-                  outlier: np.ndarray) -> None:
-    """One row per test image: its RD per vertebra (%), centre error per vertebra (input px), centre-outlier flag.
+def _per_case_csv(path: Path, layout: Layout, names: list[str], rd_v: np.ndarray, d_v: np.ndarray,
+                  centre_err: np.ndarray, outlier: np.ndarray) -> None:
+    """One row per test image: its RD (%) and D (original px) per vertebra (means over the vertebra's corners),
+    centre error per vertebra (input px), centre-outlier flag.
 
     The file names are those of the data set's images (never patient data for the embedded and benchmark sets);
     plots across systems (``benchmarks/plot_systems.py``) read this file."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "centre_outlier", *(f"RD_{v}" for v in layout.vertebra_names),
-                *(f"centre_err_{v}" for v in layout.vertebra_names)])
+    v_names = layout.vertebra_names
+    w.writerow(["image", "centre_outlier", *(f"RD_{v}" for v in v_names), *(f"D_{v}" for v in v_names),
+                *(f"centre_err_{v}" for v in v_names)])
     for i, name in enumerate(names):
-        w.writerow([name, int(outlier[i]), *(f"{x:.4f}" for x in rd_v[i]), *(f"{x:.4f}" for x in centre_err[i])])
+        w.writerow([name, int(outlier[i]), *(f"{x:.4f}" for x in (*rd_v[i], *d_v[i], *centre_err[i]))])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -235,7 +237,7 @@ def evaluate_predictor(
     box_sel = inl if inl.any() else np.ones_like(inl)
     _box_plot(out / "rd_boxplot.png", lay, rd[box_sel],
               f"RD per vertebra ({split} split, {'inliers' if inl.any() else 'all cases'}, n={int(box_sel.sum())})")
-    _per_case_csv(out / "per_case.csv", lay, names, vertebra_mean(rd, lay), err_in, outlier)
+    _per_case_csv(out / "per_case.csv", lay, names, vertebra_mean(rd, lay), vertebra_mean(d_px, lay), err_in, outlier)
     per_case = vertebra_mean(rd, lay).mean(-1)
     order = np.argsort(per_case)
     picks = {"median": int(order[len(order) // 2]), "worst": int(order[-1])}

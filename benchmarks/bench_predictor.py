@@ -8,7 +8,10 @@ available) next to the paper's number: 21.87 ms per image for the landmark stage
 baseline (22 maps at 512) on the same files.
 
     .venv/bin/python benchmarks/bench_predictor.py [--images 5] [--repeats 3] [--threads N] [--max-side 2500]
-        [--input file|array] [--baseline]
+        [--input file|array] [--baseline] [--batched N]
+
+``--batched N`` adds the networks' throughput on batches of N images, in fp32 and with automatic mixed precision
+(float16 autocast on CUDA, bfloat16 on the CPU).
 """
 
 from __future__ import annotations
@@ -70,6 +73,33 @@ def run(device: str, images: list, repeats: int, crop_size: int, coordconv: int,
     return out
 
 
+def network_throughput(device: str, batch: int, crop_size: int, coordconv: int, amp: bool, repeats: int
+                       ) -> dict[str, float]:
+    """Networks alone on a batch of ``batch`` images (Pose-Net at 512; 5 lumbar + 1 S1 crops per image): ms per
+    image of each stage. ``amp``: autocast to float16 on CUDA, bfloat16 on the CPU."""
+    pred = build_predictor(device, crop_size, coordconv)
+    dtype = torch.float16 if device.startswith("cuda") else torch.bfloat16
+    x1 = torch.rand(batch, 1, 512, 512, device=device)
+    xl = torch.rand(5 * batch, 1, crop_size, crop_size, device=device)
+    xs = torch.rand(batch, 1, crop_size, crop_size, device=device)
+
+    def timed(fn) -> float:
+        with torch.inference_mode(), torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=amp):
+            fn()  # warm-up
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+        return 1000.0 * (time.perf_counter() - t0) / repeats / batch
+
+    s1 = timed(lambda: pred.centre_net(x1))
+    s2 = timed(lambda: (pred.lumbar_net(xl), pred.sacrum_net(xs)))
+    return {"stage1": s1, "stage2": s2, "total": s1 + s2}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=5)
@@ -82,6 +112,8 @@ def main() -> None:
     ap.add_argument("--input", choices=("file", "array"), default="file",
                     help="file: DICOM DX files read by the predictor (the clinical path); array: in-memory images")
     ap.add_argument("--baseline", action="store_true", help="also time the one-stage BasicUNet baseline")
+    ap.add_argument("--batched", type=int, default=0, metavar="N",
+                    help="also time the networks alone on batches of N images, fp32 and AMP (images/s)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,6 +168,15 @@ def main() -> None:
                   f"{b['total_wall']:8.2f} ms per image (whole predictor, wall)")
             for k in ("preprocess", "network", "decode"):
                 print(f"  {k:<22}{b[k]:>10.2f}{100 * b[k] / b['total_wall']:>8.1f}%")
+        if args.batched:
+            print(f"\n{dev} ({name}), networks alone, batches of {args.batched} images (ms per image; AMP = "
+                  f"{'float16' if dev.startswith('cuda') else 'bfloat16'} autocast)")
+            print("| precision | Pose-Net (512) | M-Nets (6 crops) | both | images/s |")
+            print("|---|---:|---:|---:|---:|")
+            for amp in (False, True):
+                t = network_throughput(dev, args.batched, args.crop_size, args.coordconv, amp, args.repeats)
+                print(f"| {'AMP' if amp else 'fp32'} | {t['stage1']:.2f} | {t['stage2']:.2f} | {t['total']:.2f} "
+                      f"| {1000.0 / t['total']:.2f} |")
     tmp.cleanup()
 
 

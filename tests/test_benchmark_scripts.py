@@ -109,3 +109,15 @@ def test_overlay_montage_stacks_one_row_per_system(tmp_path):
                            "--row", f"B={tmp_path / 'b'}", "--out", str(out)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and "different numbers" in proc.stderr
+
+
+def test_bench_predictor_reads_dicom_files_and_times_batches():
+    out = _run("benchmarks/bench_predictor.py", "--images", "1", "--repeats", "1", "--max-side", "300",
+               "--crop-size", "64", "--devices", "cpu", "--batched", "1", "--baseline")
+    assert "DICOM DX files" in out
+    read_ms = float(next(ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("read ")))
+    assert read_ms > 0
+    assert "one-stage BasicUNet baseline" in out
+    head, rows = _table(out)
+    assert head[0] == "precision" and [r[0] for r in rows] == ["fp32", "AMP"]
+    assert all(math.isfinite(float(x)) and float(x) > 0 for r in rows for x in r[1:])

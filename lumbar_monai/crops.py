@@ -52,6 +52,8 @@ def crop_boxes_eq5(centres, layout: Layout | str) -> np.ndarray:
     Generalised over the layout's lumbar vertebrae (cranial to caudal, ``n`` of them, ``d(a, b) = |c_a,y - c_b,y|``):
     first ``3/2 d(1, 2)``; middle ``3/4 (d(i-1, i) + d(i, i+1))``; last ``3/2 d(n-1, n)``; the sacrum, when the
     layout has one, ``3/2 d(n-1, n)`` (the L4-L5 distance: the L5-S1 distance varies too much, Section 3.3).
+    Every side is then multiplied by ``layout.crop_scale`` (1.0, the paper's rule, for the lateral layout; wider for
+    AP, see :data:`lumbar_monai.anatomy.AP`).
 
     Args:
         centres: ``(..., V, 2)`` (x, y) centres in layout order.
@@ -78,6 +80,7 @@ def crop_boxes_eq5(centres, layout: Layout | str) -> np.ndarray:
     sides[..., lum] = lum_sides
     if layout.sacrum_index is not None:
         sides[..., layout.sacrum_index] = 1.5 * d[..., -1]
+    sides = sides * float(layout.crop_scale)
     # *ours*: a degenerate annotation or prediction (two centres at the same height) would give a zero-size,
     # non-invertible crop; no side is allowed below a quarter of the image's median side (never binding for
     # plausible anatomy, where neighbouring sides differ by far less than 4x)

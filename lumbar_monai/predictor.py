@@ -30,6 +30,7 @@ dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_on
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import os
 import tempfile
@@ -287,6 +288,7 @@ class LandmarkPredictor:
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "layout": self.layout.name,
+            "crop_scale": float(self.layout.crop_scale),
             "stage1": None if self.centre_net is None else {
                 "network": type(self.centre_net).__name__, "kwargs": _kwargs_of(self.centre_net),
                 "state_dict": _cpu_state(self.centre_net), **self.stage1},
@@ -322,8 +324,13 @@ class LandmarkPredictor:
             from .networks.posenet import PoseNet
 
             centre_net = _build(PoseNet, stage1)
+        layout = get_layout(ckpt["layout"])
+        # the crops the M-Nets were trained on: a checkpoint without the key predates the setting (Eq. 5 as is)
+        scale = float(ckpt.get("crop_scale", 1.0))
+        if scale != layout.crop_scale:
+            layout = dataclasses.replace(layout, crop_scale=scale)
         return cls(
-            layout=ckpt["layout"],
+            layout=layout,
             lumbar_net=_build(MNet, ckpt["lumbar"]),
             sacrum_net=_build(MNet, ckpt["sacrum"]) if ckpt.get("sacrum") is not None else None,
             centre_net=centre_net,

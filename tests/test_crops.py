@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -35,8 +37,11 @@ def test_eq5_ap_has_no_sacrum_and_batches():
     c = np.stack([np.zeros_like(ys), ys], axis=-1)
     sides = crop_boxes_eq5(c, AP)
     assert sides.shape == (2, 5)
-    np.testing.assert_allclose(sides[0], [30, 0.75 * 50, 0.75 * 70, 0.75 * 60, 30])
-    np.testing.assert_allclose(sides[1], [15, 15, 15, 15, 15])
+    k = AP.crop_scale  # the AP layout widens Eq. 5 (AP vertebrae are wider than the centre spacing)
+    assert k > 1.0
+    np.testing.assert_allclose(sides[0], k * np.array([30, 0.75 * 50, 0.75 * 70, 0.75 * 60, 30]))
+    np.testing.assert_allclose(sides[1], k * np.array([15, 15, 15, 15, 15]))
+    np.testing.assert_allclose(crop_boxes_eq5(c, dataclasses.replace(AP, crop_scale=1.0))[1], 15)
     with pytest.raises(ValueError):
         crop_boxes_eq5(c[:, :4], AP)
 
@@ -156,10 +161,11 @@ def test_eq5_degenerate_centres_get_a_usable_crop():
     from lumbar_monai.anatomy import AP
     from lumbar_monai.crops import crop_boxes_eq5
 
+    k = AP.crop_scale
     c = np.array([[100.0, 100.0], [100.0, 200.0], [100.0, 200.0], [100.0, 300.0], [100.0, 400.0]])
     sides = crop_boxes_eq5(c, AP)
-    # Eq. 5 as written: L1 150, L2 75, L3 75, L4 150, L5 150 (no floor needed here) ...
-    np.testing.assert_allclose(sides, [150.0, 75.0, 75.0, 150.0, 150.0])
+    # Eq. 5 as written (times the layout's scale): L1 150, L2 75, L3 75, L4 150, L5 150 (no floor needed here) ...
+    np.testing.assert_allclose(sides, k * np.array([150.0, 75.0, 75.0, 150.0, 150.0]))
     c[1, 1] = c[0, 1]  # L1 and L2 at the same height: Eq. 5 gives L1 a zero side
     sides = crop_boxes_eq5(c, AP)
-    assert sides[0] == pytest.approx(0.25 * np.median([0.0, 150.0, 75.0, 150.0, 150.0]))
+    assert sides[0] == pytest.approx(0.25 * k * np.median([0.0, 150.0, 75.0, 150.0, 150.0]))

@@ -204,3 +204,22 @@ def test_inputs_path_and_pydicom_dataset(tmp_path):
     assert from_path.pixel_spacing == pytest.approx((0.125, 0.15))
     with pytest.raises(InputError):
         p(str(tmp_path / "missing.dcm"), centres=c)
+
+
+def test_checkpoint_keeps_the_crop_scale_its_mnets_were_trained_with():
+    """An AP checkpoint written before the AP crop scale existed (no key) keeps Eq. 5 as is (scale 1.0)."""
+    import torch
+
+    from lumbar_monai.anatomy import AP
+    from lumbar_monai.networks.mnet import MNet
+    from lumbar_monai.predictor import LandmarkPredictor
+
+    lumbar = MNet(out_channels=5, channels=(4, 8))
+    pred = LandmarkPredictor("ap", lumbar, crop_size=32, device="cpu")
+    ckpt = pred.checkpoint()
+    assert ckpt["crop_scale"] == AP.crop_scale
+    assert LandmarkPredictor.from_checkpoint(ckpt, device="cpu").layout.crop_scale == AP.crop_scale
+    del ckpt["crop_scale"]
+    old = LandmarkPredictor.from_checkpoint(ckpt, device="cpu")
+    assert old.layout.crop_scale == 1.0 and old.layout.name == "ap"
+    assert torch.equal(next(old.lumbar_net.parameters()), next(pred.lumbar_net.parameters()))

@@ -177,7 +177,9 @@ def evaluate_predictor(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictor = load_predictor(checkpoint, device=device)
-    lay = get_layout(layout) if layout else predictor.layout
+    lay = predictor.layout  # its crop scale is the one the M-Nets were trained with (centre outliers use it)
+    if layout and get_layout(layout).name != lay.name:
+        raise ValueError(f"{checkpoint}: the model's layout is {lay.name!r}, not {get_layout(layout).name!r}")
     if note is None:
         trained_on = str(predictor.meta.get("trained_on", "synthetic"))
         note = DEMO_NOTE if "synthetic" in trained_on else (

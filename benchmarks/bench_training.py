@@ -18,7 +18,8 @@ The bottleneck is "data" when (a) is slower than (b), else "model". The chains a
 transforms with their augmentation: ``posenet_transforms(True, hp, layout)`` and ``mnet_transforms(True,
 Stage2Config, layout)``; the baseline uses ``lumbar_monai.baselines.one_stage.one_stage_transforms`` (the stage-1
 pre-processing and augmentation, cutout off) with one
-Gaussian heatmap (sigma 2 input px) per landmark at the input resolution and an MSE loss. The losses are
+Gaussian heatmap (sigma = input side / 128 px, as in the bundle) per landmark at the input resolution and the
+per-map L2-norm loss (``MapNormLoss``, Eq. 3). The losses are
 ``PoseNetTupleLoss`` and ``corner_loss_for(layout, "lumbar", paf=True, deep_supervision_levels=len(channels))``, as
 in ``bundles/lumbar_landmarks/configs/train.json``.
 
@@ -49,7 +50,6 @@ from _timing import median_ms
 
 LAYOUT = "lateral"
 BASELINE_FEATURES = (16, 16, 32, 64, 128, 16)
-BASELINE_SIGMA = 2.0
 TRAIN_JSON = Path(__file__).resolve().parents[1] / "bundles" / "lumbar_landmarks" / "configs" / "train.json"
 
 
@@ -71,6 +71,7 @@ def _bundle_section(key: str) -> dict:
 def make_stages(size: str) -> dict[str, Stage]:
     from lumbar_monai.baselines.one_stage import build_network as one_stage_network
     from lumbar_monai.baselines.one_stage import one_stage_transforms
+    from lumbar_monai.losses.centre import MapNormLoss
     from lumbar_monai.losses.corner import corner_loss_for
     from lumbar_monai.networks.posenet import PoseNet
     from lumbar_monai.training.stage1 import PoseNetTupleLoss
@@ -95,7 +96,7 @@ def make_stages(size: str) -> dict[str, Stage]:
         stage2 = Stage2Config(layout=LAYOUT, kind="lumbar")
     # one-stage baseline
     sb = 256 if demo else 512
-    baseline_chain = one_stage_transforms(True, {"input_size": sb, "sigma": BASELINE_SIGMA, "cutout": "none"}, LAYOUT)
+    baseline_chain = one_stage_transforms(True, {"input_size": sb, "sigma": sb / 128.0, "cutout": "none"}, LAYOUT)
 
     def basicunet():
         return one_stage_network(LAYOUT, BASELINE_FEATURES)
@@ -112,7 +113,7 @@ def make_stages(size: str) -> dict[str, Stage]:
             lambda: corner_loss_for(LAYOUT, "lumbar", paf=stage2.paf, deep_supervision_levels=len(stage2.channels))),
         "baseline": Stage(
             "one stage", "BasicUNet", "images", f"{sb} -> {sb}, 22 maps", baseline_chain, basicunet,
-            torch.nn.MSELoss),
+            MapNormLoss),
     }
 
 

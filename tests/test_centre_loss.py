@@ -41,3 +41,15 @@ def test_not_squared_and_shape_checks():
         PoseNetLoss()(torch.zeros(1, 6, 4, 4), torch.zeros(1, 1, 4, 4), torch.zeros(1, 6, 5, 5))
     with pytest.raises(ValueError):
         PoseNetLoss()(torch.zeros(1, 6, 4, 4), torch.zeros(1, 2, 4, 4), torch.zeros(1, 6, 4, 4))
+
+
+def test_map_norm_loss_is_the_mean_per_map_l2_norm():
+    from lumbar_monai.losses.centre import MapNormLoss
+
+    pred = torch.zeros(2, 3, 4, 4)
+    target = torch.zeros(2, 3, 4, 4)
+    target[0, 0, 1, 1] = 3.0
+    target[0, 0, 2, 2] = 4.0  # norm 5 for this map, 0 for the other five
+    assert float(MapNormLoss()(pred, target)) == pytest.approx(5.0 / 6)
+    with pytest.raises(ValueError, match="differ in shape"):
+        MapNormLoss()(pred[:, :2], target)

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..anatomy import Layout, get_layout
 
-__all__ = ["PoseNetLoss", "map_l2_norm"]
+__all__ = ["PoseNetLoss", "MapNormLoss", "map_l2_norm"]
 
 
 def map_l2_norm(diff: torch.Tensor) -> torch.Tensor:
@@ -75,3 +75,17 @@ class PoseNetLoss(nn.Module):
         if self.reduction == "sum":
             return total.sum()
         return total
+
+
+class MapNormLoss(nn.Module):
+    """Eq. 3 alone: the mean over channels and samples of each map's L2 norm ``||hat C_i - C_i||_2``.
+
+    For networks without the L5 pre-prediction (the one-stage baseline). Unlike a mean squared error, whose
+    per-pixel average over a whole image is tiny for sparse Gaussian targets, the norm's gradient keeps unit size
+    per map however small the peak.
+    """
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+        return map_l2_norm(target - pred).mean()

@@ -3,7 +3,8 @@
 Reads each run's ``eval/per_case.csv`` (written by the bundle's ``evaluate``) and plots the relative distance error
 (RD, Eq. 12-15, mean of a vertebra's corners) per vertebra for every system side by side. All test images are used
 by default (``--cases all``): the centre-outlier sets differ between systems, so "inliers" would compare different
-images; ``--cases common-inliers`` keeps the images that are inliers for every system. Prints one Markdown table
+images; ``--cases common-inliers`` keeps the images that are inliers for every system. Prints a summary per system
+(the numbers of the bundle's ``eval/summary.json``, recomputed from ``per_case.csv``) and one Markdown table
 with, per vertebra and system, the paper's metrics as means (sd) over those images: centre error (pixels of the
 stage-1 input), landmark distance error D (original pixels), RD (%) (also its median, which a few gross failures do
 not dominate) and the landmark outlier ratio (vertebrae with
@@ -93,6 +94,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def ms(x):
         return f"{np.mean(x):.2f} ({np.std(x):.2f})"
+
+    # per-landmark means from per-vertebra means: S1 has 2 corners, a lumbar vertebra 4
+    weights = np.array([2.0 if v == "S1" else 4.0 for v in vertebrae])
+    print(f"Summary, {args.cases} test images (n={len(images)})\n")
+    print("| system | centre detection accuracy (%) | centre error all (input px) | RD inliers (%) | RD all (%) "
+          "| RD all, median image (%) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, rows in systems:
+        inlier = np.array([rows[i]["centre_outlier"] == "0" for i in images])
+        per_image = data[label] @ weights / weights.sum()
+        rd_in = f"{per_image[inlier].mean():.2f}" if inlier.any() else "n/a"
+        print(f"| {label} | {100.0 * inlier.mean():.1f} | {column(rows, 'centre_err').mean():.2f} | {rd_in} "
+              f"| {per_image.mean():.2f} | {np.median(per_image):.2f} |")
+    print()
 
     print(f"Per vertebra, {args.cases} test images (n={len(images)}): mean (sd)\n")
     print("| vertebra | system | centre error (input px) | D (px) | RD (%) | RD median (%) | landmark outliers (%) "

@@ -81,7 +81,11 @@ def test_plot_systems_draws_and_tabulates_per_vertebra_rd(tmp_path):
                            "--run", f"B={tmp_path / 'b'}", "--out", str(out)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    head, rows = _table(proc.stdout)
+    summary, per_vertebra = proc.stdout.split("Per vertebra", 1)
+    head, rows = _table(summary)
+    assert head[1] == "centre detection accuracy (%)"
+    assert rows[0][:5] == ["A", "66.7", "1.00", "7.00", "7.00"]  # inliers img0, img2: per-image RD 6 and 8
+    head, rows = _table(per_vertebra)
     assert head[:4] == ["vertebra", "system", "centre error (input px)", "D (px)"]
     by = {(r[0], r[1]): r for r in rows}
     assert by["L1", "A"][4] == "6.00 (0.82)" and by["L2", "B"][4] == "71.00 (0.82)"

@@ -39,6 +39,8 @@ def test_systems_table_trains_and_evaluates_all_three(tmp_path):
     md = (tmp_path / "systems.md").read_text()
     for label in ("full method (ours)", "Kim-like ablation", "one-stage BasicUNet"):
         assert f"| {label} |" in md
+    assert "#### Centre error" in md and "#### Landmark error" in md  # both per-vertebra tables
+    assert "| S1 |" in md and "one-stage BasicUNet: RD_pct" in md
     rows = (tmp_path / "systems.csv").read_text().strip().splitlines()
     assert len(rows) == 4
     baseline = rows[-1].split(",")
@@ -56,5 +58,8 @@ def test_stage1_variant_reuses_the_reference_mnets(tmp_path):
     marker = json.loads((tmp_path / "posenet_kernel7" / "models" / "mnet_lumbar.done.json").read_text())
     assert marker["reused_from"] == str(tmp_path / "default")
     assert (tmp_path / "posenet_kernel7" / "models" / "mnet_lumbar_best.pt").is_file()
+    md = (tmp_path / "kernel.md").read_text()
+    assert "#### Centre error" in md and "#### Landmark error" not in md  # Table 2 shows centres
+    assert "Pose-Net 7x7: inlier_px" in md
     row = [r for r in (tmp_path / "kernel.csv").read_text().splitlines() if r.startswith("Pose-Net 7x7")][0]
     assert row.split(",")[-2] == "posenet"

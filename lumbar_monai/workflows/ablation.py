@@ -112,6 +112,36 @@ def _applicable(extra: list[str], configs: list[Path]) -> list[str]:
     return kept
 
 
+#: which per-vertebra table each paper table shows: centres (Tables 2-4) or landmarks (Tables 5-7); both otherwise
+PER_VERTEBRA = {"kernel": ("centre",), "rsc_ratio": ("centre",), "cutout": ("centre",),
+                "coordconv": ("landmark",), "paf_width": ("landmark",), "coordconv_paf": ("landmark",)}
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def per_vertebra_table(table: str, runs: list[tuple[str, Path]]) -> list[str]:
+    """Markdown lines in the layout of the paper's Tables 2-7: one row per vertebra, one column group per variant
+    (centre error Inlier / All in stage-1 input pixels; landmark D px / RD % on the centre inliers)."""
+    lines: list[str] = []
+    for kind in PER_VERTEBRA.get(table, ("centre", "landmark")):
+        name, cols = (("centre_error", ("inlier_px", "all_px")) if kind == "centre"
+                      else ("landmark_error", ("D_px", "RD_pct")))
+        data = [(label, {r["vertebra"]: r for r in _read_rows(run / "eval" / f"{name}.csv")}) for label, run in runs]
+        vertebrae = list(data[0][1])
+        head = ["vertebra"] + [f"{label}: {c}" for label, _ in data for c in cols]
+        lines += [f"#### {'Centre error (px of the stage-1 input), mean (sd)' if kind == 'centre' else 'Landmark error on centre inliers, mean (sd)'}",
+                  "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join([v] + [rows.get(v, {}).get(c, "n/a") for _, rows in data for c in cols]) + " |"
+                  for v in vertebrae]
+        lines.append("")
+    return lines
+
+
 def _bundle(run_id: str, configs: list[Path], overrides: list[str]) -> None:
     files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
     cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files, *overrides]
@@ -173,6 +203,8 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_confi
     where = dataset_config.name if dataset_config else f"synthetic lateral set in {out / 'data'}"
     md = [f"### {paper_table} re-run: {table}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(r) + " |" for r in body]
+    md += ["", *per_vertebra_table(table, [(label, out / ("_".join(n.replace("/", "-") for n in names) or "default"))
+                                           for label, names in variants])]
     md += ["", f"Schedule: {schedule.name if schedule else 'bundle default (small CPU demonstration)'}"
            f"{' with ' + ' '.join(extra) if extra else ''}; data: {where}. Centre error in pixels of the stage-1 "
            "input; D and RD on the images without centre outliers, 'RD all cases' on every test image. Per-vertebra "

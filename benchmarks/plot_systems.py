@@ -69,14 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     from lumbar_monai.io.atomic import atomic_path
     from lumbar_monai.metrics.landmark import OUTLIER_RD
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(9.0, 3.8), dpi=120)
     k = len(systems)
     width = 0.8 / k
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for j, (label, _) in enumerate(systems):
         pos = np.arange(len(vertebrae)) + (j - (k - 1) / 2) * width
         bp = ax.boxplot([data[label][:, v] for v in range(len(vertebrae))], positions=pos, widths=width * 0.9,
-                        patch_artist=True, showfliers=True, flierprops={"markersize": 2})
+                        patch_artist=True, showfliers=True, flierprops={"markersize": 2},
+                        medianprops={"color": "black"})
         for box in bp["boxes"]:
             box.set_facecolor(colours[j % len(colours)])
             box.set_alpha(0.6)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_yscale("log")
     ax.set_ylabel("RD per vertebra (%, log scale)")
     ax.set_title(args.title or f"RD per vertebra, {args.cases} test images (n={len(images)})", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     with atomic_path(args.out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")

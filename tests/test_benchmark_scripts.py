@@ -126,3 +126,16 @@ def test_bench_predictor_reads_dicom_files_and_times_batches():
     head, rows = _table(out)
     assert head[0] == "precision" and [r[0] for r in rows] == ["fp32", "AMP"]
     assert all(math.isfinite(float(x)) and float(x) > 0 for r in rows for x in r[1:])
+
+
+def test_crop_coverage_counts_fewer_misses_with_wider_crops(tmp_path):
+    from lumbar_monai.workflows.data import prepare_datalist
+
+    datalist = prepare_datalist(None, tmp_path, 8, 0, 256)
+    proc = subprocess.run([sys.executable, "benchmarks/crop_coverage.py", datalist, "--scales", "0.5,1.0,3.0"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head, rows = _table(proc.stdout.split("test split")[0])  # the training split's table
+    assert head == ["crop scale", "images with a corner outside its crop (%)"]
+    misses = [float(r[1]) for r in rows]
+    assert misses[0] == 100.0 and misses[-1] == 0.0 and misses == sorted(misses, reverse=True)

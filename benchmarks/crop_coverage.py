@@ -1,0 +1,66 @@
+"""How often the Eq. 5 crops miss a corner even with perfect centres, per crop scale: the check behind
+``anatomy.AP.crop_scale``.
+
+For each image of a datalist split, the crops are made from the ground-truth centres (``--noise`` adds Gaussian
+centre noise, in pixels of a ``--input-size`` stage-1 input) and the image counts as a centre outlier when a corner
+lies outside its vertebra's crop (Section 4.2's rule, :func:`lumbar_monai.metrics.centre.centre_outliers`). Also
+prints the crop scale each image would need (quantiles over the split).
+
+    .venv/bin/python benchmarks/crop_coverage.py bundles/lumbar_landmarks/runs/aasce_cpu/datalist_aasce.json --layout ap
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("datalist")
+    ap.add_argument("--layout", default="lateral")
+    ap.add_argument("--scales", default="1.0,1.2,1.4,1.6,1.8,2.0")
+    ap.add_argument("--noise", type=float, default=0.0, help="centre noise sd, px of the stage-1 input")
+    ap.add_argument("--input-size", type=int, default=512)
+    args = ap.parse_args(argv)
+
+    from lumbar_monai.anatomy import get_layout
+    from lumbar_monai.crops import crop_boxes_eq5
+    from lumbar_monai.io.datalist import LoadLandmarkSampled, load_landmark_datalist
+    from lumbar_monai.metrics.centre import centre_outliers
+
+    lay = get_layout(args.layout)
+    load = LoadLandmarkSampled(("image", "label"), layout=lay.name)
+    rng = np.random.default_rng(0)
+    for split in ("training", "test"):
+        pts, sides = [], []
+        for item in load_landmark_datalist(args.datalist, split):
+            s = load(item)
+            pts.append(np.asarray(s["points"], np.float64))
+            sides.append(max(np.asarray(s["image"]).shape[-2:]))
+        if not pts:
+            continue
+        gt = np.stack(pts)
+        centres = lay.centres(gt)
+        if args.noise:
+            scale = (np.asarray(sides, np.float64) / args.input_size)[:, None, None]
+            centres = centres + rng.normal(0.0, args.noise / np.sqrt(2), centres.shape) * scale
+        unit = dataclasses.replace(lay, crop_scale=1.0)
+        need = np.stack([2 * np.abs(gt[:, sl] - lay.centres(gt)[:, [v]]).max(axis=(1, 2))
+                         for v, sl in enumerate(lay.vertebra_slices)], axis=-1) / crop_boxes_eq5(lay.centres(gt), unit)
+        q = np.quantile(need.max(-1), [0.5, 0.9, 0.99])
+        print(f"\n{split} split, {len(gt)} images, layout {lay.name} (its crop_scale {lay.crop_scale}); centre noise "
+              f"{args.noise} px at {args.input_size}")
+        print(f"crop scale needed per image: median {q[0]:.2f}, 90th percentile {q[1]:.2f}, 99th {q[2]:.2f}\n")
+        print("| crop scale | images with a corner outside its crop (%) |")
+        print("|---:|---:|")
+        for k in (float(x) for x in args.scales.split(",")):
+            out = centre_outliers(centres, gt, dataclasses.replace(lay, crop_scale=k))
+            print(f"| {k:.1f} | {100.0 * out.mean():.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

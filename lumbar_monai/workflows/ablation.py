@@ -127,15 +127,15 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 def per_vertebra_table(table: str, runs: list[tuple[str, Path]]) -> list[str]:
     """Markdown lines in the layout of the paper's Tables 2-7: one row per vertebra, one column group per variant
     (centre error Inlier / All in stage-1 input pixels; landmark D px / RD % on the centre inliers)."""
+    kinds = {"centre": ("centre_error", ("inlier_px", "all_px"), "Centre error (px of the stage-1 input), mean (sd)"),
+             "landmark": ("landmark_error", ("D_px", "RD_pct"), "Landmark error on centre inliers, mean (sd)")}
     lines: list[str] = []
     for kind in PER_VERTEBRA.get(table, ("centre", "landmark")):
-        name, cols = (("centre_error", ("inlier_px", "all_px")) if kind == "centre"
-                      else ("landmark_error", ("D_px", "RD_pct")))
+        name, cols, title = kinds[kind]
         data = [(label, {r["vertebra"]: r for r in _read_rows(run / "eval" / f"{name}.csv")}) for label, run in runs]
         vertebrae = list(data[0][1])
         head = ["vertebra"] + [f"{label}: {c}" for label, _ in data for c in cols]
-        lines += [f"#### {'Centre error (px of the stage-1 input), mean (sd)' if kind == 'centre' else 'Landmark error on centre inliers, mean (sd)'}",
-                  "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [f"#### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join([v] + [rows.get(v, {}).get(c, "n/a") for _, rows in data for c in cols]) + " |"
                   for v in vertebrae]
         lines.append("")

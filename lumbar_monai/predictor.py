@@ -304,20 +304,12 @@ class LandmarkPredictor:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`checkpoint` atomically."""
-        from .io.atomic import atomic_write_bytes
-
-        buf = io.BytesIO()
-        torch.save(self.checkpoint(), buf)
-        atomic_write_bytes(path, buf.getvalue())
-        return Path(path)
+        return save_checkpoint(self.checkpoint(), path)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], device: str | torch.device | None = None) -> LandmarkPredictor:
         """Build a predictor from a checkpoint dict."""
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a {CHECKPOINT_FORMAT} checkpoint (format={ckpt.get('format')!r})")
-        if int(ckpt.get("version", 0)) > CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint version {ckpt.get('version')} is newer than this code ({CHECKPOINT_VERSION})")
+        check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
         stage1 = ckpt.get("stage1")
         centre_net = None
         if stage1 is not None:
@@ -358,6 +350,24 @@ def load_predictor(path: str | os.PathLike, device: str | torch.device | None = 
     ckpt = _read_checkpoint(path)
     cls = OneStagePredictor if ckpt.get("format") == ONE_STAGE_FORMAT else LandmarkPredictor
     return _from_file(cls, path, device, ckpt)
+
+
+def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """``torch.save`` a checkpoint dict (plain tensors and values) atomically."""
+    from .io.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(dict(ckpt), buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def check_checkpoint_format(ckpt: Mapping[str, Any], fmt: str, version: int) -> None:
+    """Raise ``ValueError`` unless ``ckpt`` has format ``fmt`` and a version this code reads."""
+    if ckpt.get("format") != fmt:
+        raise ValueError(f"not a {fmt} checkpoint (format={ckpt.get('format')!r})")
+    if int(ckpt.get("version", 0)) > version:
+        raise ValueError(f"checkpoint version {ckpt.get('version')} is newer than this code ({version})")
 
 
 def _read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:

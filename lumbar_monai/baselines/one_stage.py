@@ -22,7 +22,6 @@ Written here because MONAI has no landmark-heatmap target transform that keeps E
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -183,19 +182,15 @@ class OneStagePredictor:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`checkpoint` atomically (``torch.load(weights_only=True)`` reads it)."""
-        from ..io.atomic import atomic_write_bytes
+        from ..predictor import save_checkpoint
 
-        buf = io.BytesIO()
-        torch.save(self.checkpoint(), buf)
-        atomic_write_bytes(path, buf.getvalue())
-        return Path(path)
+        return save_checkpoint(self.checkpoint(), path)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], device: str | torch.device | None = None) -> OneStagePredictor:
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a {CHECKPOINT_FORMAT} checkpoint (format={ckpt.get('format')!r})")
-        if int(ckpt.get("version", 0)) > CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint version {ckpt.get('version')} is newer than this code ({CHECKPOINT_VERSION})")
+        from ..predictor import check_checkpoint_format
+
+        check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
         kwargs = dict(ckpt["network"]["kwargs"])
         net = build_network(ckpt["layout"], **kwargs)
         net.load_state_dict(ckpt["network"]["state_dict"])

@@ -211,7 +211,12 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_confi
            "tables: <variant>/eval/*.md.", ""]
     path = out / f"{table}.md"
     atomic_write_text(path, "\n".join(md))
-    atomic_write_text(out / f"{table}.csv", "\n".join(",".join(r) for r in [cols, *body]) + "\n")
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([cols, *body])  # labels such as "CC(2), w/o PAF" hold commas
+    atomic_write_text(out / f"{table}.csv", buf.getvalue())
     print("\n".join(md))
     return path
 

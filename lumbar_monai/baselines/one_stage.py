@@ -34,6 +34,7 @@ from monai.transforms import Compose, MapTransform, SelectItemsd
 
 from ..anatomy import Layout, get_layout
 from ..codecs.gaussian import decode_peaks, render_gaussians
+from ..predictor import DEFAULT_CONFIDENCE_THRESHOLD, _cpu_state, check_checkpoint_format, save_checkpoint
 from ..result import LandmarkResult
 
 __all__ = [
@@ -103,7 +104,8 @@ class OneStagePredictor:
     run it unchanged. Centres are the means of the predicted corners (as for the ground truth)."""
 
     def __init__(self, layout: Layout | str, network: torch.nn.Module, input_size: int = 512,
-                 network_kwargs: Mapping[str, Any] | None = None, confidence_threshold: float = 0.3,
+                 network_kwargs: Mapping[str, Any] | None = None,
+                 confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
                  device: str | torch.device | None = None, meta: Mapping[str, Any] | None = None) -> None:
         self.layout = get_layout(layout)
         self.device = torch.device(device) if device is not None else torch.device(
@@ -174,7 +176,7 @@ class OneStagePredictor:
             "version": CHECKPOINT_VERSION,
             "layout": self.layout.name,
             "network": {"name": "BasicUNet", "kwargs": dict(self.network_kwargs),
-                        "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()}},
+                        "state_dict": _cpu_state(self.network)},
             "input_size": self.stage1["input_size"],
             "confidence_threshold": self.confidence_threshold,
             "meta": dict(self.meta),
@@ -182,20 +184,16 @@ class OneStagePredictor:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`checkpoint` atomically (``torch.load(weights_only=True)`` reads it)."""
-        from ..predictor import save_checkpoint
-
         return save_checkpoint(self.checkpoint(), path)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], device: str | torch.device | None = None) -> OneStagePredictor:
-        from ..predictor import check_checkpoint_format
-
         check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
         kwargs = dict(ckpt["network"]["kwargs"])
         net = build_network(ckpt["layout"], **kwargs)
         net.load_state_dict(ckpt["network"]["state_dict"])
         return cls(ckpt["layout"], net, input_size=int(ckpt["input_size"]), network_kwargs=kwargs,
-                   confidence_threshold=float(ckpt.get("confidence_threshold", 0.3)), device=device,
+                   confidence_threshold=float(ckpt.get("confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD)), device=device,
                    meta=ckpt.get("meta"))
 
 

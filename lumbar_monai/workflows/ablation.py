@@ -17,6 +17,8 @@ only the M-Nets takes its Pose-Net; the table says which stages each row trained
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import logging
 import shutil
@@ -118,8 +120,6 @@ PER_VERTEBRA = {"kernel": ("centre",), "rsc_ratio": ("centre",), "cutout": ("cen
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    import csv
-
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
 
@@ -211,9 +211,6 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_confi
            "tables: <variant>/eval/*.md.", ""]
     path = out / f"{table}.md"
     atomic_write_text(path, "\n".join(md))
-    import csv
-    import io
-
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([cols, *body])  # labels such as "CC(2), w/o PAF" hold commas
     atomic_write_text(out / f"{table}.csv", buf.getvalue())

@@ -66,7 +66,7 @@ def test_predictor_maps_peaks_back_to_original_pixels(layout):
 
 def test_checkpoint_round_trip_through_load_predictor(tmp_path):
     torch.manual_seed(0)
-    net = build_network("ap", features=(4, 4, 8, 8, 16, 4))
+    net = build_network("ap", features=(4, 4, 8, 8, 16, 4), zero_init_head=False)  # non-zero maps to compare
     pred = OneStagePredictor("ap", net, input_size=64, network_kwargs={"features": [4, 4, 8, 8, 16, 4]},
                              device="cpu", meta={"trained_on": "synthetic"})
     path = pred.save(tmp_path / "one_stage.pt")
@@ -90,3 +90,12 @@ def test_training_transforms_give_image_and_maps(tmp_path):
         out = one_stage_transforms(train, hp, "lateral")(item)
         assert set(out) == {"image", "label"}
         assert tuple(out["image"].shape) == (1, 64, 64) and tuple(out["label"].shape) == (22, 64, 64)
+
+
+def test_zero_initialised_head_starts_at_the_all_zero_solution():
+    x = torch.rand(1, 1, 32, 32)
+    torch.manual_seed(0)
+    maps = build_network("lateral", features=(4, 4, 8, 8, 16, 4))(x)
+    assert maps.shape == (1, get_layout("lateral").num_points, 32, 32) and torch.count_nonzero(maps) == 0
+    torch.manual_seed(0)
+    assert torch.count_nonzero(build_network("lateral", features=(4, 4, 8, 8, 16, 4), zero_init_head=False)(x)) > 0

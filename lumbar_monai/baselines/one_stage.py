@@ -12,9 +12,10 @@ norm (:class:`~lumbar_monai.losses.centre.MapNormLoss`). The first choice, plain
 MONAI user reaches for first), did not learn within the AASCE budget: after 8 epochs its validation MSE (2e-4) was
 still above that of an all-zero prediction, and the peaks it read were noise (centre detection 2.6 %); a mean over
 every pixel of 20 sparse maps gives gradients too small to leave the zero solution in that time. ``one_stage#loss``
-switches it back. Training runs through the bundle (``configs/baselines/one_stage_basicunet.json``) on the same
-engines, data, augmentation (cutout off by default, since Random Spine Cutout is part of the paper's method) and
-early stopping as Pose-Net.
+switches it back. The network's output layer starts at zero (:func:`build_network`), so training starts from the
+all-zero maps instead of first spending its budget shrinking MONAI's default-initialised ones. Training runs through
+the bundle (``configs/baselines/one_stage_basicunet.json``) on the same engines, data, augmentation (cutout off by
+default, since Random Spine Cutout is part of the paper's method) and early stopping as Pose-Net.
 
 Written here because MONAI has no landmark-heatmap target transform that keeps Eq. 1 exact (see
 :mod:`lumbar_monai.codecs.gaussian`) nor a predictor that maps heatmap peaks back through the pad/resize geometry.

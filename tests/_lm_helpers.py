@@ -9,11 +9,11 @@ import datetime
 from pathlib import Path
 
 import numpy as np
+from _paths import SHARED as SHARED  # re-exported: tests read H.SHARED
 
 from lumbar_monai.anatomy import Layout, get_layout
 from lumbar_monai.result import LandmarkResult
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL_DICOM = {
     "cr_mono1_legacy": "fodicom_CR-MONO1-10-chest.dcm",
     "dx_mono1": "highdicom_dx_image.dcm",

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LUMBAR_SHARED", REPO.parent / "shared"))
+from _paths import REPO, SHARED  # noqa: E402,F401  (pytest puts tests/ on sys.path)
 
 torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))
 

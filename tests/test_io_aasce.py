@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import SHARED
 from PIL import Image
 
 from lumbar_monai.anatomy import AP
@@ -23,7 +24,7 @@ from lumbar_monai.io.datalist import LoadLandmarkSampled, assign_split, load_lan
 
 pytestmark = pytest.mark.compat
 
-AASCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aasce16"
+AASCE = SHARED / "data" / "aasce16"
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from _paths import SHARED
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
@@ -20,7 +21,7 @@ from lumbar_monai.io.loader import load_radiograph, sniff_format
 
 pytestmark = pytest.mark.compat
 
-SHARED_DICOM = Path(__file__).resolve().parents[1].parent / "shared" / "dicom"
+SHARED_DICOM = SHARED / "dicom"
 PYDICOM3 = int(pydicom.__version__.split(".")[0]) >= 3
 DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

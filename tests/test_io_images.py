@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from _paths import SHARED
 from PIL import Image
 
 from lumbar_monai.errors import InputError
@@ -15,7 +14,6 @@ from lumbar_monai.io.loader import load_radiograph, sniff_format
 
 pytestmark = pytest.mark.compat
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def _ramp16(h=6, w=9) -> np.ndarray:

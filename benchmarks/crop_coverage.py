@@ -4,7 +4,8 @@
 For each image of a datalist split, the crops are made from the ground-truth centres (``--noise`` adds Gaussian
 centre noise, in pixels of a ``--input-size`` stage-1 input) and the image counts as a centre outlier when a corner
 lies outside its vertebra's crop (Section 4.2's rule, :func:`lumbar_monai.metrics.centre.centre_outliers`). Also
-prints the crop scale each image would need (quantiles over the split).
+prints the crop scale each image would need (quantiles over the split) and how far apart neighbouring centres are
+at the stage-1 input size (the scale on which a centre error is one vertebra).
 
     .venv/bin/python benchmarks/crop_coverage.py bundles/lumbar_landmarks/runs/aasce_cpu/datalist_aasce.json --layout ap
 """
@@ -53,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         q = np.quantile(need.max(-1), [0.5, 0.9, 0.99])
         print(f"\n{split} split, {len(gt)} images, layout {lay.name} (its crop_scale {lay.crop_scale}); centre noise "
               f"{args.noise} px at {args.input_size}")
-        print(f"crop scale needed per image: median {q[0]:.2f}, 90th percentile {q[1]:.2f}, 99th {q[2]:.2f}\n")
+        print(f"crop scale needed per image: median {q[0]:.2f}, 90th percentile {q[1]:.2f}, 99th {q[2]:.2f}")
+        gaps = np.linalg.norm(np.diff(lay.centres(gt), axis=1), axis=-1).mean(-1) * args.input_size / np.asarray(sides)
+        print(f"distance between neighbouring centres, px of the {args.input_size} px stage-1 input (mean per image): "
+              f"mean {gaps.mean():.1f}, min {gaps.min():.1f}, max {gaps.max():.1f}\n")
         print("| crop scale | images with a corner outside its crop (%) |")
         print("|---:|---:|")
         for k in (float(x) for x in args.scales.split(",")):

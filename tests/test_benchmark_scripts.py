@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,7 @@ def test_crop_coverage_counts_fewer_misses_with_wider_crops(tmp_path):
     assert head == ["crop scale", "images with a corner outside its crop (%)"]
     misses = [float(r[1]) for r in rows]
     assert misses[0] == 100.0 and misses[-1] == 0.0 and misses == sorted(misses, reverse=True)
+    # neighbouring centres of a synthetic spine at a 512 px input: a few tens of pixels apart, never zero
+    gap = re.search(r"neighbouring centres, px of the 512 px stage-1 input \(mean per image\): mean ([\d.]+), "
+                    r"min ([\d.]+), max ([\d.]+)", proc.stdout)
+    assert gap and 20.0 < float(gap[2]) <= float(gap[1]) <= float(gap[3]) < 120.0

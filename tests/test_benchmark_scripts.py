@@ -72,10 +72,11 @@ def test_bench_training_prints_three_stages(tmp_path):
 
 
 def test_plot_systems_draws_and_tabulates_per_vertebra_rd(tmp_path):
-    header = "image,centre_outlier,RD_L1,RD_L2,D_L1,D_L2,centre_err_L1,centre_err_L2\n"
+    header = "image,centre_outlier,mean_RD,RD_L1,RD_L2,D_L1,D_L2,centre_err_L1,centre_err_L2\n"
     for name, rd in (("a", (5.0, 7.0)), ("b", (50.0, 70.0))):
         (tmp_path / name / "eval").mkdir(parents=True)
-        rows = "".join(f"img{i}.png,{i % 2},{rd[0] + i},{rd[1] + i},2.0,4.0,1.0,1.0\n" for i in range(3))
+        rows = "".join(f"img{i}.png,{i % 2},{(rd[0] + rd[1]) / 2 + i},{rd[0] + i},{rd[1] + i},2.0,4.0,1.0,1.0\n"
+                       for i in range(3))
         (tmp_path / name / "eval" / "per_case.csv").write_text(header + rows)
     out = tmp_path / "plot.png"
     proc = subprocess.run([sys.executable, "benchmarks/plot_systems.py", "--run", f"A={tmp_path / 'a'}",

@@ -82,10 +82,14 @@ def test_evaluate_writes_tables_and_figures(trained):
     rows = (ev / "per_case.csv").read_text().splitlines()
     assert len(rows) == summary["n_cases"] + 1
     head = rows[0].split(",")
-    assert head[:3] == ["image", "centre_outlier", "RD_L1"] and "D_S1" in head and head[-1] == "centre_err_S1"
-    corners = (4, 4, 4, 4, 4, 2)  # RD_<v> is a mean over the vertebra's corners: weight back to landmarks
-    rd_all = [sum(float(x) * c for x, c in zip(r.split(",")[2:8], corners, strict=True)) / 22 for r in rows[1:]]
+    assert head[:4] == ["image", "centre_outlier", "mean_RD", "RD_L1"] and "D_S1" in head and head[-1] == "centre_err_S1"
+    table = [dict(zip(head, r.split(","), strict=True)) for r in rows[1:]]
+    rd_all = [float(r["mean_RD"]) for r in table]
     assert abs(sum(rd_all) / len(rd_all) - summary["landmark_rd_all_pct"]) < 1e-3 * max(1.0, summary["landmark_rd_all_pct"])
+    corners = (4, 4, 4, 4, 4, 2)  # RD_<v> is a mean over the vertebra's corners: weighted back, it gives mean_RD
+    for r in table:
+        weighted = sum(float(r[f"RD_{v}"]) * c for v, c in zip(("L1", "L2", "L3", "L4", "L5", "S1"), corners, strict=True))
+        assert abs(weighted / 22 - float(r["mean_RD"])) < 1e-3 * max(1.0, float(r["mean_RD"]))
 
 
 def test_inference_writes_per_image_outputs(trained):

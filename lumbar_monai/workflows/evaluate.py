@@ -8,7 +8,8 @@ Tables (CSV + Markdown, the layout of An et al. 2022, Tables 2-7 and 9-11):
 * ``landmark_error``: per vertebra, landmark distance error D in original pixels (and mm), relative distance error RD
   (Eq. 12-15), landmark outlier ratio (mean RD of the vertebra > 20 %); centre outliers excluded, as in Section 4.3.
 
-``per_case.csv``: RD per vertebra and centre error of every test image (for plots across systems).
+``per_case.csv``: RD per vertebra and over all its landmarks, and centre error, of every test image (for plots
+across systems).
 
 Figures: a box plot of RD per vertebra (Figure 18 style) and overlays of the median and worst cases (Figures 13, 15,
 20 style: prediction in colour, ground truth as white crosses).
@@ -140,20 +141,22 @@ def _case_overlay(path: Path, image: np.ndarray, result, gt: np.ndarray) -> None
     write_png(path, draw_annotations(image, ann))
 
 
-def _per_case_csv(path: Path, layout: Layout, names: list[str], rd_v: np.ndarray, d_v: np.ndarray,
+def _per_case_csv(path: Path, layout: Layout, names: list[str], rd: np.ndarray, d_px: np.ndarray,
                   centre_err: np.ndarray, outlier: np.ndarray) -> None:
-    """One row per test image: its RD (%) and D (original px) per vertebra (means over the vertebra's corners),
-    centre error per vertebra (input px), centre-outlier flag.
+    """One row per test image: centre-outlier flag, ``mean_RD`` (% over all its landmarks; the mean of this column
+    is ``landmark_rd_all_pct``), RD (%) and D (original px) per vertebra (means over the vertebra's corners), centre
+    error per vertebra (input px).
 
     The file names are those of the data set's images (never patient data for the embedded and benchmark sets);
     plots across systems (``benchmarks/plot_systems.py``) read this file."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     v_names = layout.vertebra_names
-    w.writerow(["image", "centre_outlier", *(f"RD_{v}" for v in v_names), *(f"D_{v}" for v in v_names),
+    w.writerow(["image", "centre_outlier", "mean_RD", *(f"RD_{v}" for v in v_names), *(f"D_{v}" for v in v_names),
                 *(f"centre_err_{v}" for v in v_names)])
+    rd_v, d_v = vertebra_mean(rd, layout), vertebra_mean(d_px, layout)
     for i, name in enumerate(names):
-        w.writerow([name, int(outlier[i]), *(f"{x:.4f}" for x in (*rd_v[i], *d_v[i], *centre_err[i]))])
+        w.writerow([name, int(outlier[i]), *(f"{x:.4f}" for x in (rd[i].mean(), *rd_v[i], *d_v[i], *centre_err[i]))])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -239,7 +242,7 @@ def evaluate_predictor(
     box_sel = inl if inl.any() else np.ones_like(inl)
     _box_plot(out / "rd_boxplot.png", lay, rd[box_sel],
               f"RD per vertebra ({split} split, {'inliers' if inl.any() else 'all cases'}, n={int(box_sel.sum())})")
-    _per_case_csv(out / "per_case.csv", lay, names, vertebra_mean(rd, lay), vertebra_mean(d_px, lay), err_in, outlier)
+    _per_case_csv(out / "per_case.csv", lay, names, rd, d_px, err_in, outlier)
     per_case = vertebra_mean(rd, lay).mean(-1)
     order = np.argsort(per_case)
     picks = {"median": int(order[len(order) // 2]), "worst": int(order[-1])}

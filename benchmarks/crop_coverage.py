@@ -44,18 +44,18 @@ def main(argv: list[str] | None = None) -> int:
         if not pts:
             continue
         gt = np.stack(pts)
-        centres = lay.centres(gt)
+        gt_centres = centres = lay.centres(gt)
         if args.noise:
             scale = (np.asarray(sides, np.float64) / args.input_size)[:, None, None]
             centres = centres + rng.normal(0.0, args.noise / np.sqrt(2), centres.shape) * scale
         unit = dataclasses.replace(lay, crop_scale=1.0)
-        need = np.stack([2 * np.abs(gt[:, sl] - lay.centres(gt)[:, [v]]).max(axis=(1, 2))
-                         for v, sl in enumerate(lay.vertebra_slices)], axis=-1) / crop_boxes_eq5(lay.centres(gt), unit)
+        need = np.stack([2 * np.abs(gt[:, sl] - gt_centres[:, [v]]).max(axis=(1, 2))
+                         for v, sl in enumerate(lay.vertebra_slices)], axis=-1) / crop_boxes_eq5(gt_centres, unit)
         q = np.quantile(need.max(-1), [0.5, 0.9, 0.99])
         print(f"\n{split} split, {len(gt)} images, layout {lay.name} (its crop_scale {lay.crop_scale}); centre noise "
               f"{args.noise} px at {args.input_size}")
         print(f"crop scale needed per image: median {q[0]:.2f}, 90th percentile {q[1]:.2f}, 99th {q[2]:.2f}")
-        gaps = np.linalg.norm(np.diff(lay.centres(gt), axis=1), axis=-1).mean(-1) * args.input_size / np.asarray(sides)
+        gaps = np.linalg.norm(np.diff(gt_centres, axis=1), axis=-1).mean(-1) * args.input_size / np.asarray(sides)
         print(f"distance between neighbouring centres, px of the {args.input_size} px stage-1 input (mean per image): "
               f"mean {gaps.mean():.1f}, min {gaps.min():.1f}, max {gaps.max():.1f}\n")
         print("| crop scale | images with a corner outside its crop (%) |")

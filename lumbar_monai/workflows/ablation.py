@@ -142,6 +142,11 @@ def per_vertebra_table(table: str, runs: list[tuple[str, Path]]) -> list[str]:
     return lines
 
 
+def run_dir_for(out: Path, names: list[str]) -> Path:
+    """The folder of the variant made of the override files ``names`` (``default``: the reference, no override)."""
+    return out / ("_".join(n.replace("/", "-") for n in names) or "default")
+
+
 def _bundle(run_id: str, configs: list[Path], overrides: list[str]) -> None:
     files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
     cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files, *overrides]
@@ -178,7 +183,7 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_confi
         order = [("reference", []), *variants]
     rows = {}
     for label, names in order:
-        run_dir = out / ("_".join(n.replace("/", "-") for n in names) or "default")
+        run_dir = run_dir_for(out, names)
         files = [override_file(n) for n in names]
         touched = stages_touched(files)
         if reuse and names and touched == {"stage1"}:
@@ -203,8 +208,7 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_confi
     where = dataset_config.name if dataset_config else f"synthetic lateral set in {out / 'data'}"
     md = [f"### {paper_table} re-run: {table}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(r) + " |" for r in body]
-    md += ["", *per_vertebra_table(table, [(label, out / ("_".join(n.replace("/", "-") for n in names) or "default"))
-                                           for label, names in variants])]
+    md += ["", *per_vertebra_table(table, [(label, run_dir_for(out, names)) for label, names in variants])]
     md += ["", f"Schedule: {schedule.name if schedule else 'bundle default (small CPU demonstration)'}"
            f"{' with ' + ' '.join(extra) if extra else ''}; data: {where}. Centre error in pixels of the stage-1 "
            "input; D and RD on the images without centre outliers, 'RD all cases' on every test image. Per-vertebra "

@@ -145,3 +145,18 @@ def test_crop_coverage_counts_fewer_misses_with_wider_crops(tmp_path):
     gap = re.search(r"neighbouring centres, px of the 512 px stage-1 input \(mean per image\): mean ([\d.]+), "
                     r"min ([\d.]+), max ([\d.]+)", proc.stdout)
     assert gap and 20.0 < float(gap[2]) <= float(gap[1]) <= float(gap[3]) < 120.0
+
+
+def test_baseline_head_init_starts_the_zero_head_at_the_all_zero_loss():
+    proc = subprocess.run([sys.executable, "benchmarks/baseline_head_init.py", "--size", "32", "--images", "2",
+                           "--steps", "2", "--report", "1", "--threads", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    zero_loss = float(re.search(r"loss of all-zero maps ([\d.]+)", proc.stdout)[1])
+    head, rows = _table(proc.stdout)
+    assert head == ["output layer", "step", "loss", "median peak error (px)", "peaks within 3 px (%)"]
+    assert [(r[0], r[1]) for r in rows] == [(init, str(s)) for init in ("MONAI default init", "zero init")
+                                            for s in (0, 1, 2)]
+    by = {(r[0], r[1]): r for r in rows}
+    assert float(by["zero init", "0"][2]) == zero_loss  # the zero head predicts all-zero maps
+    assert float(by["MONAI default init", "0"][2]) != zero_loss

@@ -81,10 +81,11 @@ def build_network(layout: str | Layout, features: Sequence[int] = DEFAULT_FEATUR
     """MONAI's 2-D BasicUNet: 1 input channel, one output channel per landmark of ``layout``.
 
     ``zero_init_head`` starts the final 1x1 convolution at zero, so the untrained network predicts all-zero maps.
-    With MONAI's default initialisation the untrained network's maps have about 15 times the L2 norm of the target
-    maps, and the first part of a short budget is spent shrinking them (measured: overfitting 4 synthetic images at
-    128 px, the median peak error after 100 Adam steps was 65 px with the default head and 2.3 px with the zero
-    head). The weights of a trained network are unaffected: a checkpoint's state dict replaces them.
+    With MONAI's default initialisation the untrained network's loss is about 30 times that of all-zero maps, and a
+    short budget is spent shrinking its maps: fitting 4 synthetic images at 256 px, the default head was still above
+    the all-zero loss after 200 Adam steps (peaks a median 130 px off) while the zero head was below it from step 50
+    (42 px after 200 steps); ``benchmarks/baseline_head_init.py`` prints that table. The weights of a trained network
+    are unaffected: a checkpoint's state dict replaces them.
     """
     net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=get_layout(layout).num_points,
                     features=tuple(int(f) for f in features))

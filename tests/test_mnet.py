@@ -62,3 +62,23 @@ def test_width_scales_channels():
     net = MNet(channels=(32, 64), width=0.25, out_channels=5)
     assert net.encoder[0][0].conv.out_channels == 8 and net.encoder[1][0].conv.out_channels == 16
     assert net.bottleneck[0].conv.out_channels == 32
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("coordconv", [0, 2])
+def test_torchscript_scripting_matches_eager(training, coordconv):
+    """M-Net scripts (not only traces); eval gives the fused map, training the fused map and every side output."""
+    torch.manual_seed(0)
+    net = MNet(out_channels=5, channels=(4, 8, 8), coordconv=coordconv).train(training)
+    scripted = torch.jit.script(net)
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        eager, script = net(x), scripted(x)
+    if training:
+        assert isinstance(script, list) and len(script) == len(eager) == 4
+        for a, b in zip(script, eager, strict=True):
+            torch.testing.assert_close(a, b)
+    else:
+        torch.testing.assert_close(script, eager)
+    with pytest.raises(torch.jit.Error, match="divisible by 8"):
+        scripted(torch.rand(1, 1, 36, 36))

@@ -59,3 +59,26 @@ def test_gradients_flow_and_bad_input():
         net(torch.rand(1, 1, 20, 20))
     with pytest.raises(ValueError):
         PoseNet(kernel_size=6)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_torchscript_scripting_matches_eager(training):
+    """Both Pose-Net forms script (not only trace) and the scripted module computes what the eager one does."""
+    from lumbar_monai.networks.posenet import PoseNetCentres
+
+    torch.manual_seed(0)
+    net = PoseNet(width=4, kernel_size=5, pre_convs=1, stage_convs=1).train(training)
+    centres = PoseNetCentres(width=4, kernel_size=5, pre_convs=1, stage_convs=1)
+    centres.load_state_dict(net.state_dict())  # same layers, same keys
+    centres.train(training)
+    x = torch.rand(2, 1, 32, 32)
+    scripted, scripted_centres = torch.jit.script(net), torch.jit.script(centres)
+    with torch.no_grad():
+        final, pre = net(x)
+        s_final, s_pre = scripted(x)
+        torch.testing.assert_close(s_final, final)
+        torch.testing.assert_close(s_pre, pre)
+        torch.testing.assert_close(scripted_centres(x), final)
+        torch.testing.assert_close(centres(x), final)
+    with pytest.raises(torch.jit.Error, match="divisible by 8"):
+        scripted(torch.rand(1, 1, 20, 20))

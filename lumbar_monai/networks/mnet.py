@@ -121,28 +121,34 @@ class MNet(nn.Module):
         return cls(**mnet_kwargs_for(get_layout(layout), kind, paf=paf, **kwargs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        h, w = x.shape[-2:]
-        f = 2**self.levels
-        if h % f or w % f:
+        h, w = x.shape[-2], x.shape[-1]
+        f = 1 << self.levels
+        if h % f != 0 or w % f != 0:
             raise ValueError(f"M-Net input size must be divisible by {f}, got {h}x{w}")
-        skips = []
-        feat = self.encoder[0](self.stem(x))
-        skips.append(feat)
-        for lv in range(1, self.levels):
-            xi = F.avg_pool2d(x, 2**lv)
-            feat = torch.cat([F.max_pool2d(feat, 2), self.pyramid[lv - 1](xi)], dim=1)
-            feat = self.encoder[lv](feat)
+        # written for TorchScript: module lists are iterated (never indexed by a variable), pool sizes are ints
+        skips: list[torch.Tensor] = []
+        feat = x
+        for lv, enc in enumerate(self.encoder):
+            if lv == 0:
+                feat = enc(self.stem(x))
+            else:
+                feat = F.max_pool2d(feat, 2)
+                for j, pyr in enumerate(self.pyramid):
+                    if j == lv - 1:
+                        feat = torch.cat([feat, pyr(F.avg_pool2d(x, 1 << lv))], dim=1)
+                feat = enc(feat)
             skips.append(feat)
         feat = self.bottleneck(F.max_pool2d(feat, 2))
-        side_maps = []
-        for i, lv in enumerate(reversed(range(self.levels))):
-            feat = self.decoder[i](torch.cat([self.ups[i](feat), skips[lv]], dim=1))
-            s = self.sides[i](feat)
-            if lv:
+        side_maps: list[torch.Tensor] = []
+        for i, (up, dec, side) in enumerate(zip(self.ups, self.decoder, self.sides)):  # noqa: B905 (TorchScript)
+            lv = self.levels - 1 - i
+            feat = dec(torch.cat([up(feat), skips[lv]], dim=1))
+            s = side(feat)
+            if lv > 0:
                 s = F.interpolate(s, size=(h, w), mode="bilinear", align_corners=False)
             side_maps.append(s)
         side_maps = side_maps[::-1]  # finest first
         fused = torch.stack(side_maps, dim=0).mean(dim=0)
         if self.training and self.deep_supervision:
-            return [fused, *side_maps]
+            return [fused] + side_maps
         return fused

@@ -34,7 +34,7 @@ from torch import nn
 from ..anatomy import Layout, get_layout
 from .blocks import PreActConv
 
-__all__ = ["PoseNet"]
+__all__ = ["PoseNet", "PoseNetCentres"]
 
 
 def _stage(in_ch: int, ch: int, out_ch: int, kernel: int, n_convs: int) -> nn.Sequential:
@@ -63,7 +63,9 @@ class PoseNet(nn.Module):
         out_channels: override the channel count from the layout.
     """
 
+    #: output stride (input side / heatmap side), a TorchScript constant
     stride = 8
+    __constants__ = ["stride"]
 
     def __init__(
         self,
@@ -104,9 +106,26 @@ class PoseNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, C_in, S, S)`` -> ``(final (B, V, S/8, S/8), L5 pre-prediction (B, 1, S/8, S/8))``."""
-        if x.shape[-1] % self.stride or x.shape[-2] % self.stride:
-            raise ValueError(f"input side must be divisible by {self.stride}, got {tuple(x.shape[-2:])}")
+        return self.maps(x)
+
+    def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward pass (a method of its own so that :class:`PoseNetCentres` can reuse it under TorchScript)."""
+        h, w = x.shape[-2], x.shape[-1]
+        if h % self.stride != 0 or w % self.stride != 0:
+            raise ValueError(f"input side must be divisible by {self.stride}, got {h}x{w}")
         feats = self.front(x)
         pre = self.pre_stage(feats)
         final = self.final_stage(torch.cat([feats, pre], dim=1))
         return final, pre
+
+
+class PoseNetCentres(PoseNet):
+    """Pose-Net returning only the ``V`` centre maps ``(B, V, S/8, S/8)`` (no L5 pre-prediction).
+
+    The same layers and state-dict keys as :class:`PoseNet` (a training checkpoint loads into either); the single
+    tensor output is what ``verify_net_in_out``, TorchScript/ONNX runtimes and MONAI inferers expect. The bundle's
+    ``inference.json`` ``network_def``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.maps(x)[0]

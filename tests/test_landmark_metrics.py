@@ -95,3 +95,55 @@ def test_cumulative_metric_summary_and_ignite_handler():
     handler.attach(engine, "landmark_d")
     state = engine.run([(pred[None], gt[None]), (pred2[None], gt[None])], max_epochs=1)
     assert state.metrics["landmark_d"] == pytest.approx((8 * 4 + 12 * 4) / 44)
+
+
+# An et al. 2022, Table 7, "w (CC, PAFs)": per-vertebra RD mean (sd) of L1-L5 and the sacrum, and its Total
+PAPER_RD = [(6.1385, 5.8977), (4.7145, 2.1368), (4.4771, 2.2258), (4.9122, 2.1481), (6.1483, 3.4313),
+            (8.8486, 7.2449)]
+PAPER_TOTAL = (5.8732, 4.5841)
+
+
+def _paper_values() -> np.ndarray:
+    """Two images whose corners of each vertebra are mean -/+ sd: per-vertebra mean and (population) sd as in
+    the paper's Table 7."""
+    x = np.empty((2, LATERAL.num_points))
+    for (m, s), sl in zip(PAPER_RD, LATERAL.vertebra_slices, strict=True):
+        x[0, sl], x[1, sl] = m - s, m + s
+    return x
+
+
+def test_total_is_the_mean_of_vertebra_means_as_in_the_paper():
+    from lumbar_monai.metrics.landmark import vertebra_total
+
+    x = _paper_values()
+    total, sd = vertebra_total(x, LATERAL)
+    assert round(total, 2) == 5.87 and abs(total - PAPER_TOTAL[0]) < 1e-4
+    assert abs(sd - PAPER_TOTAL[1]) < 0.02  # the paper's sd is that of all values, every vertebra weighing the same
+    assert round(float(x.mean()), 2) == 5.60  # the landmark mean, what the table printed as "Total" before
+    # NaN values are left out, a vertebra without any value drops out of the mean
+    y = x.copy()
+    y[:, LATERAL.vertebra_slices[5]] = np.nan
+    assert abs(vertebra_total(y, LATERAL)[0] - np.mean([m for m, _ in PAPER_RD[:5]])) < 1e-9
+
+
+def test_evaluate_table_total_and_landmark_mean_rows():
+    from lumbar_monai.workflows.evaluate import landmark_table
+
+    x = _paper_values()
+    rows = {r["vertebra"]: r for r in landmark_table(LATERAL, x, None, x)}
+    assert rows["Total"]["RD_pct"].startswith("5.87 (") and rows["All landmarks"]["RD_pct"].startswith("5.60 (")
+    assert rows["L1"]["RD_pct"] == "6.14 (5.90)" and rows["All landmarks"]["outlier_pct"] == "-"
+
+
+def test_cumulative_metric_reports_paper_total_beside_landmark_mean():
+    m = LandmarkErrorMetric(LATERAL, "rd")
+    gt = np.stack([_layout_points()] * 2)
+    # move every corner along x so that its RD is the paper's per-vertebra value (RECT: h = 40; S1: l = 60)
+    pred = gt.copy()
+    x = _paper_values()
+    for v, sl in zip(LATERAL.vertebrae, LATERAL.vertebra_slices, strict=True):
+        pred[:, sl, 0] += x[:, sl] / 100.0 * (40.0 if v.kind == "lumbar" else 60.0)
+    m(torch.as_tensor(pred), torch.as_tensor(gt))
+    s = m.summary()["rd"]
+    assert round(s["total"][0], 2) == 5.87 and round(s["all"][0], 2) == 5.60
+    assert abs(s["lumbar"][0] - np.mean([v for v, _ in PAPER_RD[:5]])) < 1e-6

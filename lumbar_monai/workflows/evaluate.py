@@ -7,6 +7,8 @@ Tables (CSV + Markdown, the layout of An et al. 2022, Tables 2-7 and 9-11):
   ratio and detection accuracy (Section 4.2).
 * ``landmark_error``: per vertebra, landmark distance error D in original pixels (and mm), relative distance error RD
   (Eq. 12-15), landmark outlier ratio (mean RD of the vertebra > 20 %); centre outliers excluded, as in Section 4.3.
+  "Total" is the paper's: the mean of the per-vertebra means (:func:`~lumbar_monai.metrics.landmark.vertebra_total`);
+  the row "All landmarks" is the plain mean over the landmarks (the S1's two corners weigh half a lumbar vertebra).
 
 ``per_case.csv``: RD per vertebra and over all its landmarks, and centre error, of every test image (for plots
 across systems).
@@ -30,7 +32,7 @@ import numpy as np
 from ..anatomy import Layout, get_layout
 from ..io.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ..metrics.centre import centre_distance, centre_outliers
-from ..metrics.landmark import OUTLIER_RD, distance_error, relative_distance_error, vertebra_mean
+from ..metrics.landmark import OUTLIER_RD, distance_error, relative_distance_error, vertebra_mean, vertebra_total
 
 __all__ = ["evaluate_predictor", "centre_table", "landmark_table", "write_table"]
 
@@ -73,24 +75,34 @@ def centre_table(
     return rows
 
 
+def _total(layout: Layout, values: np.ndarray) -> str:
+    m, s = vertebra_total(values, layout) if np.size(values) else (float("nan"), float("nan"))
+    return "n/a" if not np.isfinite(m) else f"{m:.2f} ({s:.2f})"
+
+
 def landmark_table(
     layout: Layout, d_px: np.ndarray, d_mm: np.ndarray | None, rd: np.ndarray, threshold: float = OUTLIER_RD
 ) -> list[dict[str, str]]:
-    """Rows per vertebra + "Total": D px (mm), RD %, landmark outlier % (mean RD of the vertebra > threshold)."""
+    """Rows per vertebra, "Total" (the paper's: mean of the per-vertebra means) and "All landmarks" (mean over the
+    landmarks): D px (mm), RD %, landmark outlier % (mean RD of the vertebra > threshold)."""
     rows = []
     rd_v = vertebra_mean(rd, layout) if len(rd) else np.zeros((0, layout.num_vertebrae))
-    for i, name in enumerate([*layout.vertebra_names, "Total"]):
-        if name == "Total":
-            d, r, o = d_px, rd, rd_v > threshold
-            dm = d_mm
-        else:
-            sl = layout.vertebra_slices[i]
-            d, r, o = d_px[:, sl], rd[:, sl], rd_v[:, i] > threshold
-            dm = None if d_mm is None else d_mm[:, sl]
+    for i, name in enumerate([*layout.vertebra_names, "Total", "All landmarks"]):
+        if name in ("Total", "All landmarks"):
+            stat = (lambda v: _total(layout, v)) if name == "Total" else _mean_std
+            o = rd_v > threshold
+            row = {"vertebra": name, "D_px": stat(d_px), "RD_pct": stat(rd),
+                   "outlier_pct": "-" if name != "Total" else "n/a" if o.size == 0 else f"{100.0 * o.mean():.2f}"}
+            if d_mm is not None:
+                row["D_mm"] = stat(d_mm)
+            rows.append(row)
+            continue
+        sl = layout.vertebra_slices[i]
+        d, r, o = d_px[:, sl], rd[:, sl], rd_v[:, i] > threshold
         row = {"vertebra": name, "D_px": _mean_std(d), "RD_pct": _mean_std(r),
                "outlier_pct": "n/a" if o.size == 0 else f"{100.0 * o.mean():.2f}"}
-        if dm is not None:
-            row["D_mm"] = _mean_std(dm)
+        if d_mm is not None:
+            row["D_mm"] = _mean_std(d_mm[:, sl])
         rows.append(row)
     return rows
 
@@ -258,6 +270,10 @@ def evaluate_predictor(
         "landmark_rd_pct": float(rd[inl].mean()) if inl.any() else None,
         "landmark_d_px": float(d_px[inl].mean()) if inl.any() else None,
         "landmark_rd_all_pct": float(rd.mean()),
+        # the paper's "Total" (mean of the per-vertebra means); the three above are means over the landmarks
+        "landmark_rd_total_pct": vertebra_total(rd[inl], lay)[0] if inl.any() else None,
+        "landmark_d_total_px": vertebra_total(d_px[inl], lay)[0] if inl.any() else None,
+        "landmark_rd_all_total_pct": vertebra_total(rd, lay)[0],
         "input_size": int(input_size),
         "checkpoint_meta": {k: v for k, v in predictor.meta.items() if k != "timings_ms"},
         "failures": failures,

@@ -15,15 +15,18 @@ def test_known_value():
     final = torch.zeros(2, 6, 4, 4)
     pre = torch.zeros(2, 1, 4, 4)
     final[0, 0, :2, :2] = 1.5  # ||.||_2 = sqrt(4 * 2.25) = 3 on channel 0 of sample 0
-    pre[1, 0, 0, :] = 2.0  # sqrt(4 * 4) = 4 for sample 1
-    target[1, 4] = 0.0  # L5 is channel 4 of the lateral layout
+    pre[1, 0, 0, :] = 2.0
+    # L5 is channel 4 of the lateral layout: the pre-prediction is compared with it (and only with it)
+    target[1, 4, 0, :3] = 2.0  # pre - L5 target: one entry of 2 left, norm 2; final vs target: sqrt(3 * 4) on ch 4
+    target[1, 3, 1, 1] = 5.0  # another vertebra: in the final term only (norm 5)
     loss = PoseNetLoss("lateral", reduction="none")
     t = loss.terms(final, pre, target)
-    torch.testing.assert_close(t["final"], torch.tensor([3.0 / 6, 0.0]))
-    torch.testing.assert_close(t["pre"], torch.tensor([0.0, 4.0]))
-    torch.testing.assert_close(loss(final, pre, target), torch.tensor([0.5, 4.0]))
-    assert PoseNetLoss()(final, pre, target).item() == pytest.approx((0.5 + 4.0) / 2)
-    assert PoseNetLoss(reduction="sum")(final, pre, target).item() == pytest.approx(4.5)
+    final_1 = (12.0**0.5 + 5.0) / 6
+    torch.testing.assert_close(t["final"], torch.tensor([3.0 / 6, final_1]))
+    torch.testing.assert_close(t["pre"], torch.tensor([0.0, 2.0]))
+    torch.testing.assert_close(loss(final, pre, target), torch.tensor([0.5, final_1 + 2.0]))
+    assert PoseNetLoss()(final, pre, target).item() == pytest.approx((0.5 + final_1 + 2.0) / 2)
+    assert PoseNetLoss(reduction="sum")(final, pre, target).item() == pytest.approx(0.5 + final_1 + 2.0)
 
 
 def test_pre_term_uses_the_l5_channel():

@@ -10,10 +10,19 @@
   ``secondary_capture=True``, ``<name>_sc.dcm`` (RGB secondary capture of the overlay).
 
 ``<name>`` is the SOP Instance UID for DICOM files and ``sha256-<first 16 hex digits of the file's SHA-256>``
-otherwise, never a patient name or the input file name. After the run: ``measurements.csv`` (one row per image,
-one column per measurement key) and ``failures.txt`` (one line per file that failed: ``path: reason``; the paths
-are those the user gave). The log names images by their output name only. :attr:`BatchSummary.exit_code` is
-non-zero only when no image succeeded.
+otherwise, never a patient name or the input file name. A name that another image's outputs already hold (in this
+run or in the folder: a repeated SOP Instance UID, or a copy of a file) becomes ``<name>-2``, ``-3``, ... with a
+warning; an image's own outputs from an earlier run (same SHA-256) are replaced. An image gets all of its outputs
+or none (they are staged and moved into place together).
+
+Run summaries: ``measurements.csv`` (one row per image, one column per measurement key, merged by ``name`` with
+the rows earlier runs left) and ``failures.txt`` (one line per file that failed: ``path: reason``, the paths as
+the user gave them; lines of earlier runs are kept unless this run read the same path again). The output folder
+is checked up front (created, writable, summaries readable) and temporaries a killed run left there are removed.
+
+Nothing identifying reaches the log: images are named by their output name only, library warnings are withheld
+(:mod:`lumbar_monai.io.quiet`) and failure reasons are scrubbed of the file's person names and patient IDs.
+:attr:`BatchSummary.exit_code` is non-zero only when no image succeeded.
 """
 
 from __future__ import annotations
@@ -22,20 +31,24 @@ import csv
 import hashlib
 import importlib.util
 import io
+import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import InputError
-from .io.atomic import atomic_write_text
+from .io.atomic import all_or_none, atomic_write_text, sweep_stale_temporaries
+from .io.quiet import library_messages_withheld
 from .measures import measure_result
 from .result import LandmarkResult
 
-__all__ = ["Predictor", "BatchItem", "BatchSummary", "discover_inputs", "output_name", "run_batch"]
+__all__ = ["Predictor", "BatchItem", "BatchSummary", "discover_inputs", "output_name", "run_batch",
+           "check_output_folder", "scrub"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +74,7 @@ class BatchItem:
     outputs: list[str] = field(default_factory=list)
     row: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
+    renamed_from: str | None = None  # the output name another image already held
 
 
 @dataclass
@@ -93,23 +107,49 @@ def _is_image_name(p: Path) -> bool:
     return name.endswith(IMAGE_SUFFIXES) or "." not in name
 
 
-def _dicomdir_files(path: Path) -> list[Path]:
-    """Files referenced by the IMAGE records of a DICOMDIR (pydicom reads the directory records)."""
+def _dicomdir_files(path: Path) -> tuple[list[Path], list[str]]:
+    """Files referenced by the IMAGE records of a DICOMDIR (pydicom reads the directory records).
+
+    Only references that resolve (symbolic links followed) inside the DICOMDIR's folder are followed; the others
+    come back as problems (``"IMAGE record 3: ..."``, without the reference itself).
+
+    Returns:
+        ``(files, problems)``.
+    """
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, force=True)
-        records = ds.DirectoryRecordSequence
+        with library_messages_withheld():
+            ds = pydicom.dcmread(path, force=True)
+            records = list(ds.DirectoryRecordSequence)
     except Exception as e:  # noqa: BLE001 - any parse problem becomes one InputError
-        raise InputError(path, f"not a readable DICOMDIR ({type(e).__name__}: {e})") from None
-    out = []
-    for rec in records:
+        raise InputError(path, f"not a readable DICOMDIR ({type(e).__name__})") from None
+    root = path.parent.resolve()
+    out, problems = [], []
+    for k, rec in enumerate(records, start=1):
         if str(rec.get("DirectoryRecordType", "")).upper() != "IMAGE" or "ReferencedFileID" not in rec:
             continue
         parts = rec.ReferencedFileID
-        parts = [parts] if isinstance(parts, str) else list(parts)
-        out.append(path.parent.joinpath(*[str(x) for x in parts]))
-    return out
+        parts = [str(parts)] if isinstance(parts, str) else [str(x) for x in parts]
+        target = _inside(root, parts)
+        if target is None:
+            problems.append(f"IMAGE record {k}: its file reference leaves the DICOMDIR's folder; not read")
+        else:
+            out.append(target)
+    return out, problems
+
+
+def _inside(root: Path, parts: Sequence[str]) -> Path | None:
+    """``root / parts`` when every part is a plain name and the resolved path stays under ``root``, else None."""
+    if not parts or any(not p or p in (".", "..") or "/" in p or "\\" in p or "\0" in p or os.path.isabs(p)
+                        or (len(p) > 1 and p[1] == ":") for p in parts):
+        return None
+    target = root.joinpath(*parts)
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return target if resolved == root or root in resolved.parents else None
 
 
 def discover_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str], list[tuple[str, str]]]:
@@ -132,10 +172,13 @@ def discover_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], li
 
     def add_dicomdir(p: Path) -> None:
         try:
-            for f in _dicomdir_files(p):
-                add(f)
+            found, problems = _dicomdir_files(p)
         except InputError as e:
             errors.append((str(p), e.problem))
+            return
+        for f in found:
+            add(f)
+        errors.extend((str(p), problem) for problem in problems)
 
     for item in inputs:
         p = Path(item)
@@ -182,27 +225,102 @@ def _default_loader(path: Path):
     return load_radiograph(path)
 
 
-def _write_dicom_outputs(path: Path, base: Path, result: LandmarkResult, ms, secondary_capture: bool) -> list[Path]:
-    """SR + GSPS (+ SC) for a DICOM source; highdicom is imported here only."""
+#: Attributes besides person names (VR PN) whose values are scrubbed from failure reasons.
+_IDENTIFYING_KEYWORDS = frozenset({
+    "PatientID", "OtherPatientIDs", "IssuerOfPatientID", "PatientBirthDate", "PatientAddress",
+    "PatientTelephoneNumbers", "AccessionNumber", "InstitutionName", "InstitutionAddress", "MedicalRecordLocator",
+})
+REDACTED = "[redacted]"
+
+
+def _identifying_values(path: Path) -> list[str]:
+    """Person names (and their components) and patient IDs in a DICOM file's header, longest first; [] otherwise."""
+    import pydicom
+    from pydicom.multival import MultiValue
+
+    values: set[str] = set()
+    try:
+        with library_messages_withheld():
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            for elem in ds.iterall():
+                if elem.VR != "PN" and elem.keyword not in _IDENTIFYING_KEYWORDS:
+                    continue
+                vals = elem.value if isinstance(elem.value, (MultiValue, list)) else [elem.value]
+                for v in vals:
+                    text = str(v if v is not None else "")
+                    for part in [text, *re.split(r"[\^=]", text)]:
+                        if len(part.strip()) >= 3:
+                            values.add(part.strip())
+    except Exception:  # noqa: BLE001 - not DICOM, or unreadable: nothing known to scrub
+        return []
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(text: str, values: Sequence[str]) -> str:
+    """``text`` with every occurrence (any case) of ``values`` replaced by ``[redacted]``."""
+    for v in values:
+        text = re.sub(re.escape(v), REDACTED, text, flags=re.IGNORECASE)
+    return text
+
+
+_OUTPUT_SUFFIXES = (".json", "_overlay.png", "_sr.dcm", "_pr.dcm", "_sc.dcm")
+
+
+def _owner(out: Path, name: str) -> str | None:
+    """Whose outputs ``name`` holds in ``out``: ``None`` (none there), the SHA-256 recorded in its JSON, or ``""``
+    (files there but no readable JSON: an unknown image's)."""
+    doc = out / f"{name}.json"
+    if doc.is_file():
+        try:
+            with open(doc, encoding="utf-8") as f:
+                sha = json.loads(f.read(1 << 20))["source"]["sha256"]
+            return str(sha) if isinstance(sha, str) else ""
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+    return "" if any((out / f"{name}{sfx}").exists() for sfx in _OUTPUT_SUFFIXES[1:]) else None
+
+
+def _claim_name(out: Path, base: str, digest: str, used: set[str]) -> str:
+    """The first of ``base``, ``base-2``, ... that no other image holds in this run or in ``out``."""
+    name, k = base, 1
+    while name in used or _owner(out, name) not in (None, digest):
+        k += 1
+        name = f"{base}-{k}"
+    used.add(name)
+    return name
+
+
+def _usable_window(header) -> bool:
+    from pydicom.multival import MultiValue
+
+    if "WindowCenter" not in header or "WindowWidth" not in header:
+        return False
+    ww = header.WindowWidth
+    try:
+        return float(ww[0] if isinstance(ww, MultiValue) else ww) > 0
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
+def _write_dicom_outputs(path: Path, stage: Callable[[str], Path], name: str, result: LandmarkResult, ms,
+                         secondary_capture: bool) -> None:
+    """SR + GSPS (+ SC) for a DICOM source, into ``stage``; highdicom is imported here only."""
     import pydicom
 
+    from .io.atomic import atomic_path
     from .io.gsps import build_sc_overlay, write_gsps
     from .io.report import write_sr
 
-    header = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-    needs_pixels = secondary_capture or "WindowCenter" not in header or "WindowWidth" not in header
-    source = pydicom.dcmread(path, force=True) if needs_pixels else header
-    out = [write_sr(base.with_name(base.name + "_sr.dcm"), header, result, ms),
-           write_gsps(base.with_name(base.name + "_pr.dcm"), source, result, ms)]
+    with library_messages_withheld():
+        header = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+        needs_pixels = secondary_capture or not _usable_window(header)
+        source = pydicom.dcmread(path, force=True) if needs_pixels else header
+    write_sr(stage(f"{name}_sr.dcm"), header, result, ms)
+    write_gsps(stage(f"{name}_pr.dcm"), source, result, ms)
     if secondary_capture:
-        from .io.atomic import atomic_path
-
         sc = build_sc_overlay(source, result, ms)
-        target = base.with_name(base.name + "_sc.dcm")
-        with atomic_path(target, suffix=".dcm") as tmp:
+        with atomic_path(stage(f"{name}_sc.dcm"), suffix=".dcm") as tmp, library_messages_withheld():
             sc.save_as(tmp, enforce_file_format=True)
-        out.append(target)
-    return out
 
 
 def _process(path: Path, out_dir: Path, predictor: Predictor, loader: Callable, used: set[str],
@@ -213,43 +331,100 @@ def _process(path: Path, out_dir: Path, predictor: Predictor, loader: Callable, 
     radiograph = loader(path)
     meta = dict(getattr(radiograph, "meta", {}) or {})
     digest = _sha256(path)
-    name = output_name(meta, digest)
-    base_name, k = name, 1
-    while name in used:  # the same image twice in one batch (e.g. a copy): keep both results
-        k += 1
-        name = f"{base_name}-{k}"
-    used.add(name)
     result = predictor.predict(radiograph)
     ms = measure_result(result)
-    base = out_dir / name
+    base_name = output_name(meta, digest)
+    name = _claim_name(out_dir, base_name, digest, used)
     fmt = str(meta.get("format") or "")
     source = {"sop_instance_uid": meta.get("sop_instance_uid"), "sha256": digest, "format": fmt or None,
               "modality": meta.get("modality")}
-    outputs = [write_result_json(base.with_name(name + ".json"), result, ms, source=source)]
-    image = getattr(radiograph, "image", radiograph)
-    outputs.append(write_overlay_png(base.with_name(name + "_overlay.png"), image, result, ms))
     note = None
-    if fmt == "dicom":
-        if importlib.util.find_spec("highdicom") is None:
-            note = "SR and presentation state not written: highdicom is not installed (pip install lumbar-monai[dicom])"
-        else:
-            outputs += _write_dicom_outputs(path, base, result, ms, secondary_capture)
+    dicom_outputs = fmt == "dicom" and importlib.util.find_spec("highdicom") is not None
+    if fmt == "dicom" and not dicom_outputs:
+        note = "SR and presentation state not written: highdicom is not installed (pip install lumbar-monai[dicom])"
+    names = [f"{name}.json", f"{name}_overlay.png"]
+    with all_or_none(out_dir) as stage:
+        write_result_json(stage(names[0]), result, ms, source=source)
+        write_overlay_png(stage(names[1]), getattr(radiograph, "image", radiograph), result, ms)
+        if dicom_outputs:
+            _write_dicom_outputs(path, stage, name, result, ms, secondary_capture)
+            names += [f"{name}_sr.dcm", f"{name}_pr.dcm"] + ([f"{name}_sc.dcm"] if secondary_capture else [])
     row = {"name": name, "format": fmt, "layout": result.layout.name, "spacing_source": ms.spacing_source or "",
-           "length_unit": ms.length_unit, "qc_flags": " ".join(result.qc_flags)}
+           "spacing_plane": result.spacing_plane or "", "length_unit": ms.length_unit,
+           "qc_flags": " ".join(result.qc_flags)}
     row.update(ms.as_row())
-    return BatchItem(path=str(path), status="ok", name=name, outputs=[str(o) for o in outputs], row=row, note=note)
+    return BatchItem(path=str(path), status="ok", name=name, outputs=[str(out_dir / n) for n in names], row=row,
+                     note=note, renamed_from=base_name if name != base_name else None)
 
 
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    columns: list[str] = []
+def _fmt(v: Any) -> Any:
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Columns and rows of an existing measurements.csv; InputError when it is unreadable or not ours."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(path, f"cannot read the earlier run's summary ({type(e).__name__}); move it away") from None
+    if columns and "name" not in columns:
+        raise InputError(path, "exists but has no 'name' column: not a summary lumbar-monai wrote; move it away")
+    return columns, rows
+
+
+def _merge_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write ``rows`` merged into ``path``'s earlier rows by ``name`` (a new row replaces an old one)."""
+    columns, old = _read_csv(path) if path.exists() else ([], [])
+    merged: dict[str, dict[str, Any]] = {r.get("name") or f"\0{i}": r for i, r in enumerate(old)}
     for r in rows:
+        merged[str(r["name"])] = r
+    for r in merged.values():
         columns += [c for c in r if c not in columns]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
     w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    for r in merged.values():
+        w.writerow({k: _fmt(v) for k, v in r.items()})
     return atomic_write_text(path, buf.getvalue())
+
+
+def _merge_failures(path: Path, items: Sequence[BatchItem]) -> Path:
+    """Earlier lines of ``failures.txt`` minus those for paths read again, then this run's failures."""
+    seen = {it.path for it in items}
+    kept = []
+    if path.exists():
+        try:
+            old = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(path, f"cannot read the earlier run's failures ({type(e).__name__}); move it away") from None
+        for line in old:
+            cut = [i for i in range(len(line)) if line.startswith(": ", i)]
+            if line.strip() and not any(line[:i] in seen for i in cut):
+                kept.append(line + "\n")
+    new = [f"{it.path}: {it.reason}\n" for it in items if it.status == "failed"]
+    return atomic_write_text(path, "".join(kept + new))
+
+
+def check_output_folder(out: Path) -> None:
+    """Create ``out`` and check, before any image is read, that outputs can be written there and that the
+    summaries of an earlier run in it can be merged; :class:`InputError` (one line) otherwise."""
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "output path exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(out, f"output folder is not writable ({e.strerror or type(e).__name__})") from None
+    if (out / "measurements.csv").exists():
+        _read_csv(out / "measurements.csv")
+    fail = out / "failures.txt"
+    if fail.exists() and not os.access(fail, os.R_OK):
+        raise InputError(fail, "cannot read the earlier run's failures; move it away")
 
 
 def run_batch(
@@ -270,13 +445,20 @@ def run_batch(
             should have ``image`` (H, W) and ``meta`` with ``format`` and, for DICOM, ``sop_instance_uid``.
         secondary_capture: also write an RGB secondary capture of the overlay for DICOM sources.
         progress: show a tqdm progress bar.
+
+    Raises:
+        InputError: the output folder cannot be created or written, or holds summaries that cannot be merged
+            (checked before any image is read), or the summaries cannot be written at the end.
     """
     from tqdm.auto import tqdm
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out)
+    swept = sweep_stale_temporaries(out)
+    if swept:
+        log.info("removed %d temporary file(s) left in the output folder by an interrupted run", swept)
     loader = loader or _default_loader
     files, skipped, errors = discover_inputs(inputs)
     items = [BatchItem(path=p, status="failed", reason=problem) for p, problem in errors]
@@ -284,21 +466,32 @@ def run_batch(
     n = len(files)
     for i, path in enumerate(tqdm(files, desc="lumbar-monai", unit="image", disable=not progress), start=1):
         try:
-            item = _process(path, out, predictor, loader, used, secondary_capture)
+            with library_messages_withheld() as withheld:
+                item = _process(path, out, predictor, loader, used, secondary_capture)
             log.info("image %d/%d: ok -> %s", i, n, item.name)
+            if item.renamed_from:
+                log.warning("image %d/%d: output name %s is held by another image (a repeated SOP Instance UID or "
+                            "a copy of a file); its outputs are named %s", i, n, item.renamed_from, item.name)
             if item.note:
                 log.warning("image %d/%d: %s", i, n, item.note)
+            if withheld:
+                log.debug("image %d/%d: %d library warning(s) withheld", i, n, len(withheld))
         except InputError as e:
-            item = BatchItem(path=str(path), status="failed", reason=e.problem)
-            log.warning("image %d/%d: failed (%s)", i, n, e.problem)
+            reason = scrub(e.problem, _identifying_values(path))
+            item = BatchItem(path=str(path), status="failed", reason=reason)
+            log.warning("image %d/%d: failed (%s)", i, n, reason)
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the batch; its reason is reported
-            item = BatchItem(path=str(path), status="failed", reason=f"{type(e).__name__}: {e}")
+            reason = scrub(" ".join(f"{type(e).__name__}: {e}".split()), _identifying_values(path))
+            item = BatchItem(path=str(path), status="failed", reason=reason)
             log.warning("image %d/%d: failed (%s)", i, n, type(e).__name__)
         items.append(item)
     ok_rows = [it.row for it in items if it.status == "ok"]
-    csv_path = _write_csv(out / "measurements.csv", ok_rows)
-    failures = "".join(f"{it.path}: {it.reason}\n" for it in items if it.status == "failed")
-    fail_path = atomic_write_text(out / "failures.txt", failures)
+    csv_path, fail_path = out / "measurements.csv", out / "failures.txt"
+    try:
+        _merge_csv(csv_path, ok_rows)
+        _merge_failures(fail_path, items)
+    except OSError as e:
+        raise InputError(out, f"cannot write the run summaries ({e.strerror or type(e).__name__})") from None
     summary = BatchSummary(items=items, skipped=skipped, measurements_csv=csv_path, failures_txt=fail_path)
     log.info("%d ok, %d failed, %d skipped (not images)", summary.ok, summary.failed, len(skipped))
     return summary

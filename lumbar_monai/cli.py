@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    # DICOM libraries quote data set values (person names among them) in their records and warnings: their INFO
+    # chatter stays off, and warnings go through logging (the writers withhold theirs, see lumbar_monai.io.quiet)
+    for name in ("highdicom", "pydicom"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

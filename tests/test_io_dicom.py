@@ -29,7 +29,8 @@ BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 # file -> (rows, columns, photometric, (sx, sy) or None, spacing source), from ../shared/dicom/README.md and headers
 EXPECTED = {
-    "highdicom_dx_image.dcm": (169, 211, "MONOCHROME1", (1.2012, 1.2), "PixelSpacing"),
+    # PixelSpacing repeats ImagerPixelSpacing without a calibration type: the detector spacing, copied
+    "highdicom_dx_image.dcm": (169, 211, "MONOCHROME1", (1.2012, 1.2), "ImagerPixelSpacing"),
     "fodicom_CR-MONO1-10-chest.dcm": (440, 440, "MONOCHROME1", None, None),
     "pydicom_RG3_J2KR.dcm": (1760, 1760, "MONOCHROME1", None, None),
     "pylibjpeg_RG2_JPLL.dcm": (2140, 1760, "MONOCHROME2", (0.2, 0.2), "PixelSpacing"),

@@ -2,8 +2,9 @@
 
 Per image: JSON (landmarks, confidences, QC flags, measurements), overlay PNG and, for DICOM sources, a Structured
 Report and a presentation state (optionally an RGB secondary capture); for the run: ``measurements.csv`` and
-``failures.txt``. Exit status: 0 when at least one image succeeded, 1 when every image failed, 2 when no image
-was found (see :mod:`lumbar_monai.batch`).
+``failures.txt`` (merged with those of earlier runs into the same folder). Exit status: 0 when at least one image
+succeeded, 1 when every image failed, 2 when no image was found or the output folder cannot be used (checked
+before any image is read; see :mod:`lumbar_monai.batch`).
 """
 
 from __future__ import annotations
@@ -33,17 +34,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import sys
+    from pathlib import Path
 
-    from ..batch import run_batch
+    from ..batch import check_output_folder, run_batch
     from ..errors import InputError
     from ..predictor import load_predictor
 
+    try:
+        check_output_folder(Path(args.out))  # before the model loads: a folder we cannot write fails fast
+    except InputError as e:
+        print(f"lumbar-monai predict: {e}", file=sys.stderr)
+        return 2
     try:
         predictor = load_predictor(args.model, device=args.device)
     except InputError as e:
         print(f"lumbar-monai predict: {e} (train one with the bundle: see README)", file=sys.stderr)
         return 2
-    summary = run_batch(args.inputs, args.out, predictor, secondary_capture=args.secondary_capture,
-                        progress=not args.no_progress)
+    try:
+        summary = run_batch(args.inputs, args.out, predictor, secondary_capture=args.secondary_capture,
+                            progress=not args.no_progress)
+    except InputError as e:  # the output folder: not writable, not a folder, or holds a summary not ours
+        print(f"lumbar-monai predict: {e}", file=sys.stderr)
+        return 2
     print(f"{summary.ok} ok, {summary.failed} failed -> {args.out} (failures: {summary.failures_txt})")
     return summary.exit_code

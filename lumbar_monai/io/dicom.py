@@ -111,23 +111,43 @@ def _encoding(ds: Dataset) -> tuple[bool, bool]:
     return bool(getattr(ds, "is_implicit_VR", True)), bool(getattr(ds, "is_little_endian", True))
 
 
-def dicom_pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
-    """``((sx, sy), source)`` from ``PixelSpacing`` else ``ImagerPixelSpacing``; ``(None, None)`` if neither is usable.
+def _spacing_pair(ds: Dataset, keyword: str) -> tuple[float, float] | None:
+    """``(sx, sy)`` of a DICOM ``[row spacing, column spacing]`` attribute, or ``None`` when absent or unusable."""
+    try:
+        sy, sx = (float(v) for v in list(ds.get(keyword) or [])[:2])
+    except (TypeError, ValueError):
+        return None
+    return (sx, sy) if np.isfinite([sx, sy]).all() and sx > 0 and sy > 0 else None
 
-    DICOM stores both as ``[row spacing, column spacing]`` = ``[sy, sx]``. ``PixelSpacing`` (calibrated to the
-    patient) wins over ``ImagerPixelSpacing`` (at the detector face, includes the geometric magnification).
+
+def dicom_pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
+    """``((sx, sy), source)`` in the patient plane where the header allows, else at the detector.
+
+    DICOM stores both spacings as ``[row spacing, column spacing]`` = ``[sy, sx]``. In order:
+
+    * ``PixelSpacing`` (calibrated to the patient): source ``"PixelSpacing"``; unless it merely repeats
+      ``ImagerPixelSpacing`` without a ``PixelSpacingCalibrationType``, i.e. is the detector spacing copied;
+    * ``ImagerPixelSpacing`` divided by ``EstimatedRadiographicMagnificationFactor`` (a factor in [1, 10)):
+      source ``"ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor"``, patient plane;
+    * ``ImagerPixelSpacing`` alone: source ``"ImagerPixelSpacing"``, at the detector face, so lengths include the
+      geometric magnification (:func:`lumbar_monai.result.spacing_plane` says ``"detector"``);
+    * ``(None, None)`` when neither is usable.
     """
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(keyword)
-        if value is None:
-            continue
-        try:
-            sy, sx = (float(v) for v in list(value)[:2])
-        except (TypeError, ValueError):
-            continue
-        if np.isfinite([sx, sy]).all() and sx > 0 and sy > 0:
-            return (sx, sy), keyword
-    return None, None
+    pixel, imager = _spacing_pair(ds, "PixelSpacing"), _spacing_pair(ds, "ImagerPixelSpacing")
+    if pixel is not None:
+        copied = imager is not None and np.allclose(pixel, imager, rtol=1e-6, atol=0) and not ds.get(
+            "PixelSpacingCalibrationType")
+        if not copied:
+            return pixel, "PixelSpacing"
+    if imager is None:
+        return None, None
+    try:
+        factor = float(ds.get("EstimatedRadiographicMagnificationFactor"))
+    except (TypeError, ValueError):
+        factor = float("nan")
+    if np.isfinite(factor) and 1.0 <= factor < 10.0:
+        return (imager[0] / factor, imager[1] / factor), "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor"
+    return imager, "ImagerPixelSpacing"
 
 
 def _stored_range(ds: Dataset) -> tuple[int, int]:
@@ -300,6 +320,7 @@ def _read_dicom(p: Path, voi: bool) -> Radiograph:
             values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
             domain = np.asarray(apply_modality_lut(_value_domain(ds, stored), ds), dtype=np.float64)
         if voi and spp == 1:
+            _check_window_width(p, ds)
             values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
             domain = np.asarray(apply_voi_lut(domain, ds), dtype=np.float64)
     lo, hi = float(domain.min()), float(domain.max())
@@ -319,6 +340,19 @@ def _read_dicom(p: Path, voi: bool) -> Radiograph:
         path=str(p),
         meta=meta,
     )
+
+
+def _check_window_width(p: Path, ds: Dataset) -> None:
+    """InputError when the window pydicom would apply (no VOI LUT Sequence) has a width that is not > 0."""
+    if "VOILUTSequence" in ds or "WindowWidth" not in ds:
+        return
+    ww = ds.WindowWidth
+    try:
+        width = float(ww[0] if isinstance(ww, MultiValue) else ww)
+    except (TypeError, ValueError):
+        raise InputError(p, "WindowWidth is not a number") from None
+    if not width > 0:
+        raise InputError(p, f"WindowWidth must be > 0 (the header says {width:g})")
 
 
 def _meta(ds: Dataset, tsyntax: UID, decoder: str, inverted: bool, voi: bool, photometric: str) -> dict[str, Any]:
@@ -346,10 +380,10 @@ def _meta(ds: Dataset, tsyntax: UID, decoder: str, inverted: bool, voi: bool, ph
     if "WindowCenter" in ds and "WindowWidth" in ds:
         try:
             wc, ww = ds.WindowCenter, ds.WindowWidth
-            meta["window"] = [
-                float(wc[0] if isinstance(wc, MultiValue) else wc),
-                float(ww[0] if isinstance(ww, MultiValue) else ww),
-            ]
+            window = [float(wc[0] if isinstance(wc, MultiValue) else wc),
+                      float(ww[0] if isinstance(ww, MultiValue) else ww)]
+            if window[1] > 0:  # a width of 0 or less is no window (WindowWidth must be > 0)
+                meta["window"] = window
         except (TypeError, ValueError):
             pass
     return meta

@@ -36,6 +36,7 @@ from ..measures import MeasurementSet
 from ..result import LandmarkResult
 from .atomic import atomic_path
 from .overlay import Annotations, annotations_from_result, draw_annotations
+from .quiet import withholding_library_messages
 from .report import ALGORITHM_NAME, PIXEL_ORIGIN_OFFSET, source_for_derivation
 
 __all__ = [
@@ -119,11 +120,12 @@ def _window(source: Dataset) -> tuple[float, float]:
         if w > 0:
             return c, w
     if "PixelData" not in source:
-        raise ValueError("source has neither a window nor pixel data to derive one from")
+        raise ValueError("source has no usable window (WindowWidth must be > 0) and no pixel data to derive one from")
     lo, hi = np.percentile(_modality_values(source), [0.5, 99.5])
     return float((lo + hi) / 2), float(max(hi - lo, 1.0))
 
 
+@withholding_library_messages
 def build_gsps(
     source: Dataset,
     result: LandmarkResult,
@@ -221,6 +223,7 @@ def build_gsps(
     return gsps
 
 
+@withholding_library_messages
 def write_gsps(path: str | os.PathLike, source: Dataset, result: LandmarkResult,
                measurements: MeasurementSet | None = None, **kwargs) -> Path:
     """Build the GSPS and write it atomically."""
@@ -259,6 +262,7 @@ def _patient_orientation(source: Dataset, result: LandmarkResult) -> tuple[str, 
     return "L", "F"
 
 
+@withholding_library_messages
 def build_sc_overlay(
     source: Dataset,
     result: LandmarkResult,

@@ -31,9 +31,11 @@ from ..errors import InputError
 
 __all__ = ["Radiograph", "SPACING_SOURCES", "sniff_format", "load_radiograph", "check_readable_file"]
 
-#: Values of :attr:`Radiograph.spacing_source`: the DICOM attribute the spacing came from, ``"header"`` for the
+#: Values of :attr:`Radiograph.spacing_source`: the DICOM attribute(s) the spacing came from (their plane:
+#: :func:`lumbar_monai.result.spacing_plane`), ``"header"`` for the
 #: spacing field of a MetaImage/NRRD/NIfTI header, ``"annotation"`` for an annotation file's ``pixel_spacing``.
-SPACING_SOURCES = ("PixelSpacing", "ImagerPixelSpacing", "header", "annotation", None)
+SPACING_SOURCES = ("PixelSpacing", "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor", "ImagerPixelSpacing",
+                   "header", "annotation", None)
 
 
 @dataclass

@@ -41,6 +41,7 @@ from ..anatomy import get_layout
 from ..measures import QUANTITIES, MeasurementSet
 from ..result import LandmarkResult
 from .atomic import atomic_path
+from .quiet import withholding_library_messages
 
 __all__ = [
     "PRIVATE_SCHEME",
@@ -52,6 +53,7 @@ __all__ = [
     "write_sr",
     "read_sr_landmarks",
     "read_sr_measurements",
+    "read_sr_length_planes",
 ]
 
 #: Private coding scheme designator for concepts with no standard code (PS3.16: "99" prefix marks private).
@@ -122,6 +124,14 @@ _QUANTITY_CODE_VALUES = {
     "meyerding_grade": "LM-Q-MEYERDING",
 }
 _CONFIDENCE = hd.sr.CodedConcept("LM-CONF", PRIVATE_SCHEME, "Landmark detection confidence")
+#: Measurement method of every length in mm: the plane its pixel spacing measures in (see
+#: :func:`lumbar_monai.result.spacing_plane`); detector-plane lengths include the geometric magnification.
+_PLANE_METHODS = {
+    "patient": hd.sr.CodedConcept("LM-PLANE-PAT", PRIVATE_SCHEME, "Length in the patient plane"),
+    "detector": hd.sr.CodedConcept("LM-PLANE-DET", PRIVATE_SCHEME,
+                                   "Length at the detector plane, not corrected for magnification"),
+    None: hd.sr.CodedConcept("LM-PLANE-UNK", PRIVATE_SCHEME, "Length in a plane the source does not state"),
+}
 _LANDMARK_FINDING = hd.sr.CodedConcept("LM-LANDMARK", PRIVATE_SCHEME, "Vertebral landmark")
 _UCUM = {
     "deg": ("deg", "degree"),
@@ -228,6 +238,9 @@ def _landmark_groups(result: LandmarkResult, source: Dataset, algo) -> list:
 
 
 def _measurement_groups(measurements: MeasurementSet, algo) -> list:
+    from ..result import spacing_plane
+
+    plane = _PLANE_METHODS[spacing_plane(measurements.spacing_source)]
     by_site: dict[tuple[str, ...], list] = {}
     for m in measurements:
         if not np.isfinite(m.value):
@@ -244,7 +257,8 @@ def _measurement_groups(measurements: MeasurementSet, algo) -> list:
         finding_site = hd.sr.FindingSite(site)
         meas = [
             hd.sr.Measurement(name=quantity_code(m.quantity), value=float(m.value), unit=_unit(m.unit),
-                              algorithm_id=algo, finding_sites=[finding_site])
+                              algorithm_id=algo, finding_sites=[finding_site],
+                              method=plane if m.unit == "mm" else None)
             for m in items
         ]
         groups.append(
@@ -266,6 +280,7 @@ def _coding_scheme_item() -> Dataset:
     return item
 
 
+@withholding_library_messages
 def build_sr(
     source: Dataset,
     result: LandmarkResult,
@@ -320,6 +335,7 @@ def build_sr(
     return sr
 
 
+@withholding_library_messages
 def write_sr(path: str | os.PathLike, source: Dataset, result: LandmarkResult,
              measurements: MeasurementSet | None = None, **kwargs: Any) -> Path:
     """Build the SR and write it atomically; returns the path."""
@@ -385,6 +401,13 @@ def read_sr_measurements(sr_or_path) -> dict[tuple[str, str], tuple[float, str]]
         for m in g.get_measurements():
             out[(ident, m.name.value)] = (float(m.value), m.unit.value)
     return out
+
+
+def read_sr_length_planes(sr_or_path) -> set[str]:
+    """The plane codes (``LM-PLANE-PAT`` / ``-DET`` / ``-UNK``) given as the method of the SR's lengths."""
+    sr = _as_sr(sr_or_path)
+    return {m.method.value for g in sr.content.get_image_measurement_groups() for m in g.get_measurements()
+            if m.method is not None}
 
 
 def sr_quantity_lookup() -> dict[str, str]:

@@ -7,8 +7,12 @@ Format ``"lumbar-monai/result@1"``::
       "software": {"name": "lumbar-monai", "version": "0.1.0"},
       "source": {"sop_instance_uid": "...", "sha256": "...", "format": "dicom"},   # never patient data
       "result": {...},           # LandmarkResult.to_json_dict(): layout, image_size, pixel_spacing, landmarks, ...
-      "measurements": {...}      # MeasurementSet.to_json_dict(), or null
+      "measurements": {...}      # MeasurementSet.to_json_dict() + "spacing_plane", or null
     }
+
+``spacing_plane`` (in ``result`` and ``measurements``) says where millimetres are measured: ``"patient"``,
+``"detector"`` (DICOM ``ImagerPixelSpacing`` without a magnification factor: lengths include the geometric
+magnification) or ``null`` (unknown, or no spacing).
 
 Non-finite numbers (``nan``/``inf``) are written as ``null`` so the file is strict JSON.
 """
@@ -25,7 +29,7 @@ import numpy as np
 
 from ..anatomy import get_layout
 from ..errors import InputError
-from ..result import LandmarkResult
+from ..result import LandmarkResult, spacing_plane
 from .atomic import atomic_write_text
 
 __all__ = ["RESULT_FORMAT", "software_version", "result_document", "write_result_json", "read_result_json"]
@@ -75,9 +79,15 @@ def result_document(result: LandmarkResult, measurements=None, source: dict | No
             "software": {"name": "lumbar-monai", "version": software_version()},
             "source": src,
             "result": result.to_json_dict(),
-            "measurements": None if measurements is None else measurements.to_json_dict(),
+            "measurements": None if measurements is None else _measurements_dict(measurements),
         }
     )
+
+
+def _measurements_dict(measurements) -> dict[str, Any]:
+    out = dict(measurements.to_json_dict())
+    out["spacing_plane"] = spacing_plane(measurements.spacing_source) if measurements.pixel_spacing is not None else None
+    return out
 
 
 def write_result_json(path: str | os.PathLike, result: LandmarkResult, measurements=None,

@@ -1,0 +1,278 @@
+"""Stage-1 framing: which square of the radiograph Pose-Net sees (issue 15, item 2).
+
+Padding a tall AP radiograph (AASCE: about 2.5:1) to a square and resizing it to the network input spends most of
+the input on padding and leaves L1-L5 a small part of it. Framing replaces the fixed pad-and-resize by a *window*, a
+square of the original image (any centre, side, rotation, aspect) resampled to the ``size`` x ``size`` input:
+
+* pass 1, the coarse region step: the whole image (the square pad-to-square would make, :func:`whole_image_window`);
+* pass 2 (and further passes): a window around the centres of the pass before, ``factor`` x the L1-L5 span on a
+  side (:func:`lumbar_window`), so that the lumbar region fills the input whatever the field of view, image aspect
+  or pixel size. ``factor`` 2.0 (*ours*) leaves two centre spacings beyond L1 and L5.
+
+Training draws both kinds with random framing (:class:`RandFramed`): whole-image framings with zoom, shift, rotation
+and aspect change; lumbar windows with side, centre, rotation and aspect jitter (what a coarse pass gets wrong); and
+crops of the field of view (zero outside a random box that keeps L1-L5), so that a model trained on one
+acquisition's framing holds on another.
+
+A window is a crop -> image matrix in the convention of :func:`~lumbar_monai.crops.crop_affines`; the stage-1
+``geometry`` (original -> input) is its inverse, so centres decode to original pixels through
+:meth:`~lumbar_monai.codecs.centre.CentreHeatmapCodec.decode` exactly as with pad-and-resize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import Compose, GaussianSmooth, MapTransform, RandomizableTransform, ScaleIntensity
+from scipy import ndimage
+
+from .anatomy import Layout, get_layout
+from .crops import crop_affines, resample_crops
+from .transforms.geometry import GEOMETRY_KEY, transform_points
+from .transforms.intensity import CLAHE, minmax_scale
+
+__all__ = [
+    "DEFAULT_FACTOR",
+    "window_affine",
+    "whole_image_window",
+    "lumbar_window",
+    "resample_window",
+    "window_preprocessing",
+    "detect_centres_framed",
+    "RandFramed",
+]
+
+#: window side / L1-L5 centre span (*ours*).
+DEFAULT_FACTOR = 2.0
+
+
+def window_affine(centre: Sequence[float], side: float, size: int, rotation: float = 0.0,
+                  aspect: float = 1.0) -> np.ndarray:
+    """``(3, 3)`` input pixel -> image pixel matrix of a window centred on ``centre`` covering ``side`` image pixels.
+
+    ``rotation`` in radians; ``aspect`` stretches the window's x side by ``sqrt(aspect)`` and shrinks its y side by
+    the same factor about the centre (area kept).
+    """
+    a = crop_affines(np.asarray(centre, dtype=np.float64)[None], float(side), int(size), rotation=[rotation])[0]
+    if aspect != 1.0:
+        h = (size - 1) / 2.0
+        sx, sy = np.sqrt(aspect), 1.0 / np.sqrt(aspect)
+        a = a @ np.array([[sx, 0.0, h * (1 - sx)], [0.0, sy, h * (1 - sy)], [0.0, 0.0, 1.0]])
+    return a
+
+
+def whole_image_window(shape: Sequence[int]) -> tuple[np.ndarray, float]:
+    """``(centre, side)`` of the square that pad-to-square makes of an ``(H, W)`` image."""
+    h, w = int(shape[-2]), int(shape[-1])
+    return np.array([(w - 1) / 2.0, (h - 1) / 2.0]), float(max(h, w))
+
+
+def lumbar_window(centres, factor: float = DEFAULT_FACTOR) -> tuple[np.ndarray, float]:
+    """``(centre, side)`` of the window around ``(V, 2)`` vertebra centres: centred on their mean, ``factor`` x
+    ``(V - 1)`` x the median distance between neighbouring centres on a side (robust to one misplaced centre)."""
+    c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+    c = c[np.isfinite(c).all(1)]
+    if len(c) < 2:
+        raise ValueError("a lumbar window needs at least two finite centres")
+    gap = float(np.median(np.linalg.norm(np.diff(c, axis=0), axis=1)))
+    return c.mean(0), factor * gap * (len(c) - 1)
+
+
+def _pixel_size(affine: np.ndarray) -> float:
+    """Image pixels per input pixel (the longer of the two window axes)."""
+    return float(max(np.hypot(affine[0, 0], affine[1, 0]), np.hypot(affine[0, 1], affine[1, 1])))
+
+
+def resample_window(image, affine: np.ndarray, size: int) -> torch.Tensor:
+    """``(1, size, size)`` float32 window of an ``(H, W)`` / ``(1, H, W)`` image (zeros outside the image).
+
+    Shrinking is anti-aliased with a Gaussian of sigma ``(k - 1) / 2`` image pixels, ``k`` image pixels per input
+    pixel (MONAI's / scikit-image's rule), applied only to the part of the image the window covers.
+    """
+    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    img = img[0] if img.ndim == 3 else img
+    h, w = img.shape
+    sigma = max((_pixel_size(affine) - 1.0) / 2.0, 0.0)
+    corners = np.array([[-0.5, -0.5, 1.0], [size - 0.5, -0.5, 1.0], [-0.5, size - 0.5, 1.0],
+                        [size - 0.5, size - 0.5, 1.0]]) @ affine.T
+    pad = 4.0 * sigma + 2.0
+    x0, y0 = (max(int(np.floor(corners[:, i].min() - pad)), 0) for i in (0, 1))
+    x1 = min(int(np.ceil(corners[:, 0].max() + pad)) + 1, w)
+    y1 = min(int(np.ceil(corners[:, 1].max() + pad)) + 1, h)
+    if x1 <= x0 or y1 <= y0:
+        return torch.zeros((1, size, size), dtype=torch.float32)
+    sub = np.asarray(img[y0:y1, x0:x1], dtype=np.float32)
+    if sigma > 0:
+        sub = ndimage.gaussian_filter(sub, sigma=sigma, mode="nearest", truncate=4.0)
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+    return resample_crops(sub, (shift @ affine)[None], size)[0]
+
+
+def window_preprocessing(size: int, blur_sigma: float = 1.0, clahe: bool = True, clahe_clip: float = 0.01,
+                         **_: Any) -> Compose:
+    """Section 3.2's intensity steps on a ``(1, size, size)`` window: scale to [0, 1], blur (``blur_sigma`` at 512,
+    scaled with ``size``), CLAHE. Extra keys (the pad-and-resize chain's ``pad_method``) are ignored."""
+    chain: list = [ScaleIntensity(minv=0.0, maxv=1.0)]
+    sigma = blur_sigma * size / 512.0
+    if sigma > 0:
+        chain.append(GaussianSmooth(sigma=sigma))
+    if clahe:
+        chain.append(CLAHE(clip_limit=clahe_clip))
+    return Compose(chain)
+
+
+@torch.inference_mode()
+def detect_centres_framed(
+    net: torch.nn.Module,
+    image: np.ndarray,
+    codec,
+    passes: int = 2,
+    factor: float = DEFAULT_FACTOR,
+    preprocessing: Mapping[str, Any] | None = None,
+    repair: Mapping[str, Any] | bool | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Pose-Net centres of an ``(H, W)`` image through ``passes`` framings (whole image, then lumbar windows).
+
+    Returns ``{"original": (V, 2), "confidence": (V,), "centre_repaired": bool, "windows": [(centre, side)]}``;
+    Algorithm 1 (``repair``: its kwargs, or ``False``) runs on the last pass only.
+    """
+    from .postprocess import postprocess_centres
+
+    size = int(codec.input_size)
+    prep = window_preprocessing(size, **dict(preprocessing or {}))
+    img = minmax_scale(np.asarray(image)).astype(np.float32)
+    centre, side = whole_image_window(img.shape)
+    full = side
+    windows = []
+    out: dict[str, Any] = {}
+    for p in range(max(int(passes), 1)):
+        windows.append((centre.tolist(), float(side)))
+        a = window_affine(centre, side, size)
+        x = torch.as_tensor(prep(resample_window(img, a, size)), dtype=torch.float32)[None].to(device)
+        maps = net(x)
+        maps = maps[0] if isinstance(maps, (tuple, list)) else maps
+        last = p == max(int(passes), 1) - 1
+        do_repair = last and repair is not False
+        out = postprocess_centres(maps[0].float().cpu(), codec, geometry=np.linalg.inv(a), repair=do_repair,
+                                  **(dict(repair) if do_repair and isinstance(repair, Mapping) else {}))
+        if not last:
+            centre, side = lumbar_window(out["original"].numpy(), factor)
+            side = float(np.clip(side, 0.05 * full, 1.5 * full))
+    return {"original": out["original"].numpy(), "confidence": out["confidence"].numpy(),
+            "centre_repaired": bool(out["centre_repaired"]), "windows": windows}
+
+
+class RandFramed(RandomizableTransform, MapTransform):
+    """Random stage-1 framing of a training sample (see the module docstring): image -> ``(1, size, size)`` window,
+    points -> input pixels, ``geometry`` -> the window's original -> input matrix.
+
+    A sample's ``framing_key`` entry (``"whole"`` / ``"lumbar"``) forces the kind; with ``jitter=False`` the
+    framing is the plain one (validation).
+
+    Args:
+        keys: image key (``(1, H, W)`` or ``(H, W)``, intensities in [0, 1]; zeros fill outside the image).
+        point_key: ``(N, 2)`` (x, y) landmarks in image pixels.
+        layout: their layout (centres are the means of each vertebra's corners).
+        size: network input side.
+        factor: lumbar window side / L1-L5 span.
+        whole_prob: probability of a whole-image framing.
+        whole_zoom: side factor range of whole-image framings.
+        whole_shift: max centre shift of whole-image framings (fraction of the side).
+        side_range: side factor range of lumbar windows.
+        shift: max centre shift of lumbar windows (fraction of the side).
+        rotate: max rotation (degrees).
+        aspect: aspect factor range.
+        fov_crop_prob: probability of zeroing outside a random box that keeps every landmark.
+        jitter: draw the random parts (``False``: plain framing).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        point_key: str = "points",
+        layout: Layout | str = "ap",
+        size: int = 256,
+        factor: float = DEFAULT_FACTOR,
+        whole_prob: float = 0.3,
+        whole_zoom: tuple[float, float] = (0.85, 1.3),
+        whole_shift: float = 0.1,
+        side_range: tuple[float, float] = (0.75, 1.3),
+        shift: float = 0.12,
+        rotate: float = 10.0,
+        aspect: tuple[float, float] = (0.85, 1.15),
+        fov_crop_prob: float = 0.25,
+        jitter: bool = True,
+        framing_key: str = "framing",
+        geometry_key: str = GEOMETRY_KEY,
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, 1.0)
+        self.point_key = point_key
+        self.layout = get_layout(layout)
+        self.size = int(size)
+        self.factor = float(factor)
+        self.whole_prob = float(whole_prob)
+        self.whole_zoom = tuple(float(v) for v in whole_zoom)
+        self.whole_shift = float(whole_shift)
+        self.side_range = tuple(float(v) for v in side_range)
+        self.shift = float(shift)
+        self.rotate = float(rotate)
+        self.aspect = tuple(float(v) for v in aspect)
+        self.fov_crop_prob = float(fov_crop_prob)
+        self.jitter = bool(jitter)
+        self.framing_key = framing_key
+        self.geometry_key = geometry_key
+
+    def _window(self, shape, pts: np.ndarray, kind: str) -> tuple[np.ndarray, float, float, float]:
+        r = self.R
+        if kind == "whole":
+            centre, side = whole_image_window(shape)
+            if self.jitter:
+                side *= r.uniform(*self.whole_zoom)
+                centre = centre + r.uniform(-self.whole_shift, self.whole_shift, 2) * side
+        else:
+            centre, side = lumbar_window(self.layout.centres(pts), self.factor)
+            if self.jitter:
+                side *= r.uniform(*self.side_range)
+                centre = centre + r.uniform(-self.shift, self.shift, 2) * side
+        if not self.jitter:
+            return centre, side, 0.0, 1.0
+        return centre, side, np.deg2rad(r.uniform(-self.rotate, self.rotate)), r.uniform(*self.aspect)
+
+    def _fov_mask(self, pts: np.ndarray, affine: np.ndarray) -> torch.Tensor:
+        """``(1, size, size)`` mask: 1 inside a random box (image pixels) that holds every landmark."""
+        lo, hi = np.nanmin(pts, 0), np.nanmax(pts, 0)
+        ext = hi - lo
+        box_lo = lo - self.R.uniform(0.05, 1.0, 2) * ext
+        box_hi = hi + self.R.uniform(0.05, 1.0, 2) * ext
+        u = np.arange(self.size, dtype=np.float64)
+        xx, yy = np.meshgrid(u, u)
+        x = affine[0, 0] * xx + affine[0, 1] * yy + affine[0, 2]
+        y = affine[1, 0] * xx + affine[1, 1] * yy + affine[1, 2]
+        inside = (x >= box_lo[0]) & (x <= box_hi[0]) & (y >= box_lo[1]) & (y <= box_hi[1])
+        return torch.as_tensor(inside[None], dtype=torch.float32)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        d = dict(data)
+        key = self.keys[0]
+        img = d[key]
+        pts = np.asarray(d[self.point_key], dtype=np.float64)
+        kind = d.get(self.framing_key)
+        if kind not in ("whole", "lumbar"):
+            kind = "whole" if self.R.random_sample() < self.whole_prob else "lumbar"
+        centre, side, rot, aspect = self._window(np.shape(img), pts, kind)
+        a = window_affine(centre, side, self.size, rotation=rot, aspect=aspect)
+        out = resample_window(img, a, self.size)
+        if self.jitter and self.R.random_sample() < self.fov_crop_prob:
+            out = out * self._fov_mask(pts, a)
+        geometry = np.linalg.inv(a)
+        d[key] = out
+        d[self.point_key] = transform_points(pts, geometry)
+        d[self.geometry_key] = geometry
+        d[self.framing_key] = kind
+        return d

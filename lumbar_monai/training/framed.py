@@ -1,0 +1,246 @@
+"""Train the framed two-stage predictor from a landmark datalist on the CPU (the shipped AP model's recipe).
+
+Stage 1 is Pose-Net on framed windows (:mod:`lumbar_monai.framing`); stage 2 is the lumbar M-Net of
+:mod:`lumbar_monai.training.stage2` unchanged. Every image is read once into an in-memory cache (``uint8`` after
+min-max scaling: stage 2 full size, stage 1 with its long side cut to ``cache_long_side``), so epochs cost only the
+networks and the augmentation. Checkpoints are selected on the validation split (:func:`~.fit.fit` keeps the weights
+of the best validation loss); the test split is never read here.
+
+Command line (``scripts/train_aasce_ap.sh`` runs it on AASCE)::
+
+    python -m lumbar_monai.training.framed STAGE --datalist D --schedule S --out DIR
+
+``STAGE`` is ``posenet``, ``mnet`` (independent: run them side by side) or ``export`` (both into one checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..anatomy import get_layout
+
+__all__ = ["load_split", "train_posenet", "train_mnet", "export", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_split(datalist: str | Path, split: str, layout: str, long_side: int | None = None) -> list[dict[str, Any]]:
+    """``[{"image": (H, W) uint8, "points": (N, 2), "layout"}]`` of one split; ``long_side`` shrinks each image
+    (anti-aliased) and its points so that its longer side is at most that."""
+    from ..io.datalist import LoadLandmarkSampled, load_landmark_datalist
+
+    loader = LoadLandmarkSampled(("image", "label"), layout=layout)
+    out = []
+    for item in load_landmark_datalist(datalist, split):
+        s = loader(item)
+        img = torch.as_tensor(np.asarray(s["image"], dtype=np.float32)[0])
+        pts = np.asarray(s["points"], dtype=np.float64)
+        h, w = img.shape
+        if long_side and max(h, w) > long_side:
+            k = long_side / max(h, w)
+            nh, nw = max(round(h * k), 1), max(round(w * k), 1)
+            img = torch.nn.functional.interpolate(img[None, None], size=(nh, nw), mode="bilinear",
+                                                  align_corners=False, antialias=True)[0, 0]
+            pts = np.stack([(pts[:, 0] + 0.5) * nw / w - 0.5, (pts[:, 1] + 0.5) * nh / h - 0.5], axis=1)
+        lo, hi = float(img.min()), float(img.max())
+        u8 = ((img - lo) / max(hi - lo, 1e-12) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+        out.append({"image": u8, "points": pts, "layout": layout})
+    return out
+
+
+class _ToUnit:
+    """``uint8`` image -> ``(1, H, W)`` float32 in [0, 1] (a picklable transform)."""
+
+    def __call__(self, d: Mapping) -> dict:
+        d = dict(d)
+        d["image"] = torch.as_tensor(np.asarray(d["image"], dtype=np.float32) / 255.0)[None]
+        return d
+
+
+def posenet_transforms(cfg: Mapping[str, Any], layout: str, factor: float, train: bool):
+    """RandFramed -> intensity pre-processing -> (train: brightness/contrast, RSC) -> centre-map target."""
+    from monai.transforms import Compose, GaussianSmoothd, ScaleIntensityd
+
+    from ..codecs.centre import CentreHeatmapd
+    from ..framing import RandFramed
+    from ..transforms.augment import RandBrightnessContrastd
+    from ..transforms.cutout import make_cutout
+    from ..transforms.intensity import CLAHEd
+
+    size = int(cfg["input_size"])
+    chain: list = [
+        _ToUnit(),
+        RandFramed("image", "points", layout=layout, size=size, factor=factor,
+                   whole_prob=float(cfg.get("whole_prob", 0.3)), fov_crop_prob=float(cfg.get("fov_crop_prob", 0.25)),
+                   jitter=train),
+        ScaleIntensityd("image", minv=0.0, maxv=1.0),
+        GaussianSmoothd("image", sigma=float(cfg.get("blur_sigma", 1.0)) * size / 512.0),
+        CLAHEd("image", clip_limit=float(cfg.get("clahe_clip", 0.01))),
+    ]
+    if train:
+        chain.append(RandBrightnessContrastd("image", prob=0.5))
+        cut = make_cutout(str(cfg.get("cutout", "rsc")), keys="image", point_key="points",
+                          ratio=float(cfg.get("cutout_ratio", 0.6)), prob=float(cfg.get("cutout_prob", 0.3)))
+        if cut is not None:
+            chain.append(cut)
+    chain.append(CentreHeatmapd(layout=layout, input_size=size, heatmap_size=size // 8))
+    return Compose(chain)
+
+
+def posenet_kwargs(cfg: Mapping[str, Any], layout: str) -> dict[str, Any]:
+    keys = ("width", "stage_channels", "kernel_size", "pre_convs", "stage_convs")
+    return {"layout": layout, **{k: cfg[k] for k in keys if k in cfg}}
+
+
+def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
+                  device: str = "cpu") -> dict[str, Any]:
+    """Pose-Net on random framings; validation: every validation image framed whole and as its lumbar window."""
+    from monai.data import CacheDataset, DataLoader, Dataset
+    from monai.utils import set_determinism
+
+    from ..networks.posenet import PoseNet
+    from ..predictor import with_init_kwargs
+    from .fit import fit
+    from .stage1 import PoseNetTupleLoss
+
+    cfg = dict(schedule["posenet"])
+    seed = int(schedule.get("seed", 0))
+    factor = float(schedule.get("framing", {}).get("factor", 2.0))
+    set_determinism(seed=seed)
+    net = with_init_kwargs(PoseNet, **posenet_kwargs(cfg, layout)).to(device)
+    tr = posenet_transforms(cfg, layout, factor, train=True)
+    tr.set_random_state(seed=seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    loader = DataLoader(Dataset(list(train), tr), batch_size=int(cfg["batch_size"]), shuffle=True, num_workers=0,
+                        generator=g)
+    val_items = [{**s, "framing": kind} for s in val for kind in ("whole", "lumbar")]
+    val_ds = CacheDataset(val_items, posenet_transforms(cfg, layout, factor, train=False), progress=False)
+    val_loader = DataLoader(val_ds, batch_size=int(cfg["batch_size"]), shuffle=False, num_workers=0)
+
+    def prepare(batch, device=None, non_blocking=False, **_):
+        return (torch.as_tensor(batch["image"]).float().to(device),
+                torch.as_tensor(batch["centre_heatmap"]).float().to(device))
+
+    loss = PoseNetTupleLoss(layout)
+    curves = fit(net, loader, loss, lr=float(cfg["lr"]), max_epochs=int(cfg["max_epochs"]), val_loader=val_loader,
+                 patience=int(cfg["patience"]), device=device, prepare_batch=prepare)
+    return {"network": net, **curves}
+
+
+def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
+               device: str = "cpu") -> dict[str, Any]:
+    """The lumbar M-Net with :func:`~lumbar_monai.training.stage2.train_stage2` (crops on ground-truth centres)."""
+    from ..networks.mnet import MNet
+    from ..predictor import with_init_kwargs
+    from .stage2 import Stage2Config, train_stage2
+
+    cfg = dict(schedule["mnet_lumbar"])
+    s2 = Stage2Config(layout=layout, kind="lumbar", crop_size=int(cfg["crop_size"]),
+                      channels=tuple(cfg["channels"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
+                      max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
+                      seed=int(schedule.get("seed", 0)), device=device)
+    net = with_init_kwargs(MNet, **s2.network_kwargs())
+    out = train_stage2(train, s2, val_samples=val, network=net)
+    return {"network": out["network"], "history": out["history"], "val_history": out["val_history"],
+            "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma}
+
+
+def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> None:
+    from ..predictor import _kwargs_of, save_checkpoint
+
+    save_checkpoint({"kwargs": _kwargs_of(net), "state_dict": {k: v.detach().cpu() for k, v in
+                                                                  net.state_dict().items()}, **extra}, path)
+
+
+def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: Path, meta: Mapping[str, Any]):
+    """Both stages of ``out_dir`` into one :class:`~lumbar_monai.predictor.LandmarkPredictor` checkpoint."""
+    from ..networks.mnet import MNet
+    from ..networks.posenet import PoseNet
+    from ..predictor import LandmarkPredictor, _build
+
+    s1 = torch.load(out_dir / "posenet.pt", map_location="cpu", weights_only=True)
+    s2 = torch.load(out_dir / "mnet_lumbar.pt", map_location="cpu", weights_only=True)
+    cfg = schedule["posenet"]
+    size = int(cfg["input_size"])
+    pred = LandmarkPredictor(
+        layout=layout, lumbar_net=_build(MNet, s2), centre_net=_build(PoseNet, s1), crop_size=int(s2["crop_size"]),
+        crop_blur_sigma=float(s2["crop_blur_sigma"]), device="cpu", meta=meta,
+        stage1={"input_size": size, "heatmap_size": size // 8,
+                "preprocessing": {"blur_sigma": float(cfg.get("blur_sigma", 1.0)),
+                                  "clahe_clip": float(cfg.get("clahe_clip", 0.01))},
+                "repair": schedule.get("repair", {}), "framing": dict(schedule["framing"])},
+    )
+    return pred.save(model_path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..errors import InputError
+
+    p = argparse.ArgumentParser(prog="python -m lumbar_monai.training.framed", description=__doc__.split("\n")[0])
+    p.add_argument("stage", choices=("posenet", "mnet", "export"))
+    p.add_argument("--datalist", required=True)
+    p.add_argument("--schedule", required=True, help="JSON schedule (configs/schedules/aasce_ap_cpu.json)")
+    p.add_argument("--out", required=True, help="run folder (stage checkpoints, logs)")
+    p.add_argument("--layout", default="ap")
+    p.add_argument("--model", help="export: the predictor checkpoint to write")
+    p.add_argument("--trained-on", default="datalist training split")
+    p.add_argument("--override", nargs=2, action="append", default=[], metavar=("STAGE.KEY", "JSON_VALUE"),
+                   help="e.g. --override posenet.max_epochs 2 (the value is parsed as JSON, never evaluated)")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        schedule = json.loads(Path(a.schedule).read_text())
+        for key, value in a.override:
+            stage, _, name = key.partition(".")
+            schedule.setdefault(stage, {})[name] = json.loads(value)
+    except (OSError, ValueError) as e:
+        print(f"error: {a.schedule}: {e}", file=sys.stderr)
+        return 2
+    torch.manual_seed(int(schedule.get("seed", 0)))
+    layout = get_layout(a.layout).name
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    try:
+        if a.stage == "export":
+            if not a.model:
+                p.error("export needs --model")
+            meta = {"trained_on": a.trained_on, "schedule": Path(a.schedule).name,
+                    "framing": dict(schedule["framing"])}
+            print(export(out, schedule, layout, Path(a.model), meta))
+            return 0
+        long_side = int(schedule.get("cache_long_side", 1024)) if a.stage == "posenet" else None
+        train = load_split(a.datalist, "training", layout, long_side)
+        val = load_split(a.datalist, "validation", layout, long_side)
+        logger.info("%s: %d training / %d validation images cached in %.0f s", a.stage, len(train), len(val),
+                    time.time() - t0)
+        fn = train_posenet if a.stage == "posenet" else train_mnet
+        res = fn(train, val, schedule, layout)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    net = res.pop("network")
+    name = "posenet" if a.stage == "posenet" else "mnet_lumbar"
+    extra = {k: v for k, v in res.items() if k in ("crop_size", "crop_blur_sigma")}
+    _save_stage(out / f"{name}.pt", net, extra)
+    record = {"wall_seconds": time.time() - t0, "history": res["history"], "val_history": res["val_history"],
+              "epochs_run": len(res["history"])}
+    (out / f"{name}.done.json").write_text(json.dumps(record, indent=1))
+    logger.info("%s done in %.0f s; best validation loss %.5f", name, record["wall_seconds"],
+                min(res["val_history"]) if res["val_history"] else float("nan"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

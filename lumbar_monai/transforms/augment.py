@@ -37,6 +37,7 @@ from ..points import monai_to_xy, xy_to_monai
 from .cutout import make_cutout
 from .geometry import GEOMETRY_KEY, PadToSquared, ResizeSquared, compose_geometry
 from .intensity import CLAHEd
+from .resample import FitToSquared
 
 __all__ = [
     "RandAffinePointsd",
@@ -206,19 +207,30 @@ def stage1_preprocessing(
     clahe_clip: float = 0.01,
     clahe: bool = True,
     allow_missing_keys: bool = True,
+    resample: str = "fit",
 ) -> list:
     """Section 3.2 pre-processing: zero-pad to square, resize to ``size``, scale to [0, 1], Gaussian blur, CLAHE.
 
     ``blur_sigma`` is in output pixels (*ours*: 1.0 at 512; scaled with ``size``); 0 disables the blur. The geometry
     steps record ``sample["geometry"]`` so that :func:`~lumbar_monai.transforms.geometry.to_original` maps
-    predictions back.
+    predictions back. ``resample="fit"`` (default) resizes first and pads at network resolution
+    (:class:`~lumbar_monai.transforms.resample.FitToSquared`: time and memory independent of the original's size);
+    ``"pad_resize"`` is the former path (pad and anti-alias filter at the original resolution, then resize).
+    Everything after the geometry runs at ``size``.
     """
     chain: list = [
-        EnsureTyped(keys, data_type="tensor", dtype=torch.float32, track_meta=False, allow_missing_keys=True),
-        PadToSquared(keys, point_keys=point_keys, method=pad_method, allow_missing_keys=allow_missing_keys),
-        ResizeSquared(keys, point_keys=point_keys, size=size, allow_missing_keys=allow_missing_keys),
-        ScaleIntensityd(keys, minv=0.0, maxv=1.0, allow_missing_keys=True),
-    ]
+        EnsureTyped(keys, data_type="tensor", dtype=torch.float32, track_meta=False, allow_missing_keys=True)]
+    if resample == "fit":
+        chain.append(FitToSquared(keys, point_keys=point_keys, size=size, method=pad_method,
+                                  allow_missing_keys=allow_missing_keys))
+    elif resample == "pad_resize":
+        chain += [
+            PadToSquared(keys, point_keys=point_keys, method=pad_method, allow_missing_keys=allow_missing_keys),
+            ResizeSquared(keys, point_keys=point_keys, size=size, allow_missing_keys=allow_missing_keys),
+        ]
+    else:
+        raise ValueError(f"resample must be 'fit' or 'pad_resize', got {resample!r}")
+    chain.append(ScaleIntensityd(keys, minv=0.0, maxv=1.0, allow_missing_keys=True))
     sigma = blur_sigma * size / 512.0
     if sigma > 0:
         chain.append(GaussianSmoothd(keys, sigma=sigma, allow_missing_keys=True))

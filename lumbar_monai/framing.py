@@ -73,13 +73,17 @@ def whole_image_window(shape: Sequence[int]) -> tuple[np.ndarray, float]:
 
 def lumbar_window(centres, factor: float = DEFAULT_FACTOR) -> tuple[np.ndarray, float]:
     """``(centre, side)`` of the window around ``(V, 2)`` vertebra centres: centred on their mean, ``factor`` x
-    ``(V - 1)`` x the median distance between neighbouring centres on a side (robust to one misplaced centre)."""
+    ``(V - 1)`` x the centre spacing on a side. The spacing is the median over all pairs ``i < j`` of
+    ``|c_j - c_i| / (j - i)``: the long baselines make it precise on a coarse pass, the median robust to one
+    misplaced centre."""
     c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
-    c = c[np.isfinite(c).all(1)]
-    if len(c) < 2:
+    keep = np.isfinite(c).all(1)
+    if keep.sum() < 2:
         raise ValueError("a lumbar window needs at least two finite centres")
-    gap = float(np.median(np.linalg.norm(np.diff(c, axis=0), axis=1)))
-    return c.mean(0), factor * gap * (len(c) - 1)
+    idx = np.flatnonzero(keep)
+    i, j = np.triu_indices(len(idx), k=1)
+    gap = float(np.median(np.linalg.norm(c[idx[j]] - c[idx[i]], axis=1) / (idx[j] - idx[i])))
+    return c[keep].mean(0), factor * gap * (len(c) - 1)
 
 
 def _pixel_size(affine: np.ndarray) -> float:

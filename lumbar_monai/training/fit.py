@@ -29,6 +29,7 @@ def fit(
     linear_lr_decay: bool = True,
     device: str | torch.device = "cpu",
     prepare_batch: Callable | None = None,
+    max_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Train ``net`` in place; returns ``{"history": [mean train loss per epoch], "val_history": [...]}``.
 
@@ -39,6 +40,7 @@ def fit(
         loss: training loss ``loss(pred, label)``; ``val_loss`` (default ``loss``) is the validation metric.
         lr, max_epochs, patience, linear_lr_decay: the schedule.
         prepare_batch: MONAI ``prepare_batch`` callable (default: ``image``/``label`` keys).
+        max_seconds: stop training after this wall time (Ignite's ``TimeLimit``; the best weights so far are kept).
     """
     from ignite.engine import Events
     from ignite.handlers import EarlyStopping
@@ -59,6 +61,10 @@ def fit(
         device=device, max_epochs=int(max_epochs), train_data_loader=train_loader, network=net, optimizer=opt,
         loss_function=loss, train_handlers=handlers, prepare_batch=prepare_batch, decollate=False, amp=False,
     )
+    if max_seconds is not None:
+        from ignite.handlers import TimeLimit
+
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(int(max_seconds)))
     history: list[float] = []
     running: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED,

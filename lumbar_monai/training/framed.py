@@ -34,9 +34,26 @@ __all__ = ["load_split", "train_posenet", "train_mnet", "export", "main"]
 logger = logging.getLogger(__name__)
 
 
-def load_split(datalist: str | Path, split: str, layout: str, long_side: int | None = None) -> list[dict[str, Any]]:
+def load_split(datalist: str | Path, split: str, layout: str, long_side: int | None = None,
+               cache: str | Path | None = None) -> list[dict[str, Any]]:
     """``[{"image": (H, W) uint8, "points": (N, 2), "layout"}]`` of one split; ``long_side`` shrinks each image
-    (anti-aliased) and its points so that its longer side is at most that."""
+    (anti-aliased) and its points so that its longer side is at most that. With ``cache`` (an ``.npz`` path) the
+    result is read from there when present and written there otherwise (plain arrays, no pickle)."""
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            n = int(z["n"])
+            return [{"image": z[f"image_{i}"], "points": z[f"points_{i}"], "layout": layout} for i in range(n)]
+    out = _load_split(datalist, split, layout, long_side)
+    if cache is not None:
+        arrays = {"n": np.array(len(out))}
+        for i, s in enumerate(out):
+            arrays[f"image_{i}"], arrays[f"points_{i}"] = s["image"], s["points"]
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **arrays)
+    return out
+
+
+def _load_split(datalist: str | Path, split: str, layout: str, long_side: int | None) -> list[dict[str, Any]]:
     from ..io.datalist import LoadLandmarkSampled, load_landmark_datalist
 
     loader = LoadLandmarkSampled(("image", "label"), layout=layout)
@@ -134,26 +151,45 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
 
     loss = PoseNetTupleLoss(layout)
     curves = fit(net, loader, loss, lr=float(cfg["lr"]), max_epochs=int(cfg["max_epochs"]), val_loader=val_loader,
-                 patience=int(cfg["patience"]), device=device, prepare_batch=prepare)
+                 patience=int(cfg["patience"]), device=device, prepare_batch=prepare,
+                 max_seconds=cfg.get("max_seconds"))
     return {"network": net, **curves}
 
 
 def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
                device: str = "cpu") -> dict[str, Any]:
-    """The lumbar M-Net with :func:`~lumbar_monai.training.stage2.train_stage2` (crops on ground-truth centres)."""
+    """The lumbar M-Net on Eq. 5 crops around the ground-truth centres (the chain and loss of
+    :func:`~lumbar_monai.training.stage2.train_stage2`, plus a wall-time limit)."""
+    from monai.data import DataLoader, Dataset
+    from monai.utils import set_determinism
+
+    from ..losses.corner import corner_loss_for
     from ..networks.mnet import MNet
     from ..predictor import with_init_kwargs
-    from .stage2 import Stage2Config, train_stage2
+    from .fit import fit
+    from .stage2 import Stage2Config, stage2_transforms
 
     cfg = dict(schedule["mnet_lumbar"])
     s2 = Stage2Config(layout=layout, kind="lumbar", crop_size=int(cfg["crop_size"]),
                       channels=tuple(cfg["channels"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
                       max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
                       seed=int(schedule.get("seed", 0)), device=device)
+    set_determinism(seed=s2.seed)
     net = with_init_kwargs(MNet, **s2.network_kwargs())
-    out = train_stage2(train, s2, val_samples=val, network=net)
-    return {"network": out["network"], "history": out["history"], "val_history": out["val_history"],
-            "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma}
+
+    def loader(samples, train_mode: bool, seed: int):
+        tf = stage2_transforms(s2, train=True, augment=train_mode)
+        tf.set_random_state(seed=seed)
+        keep = [{"image": s["image"], "points": np.asarray(s["points"], dtype=np.float64)} for s in samples]
+        g = torch.Generator()
+        g.manual_seed(seed)
+        return DataLoader(Dataset(keep, tf), batch_size=s2.batch_size, shuffle=train_mode, num_workers=0, generator=g)
+
+    loss = corner_loss_for(layout, "lumbar", paf=s2.paf, deep_supervision_levels=net.levels)
+    curves = fit(net, loader(train, True, s2.seed), loss, lr=s2.lr, max_epochs=s2.max_epochs,
+                 val_loader=loader(val, False, s2.seed + 1), val_loss=corner_loss_for(layout, "lumbar", paf=s2.paf),
+                 patience=s2.patience, device=device, max_seconds=cfg.get("max_seconds"))
+    return {"network": net, **curves, "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma}
 
 
 def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> None:
@@ -221,8 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(export(out, schedule, layout, Path(a.model), meta))
             return 0
         long_side = int(schedule.get("cache_long_side", 1024)) if a.stage == "posenet" else None
-        train = load_split(a.datalist, "training", layout, long_side)
-        val = load_split(a.datalist, "validation", layout, long_side)
+        tag = f"_{long_side}" if long_side else ""
+        train = load_split(a.datalist, "training", layout, long_side, out / f"cache_training{tag}.npz")
+        val = load_split(a.datalist, "validation", layout, long_side, out / f"cache_validation{tag}.npz")
         logger.info("%s: %d training / %d validation images cached in %.0f s", a.stage, len(train), len(val),
                     time.time() - t0)
         fn = train_posenet if a.stage == "posenet" else train_mnet

@@ -1,0 +1,58 @@
+"""Paper-size vs compact AP networks side by side: parameters, float32 checkpoint MB and forward FLOPs per image.
+
+The shipped AP model (``bundles/lumbar_landmarks/models/aasce_ap.pt``) must stay under 10 MB; this prints what the
+paper-size configuration would cost. FLOPs are counted by ``torch.utils.flop_counter`` on the meta device (no
+computation), one multiply-add = 2 FLOPs; stage 1 runs ``passes`` times per image, stage 2 once per lumbar vertebra.
+
+    .venv/bin/python benchmarks/model_size_ap.py [--schedule configs/schedules/aasce_ap_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lumbar_monai.networks.mnet import MNet, mnet_kwargs_for
+from lumbar_monai.networks.posenet import PoseNet
+
+
+def _count(net_fn, shape) -> tuple[int, float]:
+    with torch.device("meta"):
+        net = net_fn()
+        x = torch.empty(shape)
+    params = sum(p.numel() for p in net.parameters())
+    with FlopCounterMode(display=False) as fc:
+        net.eval()(x)
+    return params, fc.get_total_flops() / 1e9
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--schedule", default="configs/schedules/aasce_ap_cpu.json")
+    a = p.parse_args()
+    s = json.loads(Path(a.schedule).read_text())
+    pc, mc = s["posenet"], s["mnet_lumbar"]
+    passes = int(s["framing"]["passes"])
+    rows = [
+        ("paper (An et al. 2022)", dict(width=32), 512, 1, (32, 64, 128, 256), 256),
+        ("compact (shipped)", {k: pc[k] for k in ("width", "stage_channels", "kernel_size", "pre_convs",
+                                                   "stage_convs")}, int(pc["input_size"]), passes,
+         tuple(mc["channels"]), int(mc["crop_size"])),
+    ]
+    print("| configuration | Pose-Net params | M-Net params | checkpoint MiB (float32) | stage-1 input | passes "
+          "| crop | GFLOPs per image |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, pkw, size, n_pass, ch, crop in rows:
+        pp, pf = _count(lambda pkw=pkw: PoseNet("ap", **pkw), (1, 1, size, size))
+        mp, mf = _count(lambda ch=ch: MNet(**mnet_kwargs_for("ap", "lumbar", channels=ch)), (5, 1, crop, crop))
+        mb = 4 * (pp + mp) / 2**20
+        print(f"| {name} | {pp / 1e6:.2f} M | {mp / 1e6:.2f} M | {mb:.1f} | {size} | {n_pass} | {crop} "
+              f"| {n_pass * pf + mf:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
-from pydicom.uid import JPEG2000Lossless
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 from test_io_dicom import BASIC_TEXT_SR, SECONDARY_CAPTURE, make_dicom  # tests/ is on sys.path (no __init__.py)
 
 from lumbar_monai.errors import InputError
@@ -20,6 +24,40 @@ pytestmark = pytest.mark.compat
 
 def _grey(h=16, w=12) -> np.ndarray:
     return (np.arange(h * w, dtype=np.uint16).reshape(h, w) * 7) % 1024
+
+
+def big_png(path: Path, w: int, h: int) -> Path:
+    """A valid all-black 1-bit PNG of ``w`` x ``h`` pixels, written row block by row block (13000 x 13000: 21 KB)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (1 + (w + 7) // 8)  # filter byte + packed bits
+    blocks = [comp.compress(row * 1000) for _ in range(h // 1000)] + [comp.compress(row * (h % 1000)), comp.flush()]
+    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(blocks)) + chunk(b"IEND", b""))
+    return path
+
+
+def lying_nrrd(path: Path, w: int = 60000, h: int = 60000) -> Path:
+    """An NRRD header of under 100 bytes claiming ``w`` x ``h`` 16-bit pixels, followed by 100 bytes of data."""
+    header = f"NRRD0004\ntype: uint16\ndimension: 2\nsizes: {w} {h}\nendian: little\nencoding: raw\n\n"
+    path.write_bytes(header.encode() + b"\0" * 100)
+    return path
+
+
+def with_codestream(path: Path, codestream: bytes, transfer_syntax: str, **attrs) -> Path:
+    """Replace the pixel data of the DICOM file ``path`` by one encapsulated ``codestream`` (and set ``attrs``)."""
+    ds = pydicom.dcmread(path)
+    ds.PixelData = encapsulate([codestream])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ds.save_as(path)
+    return path
 
 
 def build_corpus(d: Path) -> dict[str, tuple[Path, str]]:
@@ -67,6 +105,20 @@ def build_corpus(d: Path) -> dict[str, tuple[Path, str]]:
     c["directory"] = (d / "folder.png", "directory")
     (d / "json.png").write_text(json.dumps({"not": "an image"}))
     c["JSON named .png"] = (d / "json.png", "not a recognised image")
+    # over the size limit or lying about the size: refused from the header, before anything is decoded
+    c["PNG of 13000 x 13000"] = (big_png(d / "big.png", 13000, 13000), "over the limit of 100 megapixels")
+    c["NRRD header claiming 60000 x 60000"] = (lying_nrrd(d / "lying.nrrd"), "3600.0 megapixels")
+    c["DICOM header claiming 60000 x 60000"] = (
+        make_dicom(d / "huge.dcm", _grey(16, 12), Rows=60000, Columns=60000),
+        "over the limit",
+    )
+    jpeg = io.BytesIO()
+    Image.fromarray(_grey(16, 12).astype(np.uint8)).save(jpeg, format="JPEG", quality=95)
+    c["JPEG DICOM with Rows overstated"] = (
+        with_codestream(make_dicom(d / "jpeg_rows.dcm", _grey(16, 12).astype(np.uint8)), jpeg.getvalue(),
+                        JPEGBaseline8Bit, Rows=9000),
+        "9000 x 12 in the header, 16 x 12 in the compressed pixel data",
+    )
     return c
 
 
@@ -86,6 +138,10 @@ CASES = [
     "missing file",
     "directory",
     "JSON named .png",
+    "PNG of 13000 x 13000",
+    "NRRD header claiming 60000 x 60000",
+    "DICOM header claiming 60000 x 60000",
+    "JPEG DICOM with Rows overstated",
 ]
 
 

@@ -10,7 +10,15 @@ this module uses pydicom's own pixel pipeline (``apply_modality_lut``, ``apply_v
 SimpleITK (GDCM inside) as the fallback decoder.
 
 Pipeline: stored values -> Modality LUT (rescale or Modality LUT Sequence) -> [VOI LUT / window, ``voi=True``]
--> MONOCHROME1 inverted so that bone is bright. Works with pydicom 2.4 and 3.
+-> MONOCHROME1 inverted so that bone is bright, in row blocks (float64 only per block, float32 out). Works with
+pydicom 2.4 and 3.
+
+Bounds: the header is read without pixel data first and Rows x Columns x frames x samples checked against
+:func:`~lumbar_monai.io.limits.max_pixels`; native pixel data must be as long as that says, compressed pixel data
+must declare the same size in its codestream (JPEG / JPEG-LS ``SOF``, JPEG 2000 ``SIZ``) before a decoder runs.
+Decoders run inside :func:`~lumbar_monai.io.decoder_output.quiet_decoders` (no raw decoder lines or plugin
+tracebacks on the console). A JPEG 2000 codestream that no decoder reads is tried once more cut to its declared
+tile-parts (:func:`~lumbar_monai.io.codestream.trim_j2k`: e.g. a ``COM`` segment of padding before ``EOC``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..errors import InputError
+from .codestream import codestream_size, trim_j2k
+from .decoder_output import quiet_decoders
+from .limits import check_pixel_count
 from .loader import Radiograph, check_readable_file
 
 try:  # pydicom >= 3
@@ -55,6 +66,10 @@ _DECODER_HINTS = {
     "1.2.840.10008.1.2.5": "pylibjpeg-rle",  # RLE Lossless (pydicom also decodes it natively)
 }
 _UNCOMPRESSED = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, "1.2.840.10008.1.2.1.99"}
+_J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+        "1.2.840.10008.1.2.4.203"}
+#: Pixels per block of the LUT pipeline (bounds the float64 temporaries to a few MB whatever the image size).
+_BLOCK_PIXELS = 1 << 18
 _SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # Structured Report storage SOP classes
 
 
@@ -167,14 +182,25 @@ def _value_domain(ds: Dataset, stored: np.ndarray) -> np.ndarray:
 
 def _to_grey(p: Path, arr: np.ndarray, photometric: str) -> np.ndarray:
     """``(H, W, 3)`` colour-encoded pixels -> ``(H, W)`` when they hold a grey image, else InputError."""
-    a = arr.astype(np.int64)
-    if np.abs(a[..., 1] - a[..., 0]).max() <= 1 and np.abs(a[..., 2] - a[..., 0]).max() <= 1:
+    if _max_channel_spread(arr, [(1, 0), (2, 0)]) <= 1:
         return arr[..., 0]
     if photometric.startswith("YBR"):  # pydicom 2.4 hands YBR through unconverted: grey = constant chroma
-        mid = a[..., 1].flat[0]
-        if np.abs(a[..., 1:] - mid).max() <= 1:
+        mid = int(arr[..., 1].flat[0])
+        if _max_channel_spread(arr, [(1, None), (2, None)], mid) <= 1:
             return arr[..., 0]
     raise InputError(p, f"colour image ({photometric}), a greyscale radiograph is needed")
+
+
+def _max_channel_spread(arr: np.ndarray, pairs: list[tuple[int, int | None]], const: int = 0) -> int:
+    """Largest ``|arr[..., a] - arr[..., b]|`` (``b`` None: ``const``) over ``pairs``, in row blocks of int64."""
+    step = max(1, _BLOCK_PIXELS // max(int(arr.shape[1]), 1))
+    worst = 0
+    for r0 in range(0, int(arr.shape[0]), step):
+        blk = arr[r0 : r0 + step].astype(np.int64)
+        for a, b in pairs:
+            other = const if b is None else blk[..., b]
+            worst = max(worst, int(np.abs(blk[..., a] - other).max(initial=0)))
+    return worst
 
 
 def _pydicom_has_decoder(tsyntax: str) -> bool:
@@ -193,9 +219,37 @@ def _pydicom_has_decoder(tsyntax: str) -> bool:
 
 
 def _decode_with_pydicom(ds: Dataset) -> np.ndarray:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_decoders():
         warnings.simplefilter("ignore")
         return ds.pixel_array
+
+
+def _single_frame(ds: Dataset) -> bytes | None:
+    """The compressed bytes of the (single) frame of encapsulated pixel data; None if they cannot be parsed."""
+    try:
+        try:  # pydicom >= 3
+            from pydicom.encaps import generate_frames
+
+            return next(generate_frames(ds.PixelData, number_of_frames=1))
+        except ImportError:  # pydicom 2.4
+            from pydicom.encaps import generate_pixel_data_frame
+
+            return next(generate_pixel_data_frame(ds.PixelData, 1))
+    except Exception:  # noqa: BLE001 - malformed items: the decoders will say so
+        return None
+
+
+def _decode_trimmed_j2k(ds: Dataset) -> tuple[np.ndarray, int]:
+    """Decode a JPEG 2000 frame cut to its declared tile-parts; returns ``(stored, bytes dropped)``."""
+    from pydicom.encaps import encapsulate
+
+    frame = _single_frame(ds)
+    trimmed = trim_j2k(frame) if frame else None
+    if trimmed is None:
+        raise ValueError("no trailing bytes to drop from the JPEG 2000 codestream")
+    ds.PixelData = encapsulate([trimmed])
+    ds["PixelData"].is_undefined_length = True
+    return _decode_with_pydicom(ds), len(frame) - len(trimmed)
 
 
 def _decode_with_sitk(p: Path, ds: Dataset) -> np.ndarray:
@@ -210,19 +264,23 @@ def _decode_with_sitk(p: Path, ds: Dataset) -> np.ndarray:
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileName(str(p))
-    img = reader.Execute()
-    arr = sitk.GetArrayFromImage(img)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    values = arr.astype(np.float64)
+    with quiet_decoders():
+        img = reader.Execute()
+    view = sitk.GetArrayViewFromImage(img)
+    if view.ndim == 3 and view.shape[0] == 1:
+        view = view[0]
+    values = np.array(view, dtype=np.float64)  # a copy: img can go
+    del view, img
     slope, intercept = float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0)
     if "ModalityLUTSequence" not in ds and (slope != 1.0 or intercept != 0.0):
-        values = (values - intercept) / slope
+        values -= intercept
+        values /= slope
     if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
         if int(ds.get("PixelRepresentation", 0) or 0) == 1:
             raise ValueError("signed MONOCHROME1 pixel data cannot be recovered exactly from GDCM's output")
-        values = (2 ** int(ds.BitsStored) - 1) - values
-    return np.rint(values).astype(np.int32 if int(ds.get("PixelRepresentation", 0) or 0) else np.uint32)
+        np.subtract(2 ** int(ds.BitsStored) - 1, values, out=values)
+    np.rint(values, out=values)
+    return values.astype(np.int32 if int(ds.get("PixelRepresentation", 0) or 0) else np.uint32)
 
 
 def _truncation(ds: Dataset) -> str | None:
@@ -241,31 +299,63 @@ def _truncation(ds: Dataset) -> str | None:
     return None
 
 
-def read_dicom(path: str | os.PathLike, voi: bool = False) -> Radiograph:
+def read_dicom(path: str | os.PathLike, voi: bool = False, max_pixels: int | None = None) -> Radiograph:
     """Read a single-frame greyscale DICOM image as a :class:`Radiograph`, bone bright.
 
     Args:
         path: a DICOM file; with or without the 128-byte preamble and file meta header.
         voi: apply the VOI LUT Sequence or Window Center/Width (first one) and return display values in [0, 1].
             Without it the image holds Modality LUT output values (e.g. stored values for CR/DX).
+        max_pixels: refuse images whose Rows x Columns x frames x samples exceed it (default
+            :func:`~lumbar_monai.io.limits.max_pixels`), before the pixel data is read.
 
     Raises:
-        InputError: not DICOM, no pixel data (e.g. an SR document), multi-frame / 3-D, colour, truncated pixel
-            data, or a compressed transfer syntax no installed decoder can read (the message names the package).
+        InputError: not DICOM, no pixel data (e.g. an SR document), multi-frame / 3-D, colour, over the size
+            limit, truncated pixel data, a codestream whose size differs from Rows/Columns, or a compressed
+            transfer syntax no installed decoder can read (the message names the package).
     """
     p = check_readable_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns on odd values; the result or the InputError says enough
-            return _read_dicom(p, voi)
+            return _read_dicom(p, voi, max_pixels)
     except (InputError, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - a malformed header can fail anywhere in pydicom; keep the promise
         raise InputError(p, f"malformed DICOM ({type(e).__name__}: {e})") from e
 
 
-def _read_dicom(p: Path, voi: bool) -> Radiograph:
+def _check_declared_size(p: Path, ds: Dataset, max_pixels: int | None) -> None:
+    """Rows x Columns x frames x samples within the limit (a header without Rows/Columns is judged later)."""
+    if "Rows" in ds and "Columns" in ds:
+        dims = (
+            int(ds.Rows or 0),
+            int(ds.Columns or 0),
+            int(ds.get("NumberOfFrames", 1) or 1),
+            int(ds.get("SamplesPerPixel", 1) or 1),
+        )
+        check_pixel_count(p, dims, "DICOM image (rows x columns [x frames x samples])", max_pixels)
+
+
+def _check_codestream_size(p: Path, ds: Dataset, tsyntax: str) -> None:
+    """Compressed pixel data: the codestream's own rows/columns must be the header's (checked before decoding)."""
+    if tsyntax in _UNCOMPRESSED or "PixelData" not in ds:
+        return
+    frame = _single_frame(ds)
+    size = codestream_size(frame) if frame else None
+    if size is None or 0 in size[:2]:  # not a JPEG family codestream (e.g. RLE), or height set later (DNL)
+        return
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if size[:2] != (rows, cols):
+        raise InputError(
+            p, f"Rows x Columns {rows} x {cols} in the header, {size[0]} x {size[1]} in the compressed pixel data"
+        )
+
+
+def _read_dicom(p: Path, voi: bool, max_pixels: int | None = None) -> Radiograph:
+    _check_declared_size(p, _dcmread(p, stop_before_pixels=True), max_pixels)
     ds = _dcmread(p)
+    _check_declared_size(p, ds, max_pixels)  # the same header unless the file changed in between
     sop_class = str(ds.get("SOPClassUID", ""))
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         what = "a Structured Report" if sop_class.startswith(_SR_PREFIX) else f"modality {ds.get('Modality', '?')}"
@@ -284,23 +374,31 @@ def _read_dicom(p: Path, voi: bool) -> Radiograph:
         raise InputError(p, trunc)
 
     tsyntax = UID(str(ds.file_meta.TransferSyntaxUID))
-    decoder = "pydicom"
+    _check_codestream_size(p, ds, tsyntax)
+    decoder, repaired = "pydicom", None
     try:
         stored = _decode_with_pydicom(ds)
-    except Exception as e:  # noqa: BLE001 - any decoder failure: try GDCM before giving up
+    except Exception as e:  # noqa: BLE001 - any decoder failure: a trimmed J2K, then GDCM, before giving up
         first = f"{type(e).__name__}: {e}"
         try:
-            stored = _decode_with_sitk(p, ds)
-            decoder = "SimpleITK"
+            if tsyntax not in _J2K:
+                raise ValueError("not JPEG 2000")
+            stored, dropped = _decode_trimmed_j2k(ds)
+            repaired = f"{dropped} bytes after the last JPEG 2000 tile-part dropped"
         except Exception:  # noqa: BLE001
-            name = getattr(tsyntax, "name", str(tsyntax))
-            if tsyntax in _UNCOMPRESSED:
-                raise InputError(p, f"cannot read pixel data ({first})") from None
-            if not _pydicom_has_decoder(tsyntax):
-                raise InputError(
-                    p, f"no decoder for {name} pixel data: install {decoder_hint(tsyntax)} (or SimpleITK with GDCM)"
-                ) from None
-            raise InputError(p, f"cannot decode {name} pixel data (truncated or corrupt?): {first}") from None
+            try:
+                stored = _decode_with_sitk(p, ds)
+                decoder = "SimpleITK"
+            except Exception:  # noqa: BLE001
+                name = getattr(tsyntax, "name", str(tsyntax))
+                if tsyntax in _UNCOMPRESSED:
+                    raise InputError(p, f"cannot read pixel data ({first})") from None
+                if not _pydicom_has_decoder(tsyntax):
+                    raise InputError(
+                        p,
+                        f"no decoder for {name} pixel data: install {decoder_hint(tsyntax)} (or SimpleITK with GDCM)",
+                    ) from None
+                raise InputError(p, f"cannot decode {name} pixel data (truncated or corrupt?): {first}") from None
 
     stored = np.asarray(stored)
     if stored.ndim == 3 and stored.shape[-1] == 3 and spp == 3:
@@ -311,30 +409,16 @@ def _read_dicom(p: Path, voi: bool) -> Radiograph:
     if stored.shape != (int(ds.Rows), int(ds.Columns)):
         raise InputError(p, f"decoded shape {stored.shape} differs from Rows x Columns {(ds.Rows, ds.Columns)}")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if spp == 3:  # grey image stored as colour: the LUT modules refer to the colour samples; use them raw
-            values = stored.astype(np.float64)
-            domain = _value_domain(ds, stored).astype(np.float64)
-        else:
-            values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-            domain = np.asarray(apply_modality_lut(_value_domain(ds, stored), ds), dtype=np.float64)
-        if voi and spp == 1:
-            _check_window_width(p, ds)
-            values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
-            domain = np.asarray(apply_voi_lut(domain, ds), dtype=np.float64)
-    lo, hi = float(domain.min()), float(domain.max())
-    # MONOCHROME1: the minimum value is displayed white; mirror the value range so that bone is bright.
-    # (DX "Presentation LUT Shape" INVERSE accompanies MONOCHROME1 by definition; it is not a second inversion.)
+    if voi and spp == 1:
+        _check_window_width(p, ds)
     invert = photometric == "MONOCHROME1"
-    if invert:
-        values = (lo + hi) - values
-    if voi:
-        values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    image = _display_values(ds, stored, spp == 3, voi, invert)
     spacing, source = dicom_pixel_spacing(ds)
     meta = _meta(ds, tsyntax, decoder, invert, voi, photometric)
+    if repaired:
+        meta["repaired"] = repaired
     return Radiograph(
-        image=np.ascontiguousarray(values, dtype=np.float32),
+        image=image,
         pixel_spacing=spacing,
         spacing_source=source,
         path=str(p),
@@ -353,6 +437,39 @@ def _check_window_width(p: Path, ds: Dataset) -> None:
         raise InputError(p, "WindowWidth is not a number") from None
     if not width > 0:
         raise InputError(p, f"WindowWidth must be > 0 (the header says {width:g})")
+
+
+def _display_values(ds: Dataset, stored: np.ndarray, raw: bool, voi: bool, invert: bool) -> np.ndarray:
+    """Stored values -> Modality LUT -> [VOI] -> [MONOCHROME1 mirrored] -> [0, 1] with ``voi``; float32 ``(H, W)``.
+
+    ``raw``: a grey image stored as colour, whose LUT modules refer to the colour samples: values used as stored
+    (and no VOI). Each block of rows goes through the same float64 steps a whole image would; only the output is
+    full size.
+    """
+
+    def lut(x: np.ndarray) -> np.ndarray:
+        if raw:
+            return x.astype(np.float64)
+        out = np.asarray(apply_modality_lut(x, ds), dtype=np.float64)
+        return np.asarray(apply_voi_lut(out, ds), dtype=np.float64) if voi else out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        domain = lut(_value_domain(ds, stored))
+        lo, hi = float(domain.min()), float(domain.max())
+        h, w = stored.shape
+        image = np.empty((h, w), dtype=np.float32)
+        step = max(1, _BLOCK_PIXELS // max(w, 1))
+        for r0 in range(0, h, step):
+            values = lut(stored[r0 : r0 + step])
+            # MONOCHROME1: the minimum value is displayed white; mirror the value range so that bone is bright.
+            # (DX "Presentation LUT Shape" INVERSE accompanies MONOCHROME1 by definition; not a second inversion.)
+            if invert:
+                values = (lo + hi) - values
+            if voi:
+                values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+            image[r0 : r0 + step] = values
+    return image
 
 
 def _meta(ds: Dataset, tsyntax: UID, decoder: str, inverted: bool, voi: bool, photometric: str) -> dict[str, Any]:

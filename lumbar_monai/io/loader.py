@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .limits import check_file_size
 
 __all__ = ["Radiograph", "SPACING_SOURCES", "sniff_format", "load_radiograph", "check_readable_file"]
 
@@ -77,7 +78,8 @@ class Radiograph:
 
 
 def check_readable_file(path: str | os.PathLike) -> Path:
-    """Return ``Path(path)`` if it is an existing, non-empty regular file, else raise :class:`InputError`."""
+    """Return ``Path(path)`` if it is an existing, non-empty regular file within the file size limit
+    (:func:`~lumbar_monai.io.limits.max_file_bytes`), else raise :class:`InputError`."""
     p = Path(path)
     if not p.exists():
         raise InputError(p, "file not found")
@@ -89,6 +91,7 @@ def check_readable_file(path: str | os.PathLike) -> Path:
         raise InputError(p, f"cannot read ({e.strerror or type(e).__name__})") from None
     if size == 0:
         raise InputError(p, "empty file")
+    check_file_size(p, size)
     return p
 
 
@@ -154,12 +157,16 @@ def sniff_format(path: str | os.PathLike) -> str:
     )
 
 
-def load_radiograph(path: str | os.PathLike, voi: bool = False) -> Radiograph:
+def load_radiograph(path: str | os.PathLike, voi: bool = False, max_pixels: int | None = None) -> Radiograph:
     """Read a single-frame greyscale radiograph from any supported file (see the module docstring).
+
+    Every reader checks the size the file declares before decoding it (:mod:`lumbar_monai.io.limits`).
 
     Args:
         path: the image file; its content decides the reader, not its extension.
         voi: DICOM only: apply the VOI LUT / window of the header and return display values in [0, 1].
+        max_pixels: refuse images of more pixel values than this (default
+            :func:`~lumbar_monai.io.limits.max_pixels`: ``$LUMBAR_MAX_PIXELS`` or 100 megapixels).
 
     Returns:
         :class:`Radiograph` with a ``(H, W)`` float32 image, bone bright.
@@ -173,14 +180,14 @@ def load_radiograph(path: str | os.PathLike, voi: bool = False) -> Radiograph:
         if fmt == "dicom":
             from .dicom import read_dicom
 
-            return read_dicom(path, voi=voi)
+            return read_dicom(path, voi=voi, max_pixels=max_pixels)
         if fmt in ("png", "jpeg", "bmp", "tiff"):
             from .images import read_raster
 
-            return read_raster(path, fmt=fmt)
+            return read_raster(path, fmt=fmt, max_pixels=max_pixels)
         from .images import read_itk
 
-        return read_itk(path, fmt=fmt)
+        return read_itk(path, fmt=fmt, max_pixels=max_pixels)
     except (InputError, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - whatever a decoder throws, the caller gets one InputError

@@ -270,25 +270,14 @@ def resolve_corner_name(layout: Layout, vertebra: VertebraSpec, corner: str, fac
 
 
 def infer_facing(points: np.ndarray, layout: Layout) -> str:
-    """Which image side the patient faces on a lateral image, from landmarks in *image-side* order.
+    """Which image side the patient faces on a lateral image, from the *shape* of the landmarks.
 
-    ``points`` are stored as if the patient faced left (top-left first). Rule (*ours*): the S1 upper end plate
-    slopes down anteriorly (sacral slope 20-60 degrees in adults), so the lower S1 corner is anterior; without
-    a sacrum, the lordotic apex (mid-lumbar centres) bulges anteriorly relative to the L1-L5 chord.
-    Returns ``"left"`` or ``"right"``; AP layouts return ``"left"``.
+    ``points`` may be in image-side order (as if facing left, e.g. a BUU-LSPINE CSV) or anatomically named: the
+    rule (*ours*, :func:`lumbar_monai.facing.facing_from_shape`) reads the S1 upper end plate, which slopes down
+    anteriorly (sacral slope 20-60 degrees in adults), and the lordotic bulge of the lumbar centres, which points
+    anteriorly. Returns ``"left"`` or ``"right"``; AP layouts (and shapes with no cue at all) return ``"left"``.
     """
-    arr = layout.check_points(points)
-    if layout.view != "lateral":
-        return "left"
-    if layout.has_sacrum:
-        s = arr[layout.vertebra_slices[layout.sacrum_index]]
-        if abs(s[0, 1] - s[1, 1]) > 1e-6:
-            lower_is_left = (s[0, 1] > s[1, 1]) == (s[0, 0] < s[1, 0])
-            return "left" if lower_is_left else "right"
-    c = layout.centres(arr)[list(layout.lumbar_indices)]
-    a, b = c[0], c[-1]
-    mid = c[len(c) // 2]
-    # x of the chord at the apex's height
-    t = 0.0 if abs(b[1] - a[1]) < 1e-9 else (mid[1] - a[1]) / (b[1] - a[1])
-    chord_x = a[0] + t * (b[0] - a[0])
-    return "left" if mid[0] < chord_x else "right"
+    from .facing import facing_from_shape
+
+    facing, _ = facing_from_shape(points, layout)
+    return facing or "left"

@@ -55,9 +55,18 @@ CHECKPOINT_VERSION = 1
 DEFAULT_CONFIDENCE_THRESHOLD = 0.3
 
 
-def order_violations(points: np.ndarray, centres: np.ndarray, layout: Layout) -> list[str]:
-    """Human-readable reasons why the landmarks are in an impossible order (empty list: none)."""
+def order_violations(points: np.ndarray, centres: np.ndarray, layout: Layout, facing: str | None = None) -> list[str]:
+    """Human-readable reasons why the landmarks are in an impossible order (empty list: none).
+
+    Cranio-caudal order in y always; on a lateral view with a known ``facing`` (the image side the patient faces)
+    also the anterior corner of every end plate on that side of its posterior corner."""
     reasons = []
+    if facing is not None and layout.view == "lateral":
+        p = np.asarray(points, dtype=np.float64)
+        s = 1.0 if facing == "left" else -1.0
+        for (a, b), name in zip(layout.end_plate_segments, _plate_names(layout), strict=True):
+            if not s * (p[b, 0] - p[a, 0]) > 0:
+                reasons.append(f"{name}: the anterior corner is not on the {facing} (the side the patient faces)")
     cy = np.asarray(centres, dtype=np.float64)[:, 1]
     for i in range(len(cy) - 1):
         if not cy[i] < cy[i + 1]:
@@ -76,6 +85,11 @@ def order_violations(points: np.ndarray, centres: np.ndarray, layout: Layout) ->
         if not y0 < y1:
             reasons.append(f"end plates of {n0} and {n1} out of order")
     return reasons
+
+
+def _plate_names(layout: Layout) -> list[str]:
+    return [f"{v.name} {'superior' if k == 0 and len(v.end_plates) == 2 else 'inferior' if k else 'upper'} end plate"
+            for v in layout.vertebrae for k in range(len(v.end_plates))]
 
 
 class LandmarkPredictor:
@@ -129,8 +143,6 @@ class LandmarkPredictor:
             "preprocessing": dict(s1.get("preprocessing", {})),
             "repair": s1.get("repair", {}),
         }
-        if s1.get("framing"):  # windows instead of pad-and-resize (lumbar_monai.framing): passes, factor
-            self.stage1["framing"] = dict(s1["framing"])
         self.confidence_threshold = float(confidence_threshold)
         self.meta = dict(meta or {})
         self.lumbar_codec = CornerCodec(self.layout, "lumbar", size=self.crop_size)
@@ -182,8 +194,6 @@ class LandmarkPredictor:
         """Stage 1 on a ``(H, W)`` image: ``(centres (V, 2) original px, confidence (V,), repaired: bool)``."""
         if self.centre_net is None:
             raise ValueError("this predictor has no Pose-Net: pass centres to predict()")
-        if self.stage1.get("framing"):
-            return self._detect_centres_framed(image, timings)
         from .postprocess import postprocess_centres
 
         t = _Timer(self.device, timings)
@@ -197,18 +207,6 @@ class LandmarkPredictor:
                                   repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))
         t.lap("stage1_postprocess")
         return (out["original"].numpy(), out["confidence"].numpy(), bool(out["centre_repaired"]))
-
-    def _detect_centres_framed(self, image: np.ndarray, timings: dict[str, float] | None = None):
-        """Stage 1 through :func:`~lumbar_monai.framing.detect_centres_framed` (whole image, then lumbar windows)."""
-        from .framing import detect_centres_framed
-
-        t = _Timer(self.device, timings)
-        fr = self.stage1["framing"]
-        out = detect_centres_framed(self.centre_net, image, self._centre_decoder(), passes=int(fr.get("passes", 2)),
-                                    factor=float(fr.get("factor", 2.0)), preprocessing=self.stage1["preprocessing"],
-                                    repair=self.stage1["repair"], device=self.device)
-        t.lap("stage1_framed")
-        return out["original"], out["confidence"], out["centre_repaired"]
 
     # ----- stage 2 --------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -253,6 +251,7 @@ class LandmarkPredictor:
         centres=None,
         pixel_spacing: tuple[float, float] | None = None,
         spacing_source: str | None = None,
+        facing: str = "auto",
     ) -> LandmarkResult:
         """Landmarks of one image.
 
@@ -262,7 +261,14 @@ class LandmarkPredictor:
             centres: ``(V, 2)`` centres in original pixels to skip stage 1 (e.g. ground truth).
             pixel_spacing: ``(sx, sy)`` mm per pixel; overrides the file's.
             spacing_source: where ``pixel_spacing`` came from (defaults to ``"argument"`` when it is given).
+            facing: lateral views: ``"auto"`` decides from the image which side the patient faces (both networks
+                on the image and its mirror, :func:`~lumbar_monai.facing.predict_any_facing`), ``"left"`` /
+                ``"right"`` says it. The networks always see their trained facing; the points keep anatomical
+                names. Recorded in ``meta["facing"]``; QC flag ``facing_uncertain`` when too close to call.
         """
+        from .facing import CANONICAL_FACING, facing_hint, predict_any_facing
+
+        hint = facing_hint(getattr(image, "meta", None))
         timings: dict[str, float] = {}
         t = _Timer(self.device, timings)
         img, spacing, source = self.read_input(image)
@@ -270,22 +276,22 @@ class LandmarkPredictor:
             spacing, source = (float(pixel_spacing[0]), float(pixel_spacing[1])), spacing_source or "argument"
         t.lap("read")
         flags: list[str] = []
-        if centres is None:
-            c, c_conf, repaired = self.detect_centres(img, timings)
-            if repaired:
-                flags.append("centre_repaired")
-        else:
-            c = np.asarray(centres, dtype=np.float64).reshape(self.layout.num_vertebrae, 2)
-            c_conf = np.full(self.layout.num_vertebrae, np.nan)
-        t.reset()
-        pts, conf = self.detect_corners(img, c, timings)
+        out, decision = predict_any_facing(self, img, centres, facing=facing, hint=hint, timings=timings,
+                                           canonical=str(self.meta.get("canonical_facing", CANONICAL_FACING)))
+        c, c_conf, pts, conf = out.centres, out.centre_confidence, out.points, out.confidence
+        if out.repaired:
+            flags.append("centre_repaired")
         if np.any(conf < self.confidence_threshold):
             flags.append("low_confidence")
-        reasons = order_violations(pts, c, self.layout)
+        reasons = order_violations(pts, c, self.layout, decision.facing)
         if reasons:
             flags.append("order_violation")
+        if decision.uncertain:
+            flags.append("facing_uncertain")
         meta = dict(self.meta)
         meta["timings_ms"] = {k: 1000.0 * v for k, v in timings.items()}
+        if decision.facing is not None:
+            meta["facing"] = decision.as_meta()
         if reasons:
             meta["order_violations"] = reasons
         meta["centres_from"] = "stage1" if centres is None else "given"
@@ -345,8 +351,7 @@ class LandmarkPredictor:
             crop_size=ckpt.get("crop_size", 256),
             crop_blur_sigma=ckpt.get("crop_blur_sigma", 1.0),
             stage1=None if stage1 is None else {
-                k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair", "framing")
-                if k in stage1},
+                k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair") if k in stage1},
             confidence_threshold=ckpt.get("confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD),
             device=device,
             meta=ckpt.get("meta"),

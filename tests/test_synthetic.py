@@ -264,9 +264,9 @@ def test_write_study_set_all_formats_read_back(tmp_path: Path, image_format: str
         np.testing.assert_allclose(ann.points, study.points, atol=1e-9)
         np.testing.assert_array_equal(img, study.image)
         assert ann.facing == study.facing
-        buu = read_buu_csv(tmp_path / entry["buu"])
-        np.testing.assert_allclose(buu.points, _image_side(study.points, study.facing), atol=1e-3)
-        assert infer_facing(buu.points, LATERAL) == study.facing
+        buu = read_buu_csv(tmp_path / entry["buu"])  # image-side columns; the reader infers the facing (issue 15)
+        np.testing.assert_allclose(buu.points, study.points, atol=1e-3)
+        assert buu.facing == study.facing and infer_facing(buu.points, LATERAL) == study.facing
         ds = pydicom.dcmread(tmp_path / entry["dicom"])
         assert ds.Modality == "DX" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.1.1"
         assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID

@@ -143,6 +143,8 @@ class LandmarkPredictor:
             "preprocessing": dict(s1.get("preprocessing", {})),
             "repair": s1.get("repair", {}),
         }
+        if s1.get("framing"):  # windows instead of pad-and-resize (lumbar_monai.framing): passes, factor
+            self.stage1["framing"] = dict(s1["framing"])
         self.confidence_threshold = float(confidence_threshold)
         self.meta = dict(meta or {})
         self.lumbar_codec = CornerCodec(self.layout, "lumbar", size=self.crop_size)
@@ -194,6 +196,8 @@ class LandmarkPredictor:
         """Stage 1 on a ``(H, W)`` image: ``(centres (V, 2) original px, confidence (V,), repaired: bool)``."""
         if self.centre_net is None:
             raise ValueError("this predictor has no Pose-Net: pass centres to predict()")
+        if self.stage1.get("framing"):
+            return self._detect_centres_framed(image, timings)
         from .postprocess import postprocess_centres
 
         t = _Timer(self.device, timings)
@@ -207,6 +211,18 @@ class LandmarkPredictor:
                                   repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))
         t.lap("stage1_postprocess")
         return (out["original"].numpy(), out["confidence"].numpy(), bool(out["centre_repaired"]))
+
+    def _detect_centres_framed(self, image: np.ndarray, timings: dict[str, float] | None = None):
+        """Stage 1 through :func:`~lumbar_monai.framing.detect_centres_framed` (whole image, then lumbar windows)."""
+        from .framing import detect_centres_framed
+
+        t = _Timer(self.device, timings)
+        fr = self.stage1["framing"]
+        out = detect_centres_framed(self.centre_net, image, self._centre_decoder(), passes=int(fr.get("passes", 2)),
+                                    factor=float(fr.get("factor", 2.0)), preprocessing=self.stage1["preprocessing"],
+                                    repair=self.stage1["repair"], device=self.device)
+        t.lap("stage1_framed")
+        return out["original"], out["confidence"], out["centre_repaired"]
 
     # ----- stage 2 --------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -351,7 +367,8 @@ class LandmarkPredictor:
             crop_size=ckpt.get("crop_size", 256),
             crop_blur_sigma=ckpt.get("crop_blur_sigma", 1.0),
             stage1=None if stage1 is None else {
-                k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair") if k in stage1},
+                k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair", "framing")
+                if k in stage1},
             confidence_threshold=ckpt.get("confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD),
             device=device,
             meta=ckpt.get("meta"),

@@ -9,7 +9,7 @@ import numpy as np
 
 from .anatomy import Layout
 
-__all__ = ["LandmarkResult", "QC_FLAGS"]
+__all__ = ["LandmarkResult", "QC_FLAGS", "SPACING_PLANES", "spacing_plane"]
 
 #: QC flags a result may carry, with their meaning.
 QC_FLAGS = {
@@ -19,6 +19,24 @@ QC_FLAGS = {
     "facing_uncertain": "lateral view: the image and its mirror read almost equally well, so the side the patient "
     "faces (and with it anterior/posterior) is uncertain",
 }
+
+
+#: The plane a pixel spacing measures in, by :attr:`LandmarkResult.spacing_source`. ``"patient"``: calibrated to
+#: the patient (DICOM ``PixelSpacing``, or ``ImagerPixelSpacing`` divided by ``EstimatedRadiographicMagnificationFactor``);
+#: ``"detector"``: at the detector face (``ImagerPixelSpacing`` alone), so lengths include the geometric
+#: magnification (typically 10-20 % on a lumbar lateral). Other sources (file headers, annotations, arguments)
+#: do not say.
+SPACING_PLANES = {
+    "PixelSpacing": "patient",
+    "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor": "patient",
+    "ImagerPixelSpacing": "detector",
+    "synthetic": "patient",
+}
+
+
+def spacing_plane(spacing_source: str | None) -> str | None:
+    """``"patient"``, ``"detector"`` or ``None`` (unknown) for a spacing source (see :data:`SPACING_PLANES`)."""
+    return SPACING_PLANES.get(spacing_source) if spacing_source else None
 
 
 @dataclass
@@ -33,7 +51,8 @@ class LandmarkResult:
         centre_confidence: ``(V,)`` peak heights of the centre maps.
         qc_flags: keys of :data:`QC_FLAGS` that apply.
         pixel_spacing: ``(sx, sy)`` mm per pixel, or ``None``.
-        spacing_source: ``"PixelSpacing"``, ``"ImagerPixelSpacing"``, ``"annotation"``, ... or ``None``.
+        spacing_source: ``"PixelSpacing"``, ``"ImagerPixelSpacing"``, ``"annotation"``, ... or ``None``; its
+            plane is :attr:`spacing_plane`.
         image_size: ``(W, H)`` of the original image.
         meta: free-form (model versions, timings); never patient identifiers.
     """
@@ -48,6 +67,11 @@ class LandmarkResult:
     spacing_source: str | None = None
     image_size: tuple[int, int] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spacing_plane(self) -> str | None:
+        """``"patient"`` / ``"detector"`` / ``None``: where :attr:`pixel_spacing` measures (:func:`spacing_plane`)."""
+        return spacing_plane(self.spacing_source) if self.pixel_spacing is not None else None
 
     def points_mm(self) -> np.ndarray | None:
         """Corners in millimetres from the image origin, or ``None`` without a pixel spacing."""
@@ -79,6 +103,7 @@ class LandmarkResult:
             "image_size": None if self.image_size is None else [int(v) for v in self.image_size],
             "pixel_spacing": None if self.pixel_spacing is None else [float(v) for v in self.pixel_spacing],
             "spacing_source": self.spacing_source,
+            "spacing_plane": self.spacing_plane,
             "landmarks": landmarks,
             "centres": centres,
             "qc_flags": list(self.qc_flags),

@@ -1,0 +1,57 @@
+"""Score an AP predictor on a split of the AASCE datalist, once per number of stage-1 framing passes.
+
+``passes 1`` is the whole image only (pad to square and resize, the pre-framing input); ``2`` adds the lumbar window
+(the shipped setting); ``3`` one more window. Each run is the project's evaluate workflow
+(:func:`~lumbar_monai.workflows.evaluate.evaluate_predictor`: tables, per-case CSV, overlays under
+``OUT/passes<N>``); this prints one summary row per run:
+
+    .venv/bin/python benchmarks/eval_aasce_ap.py --model bundles/lumbar_landmarks/models/aasce_ap.pt \
+        --datalist runs/aasce_ap/datalist.json --split test --passes 1 2 3 --out runs/aasce_ap/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lumbar_monai.predictor import LandmarkPredictor
+from lumbar_monai.workflows.evaluate import evaluate_predictor
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--datalist", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--passes", type=int, nargs="+", default=[2])
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    print("| framing passes | n | centre detection (%) | RD detected images, paper's Total (%) | RD all images (%) "
+          "| RD median image (%) | landmark outliers, detected images (%) | s / image |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in a.passes:
+        out = Path(a.out) / f"passes{n}"
+        out.mkdir(parents=True, exist_ok=True)
+        pred = LandmarkPredictor.load(a.model, device="cpu")
+        pred.stage1.setdefault("framing", {"factor": 2.0})["passes"] = n
+        ckpt = out / "model.pt"
+        pred.save(ckpt)
+        t0 = time.time()
+        s = evaluate_predictor(ckpt, a.datalist, out, split=a.split)
+        per_image = (time.time() - t0) / max(s["n_cases"], 1)
+        with open(out / "per_case.csv", newline="") as f:
+            mean_rd = np.array([float(r["mean_RD"]) for r in csv.DictReader(f)])
+        with open(out / "landmark_error.csv", newline="") as f:
+            total = next(r for r in csv.DictReader(f) if r["vertebra"] == "Total")
+        rd = s["landmark_rd_pct"]
+        print(f"| {n} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
+              f"| {'n/a' if rd is None else f'{rd:.2f}'} | {s['landmark_rd_all_pct']:.2f} "
+              f"| {np.median(mean_rd):.2f} | {total['outlier_pct']} | {per_image:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -325,16 +325,23 @@ def _write_dicom_outputs(path: Path, stage: Callable[[str], Path], name: str, re
 
 def _process(path: Path, out_dir: Path, predictor: Predictor, loader: Callable, used: set[str],
              secondary_capture: bool) -> BatchItem:
-    from .io.overlay import write_overlay_png
-    from .io.result_json import write_result_json
-
     radiograph = loader(path)
     meta = dict(getattr(radiograph, "meta", {}) or {})
     digest = _sha256(path)
     result = predictor.predict(radiograph)
-    ms = measure_result(result)
     base_name = output_name(meta, digest)
     name = _claim_name(out_dir, base_name, digest, used)
+    return _write_outputs(path, out_dir, radiograph, digest, result, name, base_name, secondary_capture)
+
+
+def _write_outputs(path: Path, out_dir: Path, radiograph, digest: str, result: LandmarkResult, name: str,
+                   base_name: str, secondary_capture: bool) -> BatchItem:
+    """Every output of one image under its claimed ``name`` (JSON, overlay, SR/GSPS/SC for DICOM sources)."""
+    from .io.overlay import write_overlay_png
+    from .io.result_json import write_result_json
+
+    meta = dict(getattr(radiograph, "meta", {}) or {})
+    ms = measure_result(result)
     fmt = str(meta.get("format") or "")
     source = {"sop_instance_uid": meta.get("sop_instance_uid"), "sha256": digest, "format": fmt or None,
               "modality": meta.get("modality")}
@@ -427,6 +434,91 @@ def check_output_folder(out: Path) -> None:
         raise InputError(fail, "cannot read the earlier run's failures; move it away")
 
 
+def _run_batched(files: Sequence[Path], out: Path, predictor, loader: Callable, used: set[str],
+                 secondary_capture: bool, progress: bool, batch_size: int, workers: int) -> list[BatchItem]:
+    """The batched run (``--batch-size`` / ``--workers``): files read, hashed and pre-processed in ``workers``
+    processes (:func:`lumbar_monai.batched.iter_predictions`), networks on batches, output names claimed here in
+    input order and the writers in one background thread (with ``workers > 0``), off the device's path. At most
+    ``2 * batch_size`` images wait for their writer, so memory stays bounded."""
+    from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    from .batched import iter_predictions
+
+    n = len(files)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lumbar-monai-writer") if workers > 0 else None
+    pending: list[tuple[Path, Any]] = []
+    with library_messages_withheld() as withheld:  # one context for the run: it is not thread-safe
+        try:
+            preds = iter_predictions(predictor, files, batch_size=batch_size, workers=workers, loader=loader,
+                                     extra=_sha256)
+            for pred in tqdm(preds, total=n, desc="lumbar-monai", unit="image", disable=not progress):
+                path = files[pred.index]
+                if pred.error is not None:
+                    pending.append((path, pred.error))
+                    continue
+                meta = dict(getattr(pred.radiograph, "meta", {}) or {})
+                base_name = output_name(meta, pred.extra)
+                name = _claim_name(out, base_name, pred.extra, used)
+                args = (path, out, pred.radiograph, pred.extra, pred.result, name, base_name, secondary_capture)
+                if pool is None:
+                    try:
+                        pending.append((path, _write_outputs(*args)))
+                    except Exception as e:  # noqa: BLE001 - settled below like any failure
+                        pending.append((path, e))
+                    continue
+                pending.append((path, pool.submit(_write_outputs, *args)))
+                waiting = [f for _, f in pending if isinstance(f, Future) and not f.done()]
+                if len(waiting) > 2 * batch_size:
+                    wait(waiting[: len(waiting) - 2 * batch_size])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        items = []
+        for i, (path, outcome) in enumerate(pending, start=1):
+            items.append(_settle(i, n, path, lambda o=outcome: _resolved(o)))
+    if withheld:
+        log.debug("%d library warning(s) withheld during the run", len(withheld))
+    return items
+
+
+def _resolved(outcome) -> BatchItem:
+    """A writer's BatchItem, or raise what the reader or the writer raised."""
+    from concurrent.futures import Future
+
+    if isinstance(outcome, Future):
+        return outcome.result()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _settle(i: int, n: int, path: Path, make: Callable[[], BatchItem]) -> BatchItem:
+    """``make()`` (one image's outputs) with the batch's handling: a failure becomes a failed item with a scrubbed
+    one-line reason, never an exception; the log names images by output name only."""
+    try:
+        with library_messages_withheld() as withheld:
+            item = make()
+        log.info("image %d/%d: ok -> %s", i, n, item.name)
+        if item.renamed_from:
+            log.warning("image %d/%d: output name %s is held by another image (a repeated SOP Instance UID or "
+                        "a copy of a file); its outputs are named %s", i, n, item.renamed_from, item.name)
+        if item.note:
+            log.warning("image %d/%d: %s", i, n, item.note)
+        if withheld:
+            log.debug("image %d/%d: %d library warning(s) withheld", i, n, len(withheld))
+    except InputError as e:
+        reason = scrub(e.problem, _identifying_values(path))
+        item = BatchItem(path=str(path), status="failed", reason=reason)
+        log.warning("image %d/%d: failed (%s)", i, n, reason)
+    except Exception as e:  # noqa: BLE001 - one bad image must not stop the batch; its reason is reported
+        reason = scrub(" ".join(f"{type(e).__name__}: {e}".split()), _identifying_values(path))
+        item = BatchItem(path=str(path), status="failed", reason=reason)
+        log.warning("image %d/%d: failed (%s)", i, n, type(e).__name__)
+    return item
+
+
 def run_batch(
     inputs: Iterable[str | os.PathLike] | str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -434,6 +526,8 @@ def run_batch(
     loader: Callable[[Path], Any] | None = None,
     secondary_capture: bool = False,
     progress: bool = True,
+    batch_size: int = 1,
+    workers: int = 0,
 ) -> BatchSummary:
     """Run ``predictor`` on every image found in ``inputs`` and write the outputs (see the module docstring).
 
@@ -445,6 +539,9 @@ def run_batch(
             should have ``image`` (H, W) and ``meta`` with ``format`` and, for DICOM, ``sop_instance_uid``.
         secondary_capture: also write an RGB secondary capture of the overlay for DICOM sources.
         progress: show a tqdm progress bar.
+        batch_size, workers: with ``batch_size > 1`` or ``workers > 0`` (and a predictor with ``predict_batch``)
+            the files are read in ``workers`` processes and the networks run on batches
+            (:func:`_run_batched`); the outputs are the same.
 
     Raises:
         InputError: the output folder cannot be created or written, or holds summaries that cannot be merged
@@ -464,27 +561,12 @@ def run_batch(
     items = [BatchItem(path=p, status="failed", reason=problem) for p, problem in errors]
     used: set[str] = set()
     n = len(files)
-    for i, path in enumerate(tqdm(files, desc="lumbar-monai", unit="image", disable=not progress), start=1):
-        try:
-            with library_messages_withheld() as withheld:
-                item = _process(path, out, predictor, loader, used, secondary_capture)
-            log.info("image %d/%d: ok -> %s", i, n, item.name)
-            if item.renamed_from:
-                log.warning("image %d/%d: output name %s is held by another image (a repeated SOP Instance UID or "
-                            "a copy of a file); its outputs are named %s", i, n, item.renamed_from, item.name)
-            if item.note:
-                log.warning("image %d/%d: %s", i, n, item.note)
-            if withheld:
-                log.debug("image %d/%d: %d library warning(s) withheld", i, n, len(withheld))
-        except InputError as e:
-            reason = scrub(e.problem, _identifying_values(path))
-            item = BatchItem(path=str(path), status="failed", reason=reason)
-            log.warning("image %d/%d: failed (%s)", i, n, reason)
-        except Exception as e:  # noqa: BLE001 - one bad image must not stop the batch; its reason is reported
-            reason = scrub(" ".join(f"{type(e).__name__}: {e}".split()), _identifying_values(path))
-            item = BatchItem(path=str(path), status="failed", reason=reason)
-            log.warning("image %d/%d: failed (%s)", i, n, type(e).__name__)
-        items.append(item)
+    if (batch_size > 1 or workers > 0) and hasattr(predictor, "centres_batch"):
+        items += _run_batched(files, out, predictor, loader, used, secondary_capture, progress, batch_size, workers)
+    else:
+        for i, path in enumerate(tqdm(files, desc="lumbar-monai", unit="image", disable=not progress), start=1):
+            items.append(_settle(i, n, path, lambda p=path: _process(p, out, predictor, loader, used,
+                                                                     secondary_capture)))
     ok_rows = [it.row for it in items if it.status == "ok"]
     csv_path, fail_path = out / "measurements.csv", out / "failures.txt"
     try:

@@ -109,6 +109,8 @@ class LandmarkPredictor:
         confidence_threshold: corner peak height below which ``low_confidence`` is flagged.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         meta: free-form, copied into every result (model versions); never patient data.
+        amp: run the networks under float16 autocast (default: on CUDA only); on CUDA the networks and their
+            inputs are also put in channels-last memory format.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class LandmarkPredictor:
         confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
         device: str | torch.device | None = None,
         meta: Mapping[str, Any] | None = None,
+        amp: bool | None = None,
     ) -> None:
         self.layout = get_layout(layout)
         if lumbar_net is None:
@@ -151,6 +154,12 @@ class LandmarkPredictor:
         self.sacrum_codec = CornerCodec(self.layout, "sacrum", size=self.crop_size) if self.layout.has_sacrum else None
         self._stage1_chain = None
         self._centre_codec = None
+        self.amp = (self.device.type == "cuda") if amp is None else bool(amp)
+        self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            for net in (self.lumbar_net, self.sacrum_net, self.centre_net):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
 
     # ----- input ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -191,6 +200,42 @@ class LandmarkPredictor:
                                                     heatmap_size=self.stage1["heatmap_size"])
         return self._centre_codec
 
+    def stage1_input(self, image, device: str | torch.device | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Stage-1 pre-processing of one ``(H, W)`` image at network resolution: ``((1, S, S) float32 tensor on
+        ``device`` (default: the image's), original -> input 3x3 geometry)``. The CPU part that
+        :meth:`predict_batch`'s workers run; given a CUDA ``device``, the resize runs there."""
+        t = torch.as_tensor(image, dtype=torch.float32, device=device)
+        sample = self._stage1_transforms()({"image": t[None]})
+        return torch.as_tensor(sample["image"], dtype=torch.float32), np.asarray(sample["geometry"], np.float64)
+
+    def _net(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One network call: on the device, channels-last and autocast where enabled; float32 maps out."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp):
+            out = net(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out.float()
+
+    @torch.inference_mode()
+    def centres_batch(self, inputs: torch.Tensor, geometries, timings: dict[str, float] | None = None):
+        """Stage 1 on ``(B, 1, S, S)`` pre-processed inputs (:meth:`stage1_input`) with their ``(B, 3, 3)``
+        geometries, one Pose-Net call: a list of ``(centres (V, 2) original px, confidence (V,), repaired)``."""
+        if self.centre_net is None:
+            raise ValueError("this predictor has no Pose-Net: pass centres to predict()")
+        from .postprocess import postprocess_centres
+
+        t = _Timer(self.device, timings)
+        maps = self._net(self.centre_net, inputs)
+        t.lap("stage1_network")
+        out = postprocess_centres(maps.cpu(), self._centre_decoder(), geometry=np.asarray(geometries, np.float64),
+                                  repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))
+        t.lap("stage1_postprocess")
+        return [(out["original"][b].numpy(), out["confidence"][b].numpy(), bool(out["centre_repaired"][b]))
+                for b in range(len(maps))]
+
     @torch.inference_mode()
     def detect_centres(self, image: np.ndarray, timings: dict[str, float] | None = None):
         """Stage 1 on a ``(H, W)`` image: ``(centres (V, 2) original px, confidence (V,), repaired: bool)``."""
@@ -198,19 +243,10 @@ class LandmarkPredictor:
             raise ValueError("this predictor has no Pose-Net: pass centres to predict()")
         if self.stage1.get("framing"):
             return self._detect_centres_framed(image, timings)
-        from .postprocess import postprocess_centres
-
         t = _Timer(self.device, timings)
-        sample = self._stage1_transforms()({"image": image[None]})
-        x = torch.as_tensor(sample["image"], dtype=torch.float32)[None].to(self.device)
+        x, geometry = self.stage1_input(image, self.device if self.device.type == "cuda" else None)
         t.lap("stage1_preprocess")
-        out = self.centre_net(x)
-        maps = out[0] if isinstance(out, (tuple, list)) else out
-        t.lap("stage1_network")
-        out = postprocess_centres(maps[0].float().cpu(), self._centre_decoder(), geometry=sample["geometry"],
-                                  repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))
-        t.lap("stage1_postprocess")
-        return (out["original"].numpy(), out["confidence"].numpy(), bool(out["centre_repaired"]))
+        return self.centres_batch(x[None], geometry[None], timings)[0]
 
     def _detect_centres_framed(self, image: np.ndarray, timings: dict[str, float] | None = None):
         """Stage 1 through :func:`~lumbar_monai.framing.detect_centres_framed` (whole image, then lumbar windows)."""
@@ -226,39 +262,58 @@ class LandmarkPredictor:
 
     # ----- stage 2 --------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def detect_corners(self, image: np.ndarray, centres, timings: dict[str, float] | None = None):
-        """Stage 2 on a ``(H, W)`` image with ``(V, 2)`` centres: ``(points (N, 2) original px, confidence (N,))``.
+    def corners_batch(self, images, centres, timings: dict[str, float] | None = None):
+        """Stage 2 on several images at once: ``images`` ``(H, W)`` arrays or tensors (any sizes), ``centres``
+        ``(V, 2)`` each. Every vertebra of every image is cropped (one resampling per image, one blur for all),
+        all lumbar crops go through the lumbar M-Net in one call, all S1 crops through the sacrum M-Net in one.
+        Returns a list of ``(points (N, 2) original px, confidence (N,))``."""
+        from .crops import blur_crops
 
-        All vertebrae are cropped in one resampling; lumbar crops run as one batch through the lumbar M-Net.
-        """
         t = _Timer(self.device, timings)
         lay = self.layout
-        img = torch.as_tensor(image, dtype=torch.float32, device=self.device)
-        lo, hi = img.min(), img.max()
-        img = (img - lo) / (hi - lo) if hi > lo else torch.zeros_like(img)
-        centres = np.asarray(centres, dtype=np.float64)
-        crops, aff = extract_vertebra_crops(img, centres, lay, out_size=self.crop_size, vertebrae="all",
-                                            blur_sigma=self.crop_blur_sigma)
+        v = lay.num_vertebrae
+        crops, affs = [], []
+        for image, c in zip(images, centres, strict=True):
+            img = torch.as_tensor(image, dtype=torch.float32).to(self.device, non_blocking=True)
+            lo, hi = img.min(), img.max()
+            img = (img - lo) / (hi - lo) if hi > lo else torch.zeros_like(img)
+            cr, aff = extract_vertebra_crops(img, np.asarray(c, dtype=np.float64), lay, out_size=self.crop_size,
+                                             vertebrae="all", blur_sigma=0.0)
+            crops.append(cr)
+            affs.append(aff)
+        crops = blur_crops(torch.cat(crops), self.crop_blur_sigma)
+        aff = np.concatenate(affs)
         t.lap("stage2_crops")
-        points = np.zeros((lay.num_points, 2))
-        conf = np.zeros(lay.num_points)
+        n = len(affs)
         groups = [(list(lay.lumbar_indices), self.lumbar_net, self.lumbar_codec)]
         if lay.sacrum_index is not None:
             groups.append(([lay.sacrum_index], self.sacrum_net, self.sacrum_codec))
         decoded = []
         for idx, net, codec in groups:
-            maps = net(crops[idx])
-            decoded.append((idx, codec, maps[:, : codec.num_corners]))
+            sel = [b * v + i for b in range(n) for i in idx]
+            maps = self._net(net, crops[sel])
+            decoded.append((idx, sel, codec, maps[:, : codec.num_corners]))
         t.lap("stage2_network")
-        for idx, codec, maps in decoded:
-            xy, c = codec.decode(maps.float())
-            back = crop_to_image(xy.double().cpu().numpy(), aff[idx])
+        points = np.zeros((n, lay.num_points, 2))
+        conf = np.zeros((n, lay.num_points))
+        for idx, sel, codec, maps in decoded:
+            xy, c = codec.decode(maps)
+            back = crop_to_image(xy.double().cpu().numpy(), aff[sel]).reshape(n, len(idx), -1, 2)
+            c = c.cpu().numpy().reshape(n, len(idx), -1)
             for j, vi in enumerate(idx):
                 sl = lay.vertebra_slices[vi]
-                points[sl] = back[j]
-                conf[sl] = c[j].cpu().numpy()
+                points[:, sl] = back[:, j]
+                conf[:, sl] = c[:, j]
         t.lap("stage2_decode")
-        return points, conf
+        return [(points[b], conf[b]) for b in range(n)]
+
+    @torch.inference_mode()
+    def detect_corners(self, image: np.ndarray, centres, timings: dict[str, float] | None = None):
+        """Stage 2 on a ``(H, W)`` image with ``(V, 2)`` centres: ``(points (N, 2) original px, confidence (N,))``.
+
+        All vertebrae are cropped in one resampling; lumbar crops run as one batch through the lumbar M-Net.
+        """
+        return self.corners_batch([image], [centres], timings)[0]
 
     # ----- both -----------------------------------------------------------------------------------------------
     def predict(
@@ -282,7 +337,7 @@ class LandmarkPredictor:
                 ``"right"`` says it. The networks always see their trained facing; the points keep anatomical
                 names. Recorded in ``meta["facing"]``; QC flag ``facing_uncertain`` when too close to call.
         """
-        from .facing import CANONICAL_FACING, facing_hint, predict_any_facing
+        from .facing import facing_hint
 
         hint = facing_hint(getattr(image, "meta", None))
         timings: dict[str, float] = {}
@@ -291,8 +346,16 @@ class LandmarkPredictor:
         if pixel_spacing is not None:
             spacing, source = (float(pixel_spacing[0]), float(pixel_spacing[1])), spacing_source or "argument"
         t.lap("read")
+        return self._finish(self, img, spacing, source, centres, facing, hint, timings)
+
+    def _finish(self, stages, img: np.ndarray, spacing, source, centres, facing: str, hint: str | None,
+                timings: dict[str, float]) -> LandmarkResult:
+        """Both stages through ``stages`` (``detect_centres`` / ``detect_corners``: this predictor, or the answers
+        :meth:`predict_batch` computed for the whole batch) -> the result of one image."""
+        from .facing import CANONICAL_FACING, predict_any_facing
+
         flags: list[str] = []
-        out, decision = predict_any_facing(self, img, centres, facing=facing, hint=hint, timings=timings,
+        out, decision = predict_any_facing(stages, img, centres, facing=facing, hint=hint, timings=timings,
                                            canonical=str(self.meta.get("canonical_facing", CANONICAL_FACING)))
         c, c_conf, pts, conf = out.centres, out.centre_confidence, out.points, out.confidence
         if out.repaired:
@@ -318,6 +381,34 @@ class LandmarkPredictor:
         )
 
     __call__ = predict
+
+    def predict_batch(
+        self,
+        images,
+        centres=None,
+        facing: str = "auto",
+        batch_size: int = 8,
+        workers: int = 0,
+    ) -> list[LandmarkResult]:
+        """Landmarks of many images, the same as :meth:`predict` on each, batched: files are read and pre-processed
+        (stage 1, at network resolution) in ``workers`` processes while the device runs; each stage runs once per
+        batch of ``batch_size`` images (all crops of a batch in one M-Net call). Raises on the first bad input;
+        :func:`~lumbar_monai.batched.iter_predictions` reports bad inputs one by one instead.
+
+        Args:
+            images: anything :meth:`predict` takes, one per image.
+            centres: ``None`` or one ``(V, 2)`` array (or ``None``) per image, to skip stage 1.
+            facing: as in :meth:`predict`, for every image.
+        """
+        from .batched import iter_predictions
+
+        out: list[LandmarkResult] = []
+        for item in iter_predictions(self, images, centres=centres, facing=facing, batch_size=batch_size,
+                                     workers=workers):
+            if item.error is not None:
+                raise item.error
+            out.append(item.result)
+        return out
 
     # ----- checkpoints ----------------------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:

@@ -28,6 +28,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--secondary-capture", action="store_true",
                    help="also write an RGB secondary-capture overlay for DICOM sources")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--batch-size", type=_positive, default=1, metavar="N",
+                   help="images per network batch (default 1: one image at a time)")
+    p.add_argument("--workers", type=_non_negative, default=0, metavar="W",
+                   help="processes that read and pre-process the files while the networks run (default 0)")
     p.set_defaults(func=run)
     return p
 
@@ -52,9 +56,26 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = run_batch(args.inputs, args.out, predictor, secondary_capture=args.secondary_capture,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers)
     except InputError as e:  # the output folder: not writable, not a folder, or holds a summary not ours
         print(f"lumbar-monai predict: {e}", file=sys.stderr)
         return 2
     print(f"{summary.ok} ok, {summary.failed} failed -> {args.out} (failures: {summary.failures_txt})")
     return summary.exit_code
+
+
+def _positive(text: str) -> int:
+    v = _non_negative(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return v

@@ -160,6 +160,7 @@ def test_bad_input_gives_one_line_input_error(corpus, case, voi):
     assert msg.startswith(str(path) + ": "), msg
     assert "\n" not in msg and word.lower() in msg.lower(), msg
     assert info.value.path == str(path)
+    assert str(path) not in info.value.problem  # what logs show: a file name may identify a patient
 
 
 def test_corpus_is_complete(corpus):

@@ -71,3 +71,23 @@ def test_bad_label_map_file(tmp_path):
         read_label_map_points(tmp_path / "x.nii")
     with pytest.raises(ValueError, match=".nii"):
         write_label_map_nifti(tmp_path / "x.png", [[1.0, 1.0]], (4, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.uint8])
+def test_label_map_of_any_voxel_type_reads(tmp_path, dtype):
+    """Slicer and MONAI Label may save the edited label map as float or another integer type."""
+    pts = _points(6)
+    labels = landmark_label_map(pts, (50, 60), 3.0).astype(dtype)
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(labels.T), np.eye(4)), str(tmp_path / "l.nii"))
+    back, _ = read_label_map_points(tmp_path / "l.nii", 6)
+    np.testing.assert_allclose(back, pts, atol=1e-9)
+
+
+def test_label_map_header_over_the_pixel_limit_is_refused_unread(tmp_path):
+    """A 450-byte NIfTI claiming 30000 x 30000 voxels fails from its header, before any voxel is read."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.uint16)
+    hdr.set_data_shape((30000, 30000))
+    (tmp_path / "lie.nii").write_bytes(hdr.binaryblock + b"\0" * 4 + b"\0" * 100)
+    with pytest.raises(InputError, match=r"lie\.nii: label map declares 30000 x 30000 = 900\.0 megapixels"):
+        read_label_map_points(tmp_path / "lie.nii")

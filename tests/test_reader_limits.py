@@ -220,7 +220,7 @@ def test_batch_predict_over_hostile_and_real_inputs(tmp_path):
     console = proc.stdout + proc.stderr
     assert proc.returncode == 0, console[-3000:]
     assert "Traceback" not in console and "expected SOT" not in console and "Failed to decode" not in console
-    for secret in ("Do^Not^Log", "SECRET-ID-123"):
+    for secret in ("Do^Not^Log", "SECRET-ID-123", *bad, str(padded), *real):  # patient data, file names
         assert secret not in console
     failures = (out / "failures.txt").read_text()
     failed = [line.split(": ", 1)[0] for line in failures.splitlines()]

@@ -18,6 +18,8 @@ import numpy as np
 from ..errors import InputError
 from ..points import as_points
 from .atomic import atomic_path
+from .limits import check_pixel_count
+from .loader import check_readable_file
 
 __all__ = [
     "landmark_label_map",
@@ -108,25 +110,35 @@ def read_label_map_points(
     """Read a label map written by :func:`write_label_map_nifti` (or edited in Slicer / MONAI Label) back to points.
 
     Returns ``((N, 2) x, y centroids of labels 1..N in pixels, (sx, sy) from the affine)``; a label that is
-    absent gives a NaN row. ``N`` is ``num_points`` or the largest label present.
+    absent gives a NaN row. ``N`` is ``num_points`` or the largest label present. The shape in the header is
+    checked against :func:`~lumbar_monai.io.limits.max_pixels` before the voxels are read (a client sends this
+    file), and integer label maps are used without a copy.
     """
-    p = Path(path)
+    p = check_readable_file(path)
     try:
         img = nib.load(str(p))
-        data = np.asarray(img.dataobj)
-    except FileNotFoundError:
-        raise InputError(p, "file not found") from None
+        shape = tuple(int(d) for d in img.shape)
     except Exception as e:  # nibabel raises many types on malformed files
         raise InputError(p, f"not a readable NIfTI file ({type(e).__name__}: {e})") from None
-    data = data.reshape(data.shape[:2]) if data.ndim > 2 and all(s == 1 for s in data.shape[2:]) else data
-    if data.ndim != 2:
-        raise InputError(p, f"expected a 2-D label map, got shape {data.shape}")
-    labels = np.rint(data).astype(np.int64).T  # (H, W)
-    n = int(num_points if num_points is not None else labels.max())
+    check_pixel_count(p, shape or (0,), "label map")
+    if len(shape) < 2 or any(d != 1 for d in shape[2:]):
+        raise InputError(p, f"expected a 2-D label map, got shape {shape}")
+    try:
+        data = np.asarray(img.dataobj).reshape(shape[:2], order="A")
+    except Exception as e:  # noqa: BLE001 - truncated or malformed voxel data
+        raise InputError(p, f"not a readable NIfTI file ({type(e).__name__}: {e})") from None
+    if data.dtype.kind in "iu":
+        labels = data.T  # (H, W), no copy
+    elif data.dtype.kind == "b":
+        labels = data.T.astype(np.uint8)
+    else:
+        with np.errstate(invalid="ignore"):
+            labels = np.nan_to_num(np.rint(data.T), nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64)
+    n = int(num_points if num_points is not None else labels.max(initial=0))
     flat = labels.ravel()
     keep = (flat >= 1) & (flat <= n)
     yy, xx = np.divmod(np.nonzero(keep)[0], labels.shape[1])
-    lab = flat[keep]
+    lab = flat[keep].astype(np.intp)
     counts = np.bincount(lab, minlength=n + 1)[1:].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         cx = np.bincount(lab, weights=xx, minlength=n + 1)[1:] / counts

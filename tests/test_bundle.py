@@ -114,24 +114,49 @@ def test_export_and_verify_networks(trained, tmp_path):
 
     meta = str(CONFIGS / "metadata.json")
     cfg = str(CONFIGS / "train.json")
-    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=cfg)
-    fmt = json.loads((CONFIGS / "metadata.json").read_text())["network_data_format"]["secondary_formats"]
-    verify_net_in_out(net_id="posenet#single_output_def", meta_file=meta, config_file=cfg,
-                      **{"_meta_#network_data_format": fmt["posenet"]})
+    fmt = json.loads((CONFIGS / "metadata.json").read_text())
+    verify_net_in_out(net_id="posenet#single_output_def", meta_file=meta, config_file=cfg)  # the primary format
+    verify_net_in_out(net_id="mnet_lumbar#network_def", meta_file=meta, config_file=cfg,
+                      **{"_meta_#network_data_format": fmt["mnet_lumbar_data_format"]})
     verify_net_in_out(net_id="mnet_sacrum#network_def", meta_file=meta, config_file=cfg,
-                      **{"_meta_#network_data_format": fmt["mnet_sacrum"]})
+                      **{"_meta_#network_data_format": fmt["mnet_sacrum_data_format"]})
     small = {"posenet#width": 8, "mnet_lumbar#config#crop_size": 64, "mnet_lumbar#config#channels": [8, 16, 32]}
     models = trained / "models"
-    ckpt_export(net_id="network_def", filepath=str(tmp_path / "mnet_lumbar.ts"),
-                ckpt_file=str(models / "mnet_lumbar_best.pt"), meta_file=meta, config_file=cfg,
-                use_trace=True, input_shape=[1, 1, 64, 64], **small)
-    ckpt_export(net_id="posenet#network_def", filepath=str(tmp_path / "posenet.ts"),
-                ckpt_file=str(models / "posenet_best.pt"), meta_file=meta, config_file=cfg,
-                use_trace=True, input_shape=[1, 1, 128, 128], **small)
+    # scripted (no --use_trace): both networks script
+    ckpt_export(net_id="mnet_lumbar#network_def", filepath=str(tmp_path / "mnet_lumbar.ts"),
+                ckpt_file=str(models / "mnet_lumbar_best.pt"), key_in_ckpt="network", meta_file=meta, config_file=cfg,
+                **small)
+    ckpt_export(net_id="network_def", filepath=str(tmp_path / "posenet.ts"),
+                ckpt_file=str(models / "posenet_best.pt"), key_in_ckpt="network", meta_file=meta, config_file=cfg,
+                **small)
     ts = torch.jit.load(str(tmp_path / "posenet.ts"))
     final, pre = ts(torch.rand(1, 1, 128, 128))
     assert final.shape == (1, 6, 16, 16) and pre.shape == (1, 1, 16, 16)
     assert torch.jit.load(str(tmp_path / "mnet_lumbar.ts"))(torch.rand(2, 1, 64, 64)).shape == (2, 5, 64, 64)
+    # models/model.pt (the model-zoo file) is the Pose-Net's best state dict, loadable into inference.json's net
+    from lumbar_monai.networks.posenet import PoseNetCentres
+    from lumbar_monai.workflows.checkpoints import load_state_dict_file
+
+    sd = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    best = load_state_dict_file(models / "posenet_best.pt")
+    assert sd.keys() == best.keys() and all(torch.equal(sd[k], best[k]) for k in sd)
+    PoseNetCentres(width=8, stage_channels=32, pre_convs=1, stage_convs=2).load_state_dict(sd)
+
+
+def test_tensorboard_tags_per_stage(trained):
+    """Each stage logs its own val_loss, learning rate and overlays (no shared tag across stages)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars, images = set(), set()
+    for f in (trained / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(f), size_guidance={"images": 0, "scalars": 0})
+        acc.Reload()
+        scalars |= set(acc.Tags()["scalars"])
+        images |= set(acc.Tags()["images"])
+    for stage in ("posenet", "mnet_lumbar", "mnet_sacrum"):
+        assert {f"{stage}/val_loss", f"{stage}/lr", f"{stage}/train_loss"} <= scalars, scalars
+        assert {f"{stage}/overlay_0", f"{stage}/overlay_1"} <= images, images
+    assert "val_loss" not in scalars
 
 
 def test_resume_after_kill_mid_epoch(tmp_path):
@@ -145,7 +170,7 @@ def test_resume_after_kill_mid_epoch(tmp_path):
             {"_target_": "_bundle_helpers.RecordEpochs", "path": str(log), "stage": "posenet"},
             {"_target_": "_bundle_helpers.KillAt", "epoch": "$3 if @kill else 0", "iteration": 1},
         ],
-        "train#posenet#trainer#train_handlers": "$@train#posenet#handlers + @extra_handlers",
+        "train#trainer#train_handlers": "$@train#handlers + @extra_handlers",
         "kill": True,
     }
     extra.write_text(json.dumps(inject))

@@ -5,7 +5,10 @@ brings its own pre-processing, both networks and the mapping back to original pi
 (:class:`lumbar_monai.predictor.LandmarkPredictor`), so MONAI Label's transform/inferer/writer chain has nothing
 to add. The task returns what ``BasicInferTask`` returns: ``(label file, result JSON)``; the JSON is
 :func:`lumbar_monai.monailabel_support.monailabel_result` (landmarks, centres, ``centroids``, measurements, QC
-flags) plus MONAI Label's ``label_names`` and ``latencies``.
+flags) plus MONAI Label's ``label_names`` and ``latencies``, and ``slicer_markups``: the landmarks as a 3D Slicer
+markups point list (``.mrk.json`` content, LPS). The label image and the markups are in the radiograph's own
+geometry as SimpleITK reads the file (origin, spacing, direction; :func:`~lumbar_monai.monailabel_support.
+image_geometry`), so that Slicer overlays them on the radiograph in physical space.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ import torch
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from lumbar_monai.anatomy import get_layout
-from lumbar_monai.monailabel_support import label_values, monailabel_result, write_label_image
+from lumbar_monai.monailabel_support import (
+    image_geometry,
+    label_values,
+    monailabel_result,
+    parse_infer_request,
+    slicer_markups,
+    write_label_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +111,7 @@ class LandmarkInfer(InferTask):
         t0 = time.time()
         req = dict(self._config)
         req.update(request)
-        device = str(req.get("device") or "cpu")
-        if isinstance(req.get("device"), (list, tuple)):
-            device = str(req["device"][0])
+        device, radius = parse_infer_request(req)  # RequestError (HTTP 422) on a bad value
         if device.startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"
         image = req.get("image")
@@ -116,8 +124,11 @@ class LandmarkInfer(InferTask):
         doc = monailabel_result(result)
         fd, label_file = tempfile.mkstemp(suffix=".nii.gz", prefix="lumbar_landmarks_")
         os.close(fd)
-        radius = float(req.get("label_radius") or 0.0)
-        write_label_image(label_file, result, radius=radius if radius > 0 else None)
+        # the label and the markups in the radiograph's own geometry (as SimpleITK / 3D Slicer read the file), so
+        # that a viewer places them on the image in physical space
+        geometry = image_geometry(str(image), result.image_size)
+        write_label_image(label_file, result, radius=radius, geometry=geometry)
+        doc["slicer_markups"] = slicer_markups(result, geometry, name=self.name)
         t3 = time.time()
         doc["label_names"] = self.labels
         doc["latencies"] = {"load": round(t1 - t0, 3), "infer": round(t2 - t1, 3), "write": round(t3 - t2, 3),

@@ -14,9 +14,12 @@ Steps (one run = one folder ``<model dir>/train/<UTC time>``):
 4. the run's ``models/lumbar_landmarks.pt`` replaces the app's model atomically (the previous one is kept as
    ``lumbar_landmarks.previous.pt``); the infer task reloads it on its next call.
 
-Request keys (MONAI Label's train config, editable in the viewers): ``init_from_model`` (bool), ``device``, and any
-bundle override written as the bundle's id path (``"posenet#max_epochs": 12``, ``"mnet_lumbar#max_epochs": 8``,
-...), written to the run's ``overrides.json``.
+Request keys (MONAI Label's train config, editable in the viewers): only the typed settings of
+:data:`lumbar_monai.monailabel_support.TRAIN_PARAMS` (``init_from_model``, ``device`` as ``cpu``/``cuda[:N]``,
+``posenet#max_epochs``, ``mnet_lumbar#lr``, ...; numbers within limits). Anything else, or a bad value, is refused
+before anything runs (:class:`~lumbar_monai.monailabel_support.TrainRequestError`, HTTP 422 through the app): the
+bundle config evaluates ``"$..."`` strings as Python, so no text of a request is ever written into it; the
+run's ``overrides.json`` holds the parsed numbers, bools and the app's own words.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
+from lumbar_monai.errors import InputError
 from lumbar_monai.io.atomic import atomic_write_json
+from lumbar_monai.monailabel_support import config_expressions, train_overrides, validate_train_request
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +51,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "mnet_lumbar#max_epochs": 4,
     "mnet_sacrum#max_epochs": 4,
 }
-
-
-def _bool(v: Any) -> bool:
-    return v if isinstance(v, bool) else str(v).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _value(v: Any) -> Any:
-    """A request value as the bundle should see it: viewers send text ("4", "true"), JSON-typed where it parses."""
-    if isinstance(v, str):
-        try:
-            return json.loads(v)
-        except ValueError:
-            return v
-    return v
 
 
 class LandmarkTrain(TrainTask):
@@ -78,8 +69,7 @@ class LandmarkTrain(TrainTask):
         self.model_path = Path(model_path)
         self.bundle_dir = Path(bundle_dir)
         self.layout = layout
-        self._config = dict(DEFAULT_CONFIG)
-        self._config.update(config or {})
+        self._config = validate_train_request({**DEFAULT_CONFIG, **(config or {})})
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
@@ -108,22 +98,31 @@ class LandmarkTrain(TrainTask):
                 items[uri] = str(candidate)
         return [{"image": str(k), "label": str(v)} for k, v in sorted(items.items())]
 
-    def command(self, run_dir: Path, dataset_dir: Path, request: dict[str, Any]) -> tuple[list[str], bool]:
-        """``(bundle command line, fine-tuning?)``.
+    def settings(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The task's defaults updated with a request's settings, checked and parsed
+        (:func:`~lumbar_monai.monailabel_support.validate_train_request`; ``TrainRequestError`` when refused)."""
+        return {**self._config, **validate_train_request(request, model=request.get("model"))}
+
+    def command(self, run_dir: Path, dataset_dir: Path, settings: dict[str, Any]) -> tuple[list[str], bool]:
+        """``(bundle command line, fine-tuning?)`` for checked ``settings`` (:meth:`settings`).
 
         The settings go into ``<run>/overrides.json``, merged after ``train.json`` by the bundle (``"a#b"`` keys
         reach into nested sections), not onto the command line: JSON keeps ``false``, ``null`` and lists typed.
         """
         train_json = self.bundle_dir / "configs" / "train.json"
         overrides: dict[str, Any] = {}
-        fine_tune = _bool(request.get("init_from_model", True)) and self.model_path.is_file()
+        fine_tune = bool(settings.get("init_from_model", True)) and self.model_path.is_file()
         if fine_tune:
             import torch
 
             from lumbar_monai.monailabel_support import finetune_overrides
 
             ckpt = torch.load(self.model_path, map_location="cpu", weights_only=True)
-            overrides.update(finetune_overrides(ckpt))
+            from_ckpt = finetune_overrides(ckpt)
+            if config_expressions(from_ckpt):  # a checkpoint's words are data too
+                raise InputError(self.model_path, "its settings hold config expressions "
+                                                  f"({', '.join(config_expressions(from_ckpt))})")
+            overrides.update(from_ckpt)
             overrides.update({  # "+key": appended to the bundle's list (MONAI's merge_kv)
                 "+imports": ["$import lumbar_monai.monailabel_support"],
                 "init_checkpoint": str(self.model_path.resolve()),
@@ -132,11 +131,7 @@ class LandmarkTrain(TrainTask):
                     "@train#posenet#network, @train#mnet_lumbar#network, @train#mnet_sacrum#network)"
                 ],
             })
-        for k, v in request.items():
-            if "#" in str(k):
-                overrides[str(k)] = _value(v)
-        if request.get("device"):
-            overrides["device"] = f"$torch.device({str(request['device'])!r})"
+        overrides.update(train_overrides(settings))
         overrides.update({"bundle_root": str(self.bundle_dir), "output_dir": str(run_dir),
                           "dataset_dir": str(dataset_dir)})
         extra = atomic_write_json(run_dir / "overrides.json", overrides)
@@ -147,8 +142,7 @@ class LandmarkTrain(TrainTask):
     def __call__(self, request, datastore: Datastore) -> dict[str, Any]:
         from lumbar_monai.monailabel_support import write_finetune_datalist
 
-        req = dict(self._config)
-        req.update({k: v for k, v in dict(request).items() if k not in ("model",)})
+        settings = self.settings(dict(request))  # refused before anything is written
         t0 = time.time()
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         run_dir = self.model_path.parent / "train" / stamp
@@ -161,7 +155,7 @@ class LandmarkTrain(TrainTask):
         except Exception:  # a bad label (InputError naming it) or none: nothing was trained, leave no run folder
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        cmd, fine_tuned = self.command(run_dir, dataset_dir, req)
+        cmd, fine_tuned = self.command(run_dir, dataset_dir, settings)
         logger.info("bundle command: %s", " ".join(cmd))
         env = dict(os.environ)
         log_file = run_dir / "train.log"

@@ -234,7 +234,8 @@ REDACTED = "[redacted]"
 
 
 def _identifying_values(path: Path) -> list[str]:
-    """Person names (and their components) and patient IDs in a DICOM file's header, longest first; [] otherwise."""
+    """Person names (whole, and components of 4+ letters) and patient IDs etc. (3+ characters) in a DICOM file's
+    header, longest first; [] for anything else."""
     import pydicom
     from pydicom.multival import MultiValue
 
@@ -247,19 +248,21 @@ def _identifying_values(path: Path) -> list[str]:
                     continue
                 vals = elem.value if isinstance(elem.value, (MultiValue, list)) else [elem.value]
                 for v in vals:
-                    text = str(v if v is not None else "")
-                    for part in [text, *re.split(r"[\^=]", text)]:
-                        if len(part.strip()) >= 3:
-                            values.add(part.strip())
+                    text = str(v if v is not None else "").strip()
+                    if len(text) >= 3:
+                        values.add(text)
+                    if elem.VR == "PN":  # the name as highdicom may print it, and each component of 4+ letters
+                        parts = [x.strip() for x in re.split(r"[\^=]", text) if x.strip()]
+                        values.update(x for x in [" ".join(parts), *parts] if len(x) >= 4)
     except Exception:  # noqa: BLE001 - not DICOM, or unreadable: nothing known to scrub
         return []
     return sorted(values, key=len, reverse=True)
 
 
 def scrub(text: str, values: Sequence[str]) -> str:
-    """``text`` with every occurrence (any case) of ``values`` replaced by ``[redacted]``."""
+    """``text`` with every occurrence (any case, not inside a longer word) of ``values`` replaced by ``[redacted]``."""
     for v in values:
-        text = re.sub(re.escape(v), REDACTED, text, flags=re.IGNORECASE)
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(v)}(?![A-Za-z0-9])", REDACTED, text, flags=re.IGNORECASE)
     return text
 
 

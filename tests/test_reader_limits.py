@@ -22,6 +22,7 @@ from test_io_dicom import make_dicom
 
 from lumbar_monai.errors import InputError
 from lumbar_monai.io.codestream import codestream_size, trim_j2k
+from lumbar_monai.io.dicom import decode_pixels
 from lumbar_monai.io.images import read_itk
 from lumbar_monai.io.limits import DEFAULT_MAX_PIXELS, max_file_bytes, max_pixels
 from lumbar_monai.io.loader import load_radiograph
@@ -41,11 +42,12 @@ def _j2k(arr: np.ndarray) -> bytes:
 
 
 def padded_j2k_dicom(path: Path, arr: np.ndarray) -> Path:
-    """A 12-bit JPEG 2000 lossless DX whose codestream has :data:`COM_PADDING` before its end-of-codestream marker."""
+    """A 12-bit JPEG 2000 lossless DX whose codestream has :data:`COM_PADDING` before its end-of-codestream marker
+    (and no window, so that the batch's presentation state decodes the pixels again)."""
     cs = _j2k(arr)
     assert cs.endswith(b"\xff\xd9")
-    make_dicom(path, arr, "MONOCHROME1", bits_stored=12, WindowCenter=2048, WindowWidth=4096,
-               ImagerPixelSpacing=[0.1, 0.1], StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
+    make_dicom(path, arr, "MONOCHROME1", bits_stored=12, ImagerPixelSpacing=[0.1, 0.1],
+               StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())  # no window: GSPS decodes it too
     return with_codestream(path, cs[:-2] + COM_PADDING + cs[-2:], JPEG2000Lossless)
 
 
@@ -111,6 +113,10 @@ def test_padded_j2k_dx_reads_quietly(tmp_path, capfd, caplog):
     assert not [rec for rec in caplog.records if rec.name.split(".")[0] in ("pydicom", "openjpeg", "pylibjpeg")]
     np.testing.assert_array_equal(r.image, 4095 - arr.astype(np.float32))  # MONOCHROME1 mirrored
     assert r.meta["decoder"] == "pydicom" and "tile-part" in r.meta["repaired"]
+    ds = pydicom.dcmread(path)
+    stored, decoder, repaired = decode_pixels(ds)  # what the presentation state uses; ds is left as read
+    np.testing.assert_array_equal(stored, arr)
+    assert ds.PixelData == pydicom.dcmread(path).PixelData and repaired == r.meta["repaired"]
 
 
 def test_undecodable_j2k_fails_in_one_line_and_prints_nothing(tmp_path, capfd):

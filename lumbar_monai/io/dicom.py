@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -46,7 +47,7 @@ try:  # pydicom >= 3
 except ImportError:  # pydicom 2.4
     from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
 
-__all__ = ["read_dicom", "read_dicom_header", "dicom_pixel_spacing", "decoder_hint", "is_dicom_file"]
+__all__ = ["read_dicom", "read_dicom_header", "decode_pixels", "dicom_pixel_spacing", "decoder_hint", "is_dicom_file"]
 
 _PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
 
@@ -68,6 +69,7 @@ _DECODER_HINTS = {
 _UNCOMPRESSED = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, "1.2.840.10008.1.2.1.99"}
 _J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
         "1.2.840.10008.1.2.4.203"}
+_PIXEL_DATA = 0x7FE00010
 #: Pixels per block of the LUT pipeline (bounds the float64 temporaries to a few MB whatever the image size).
 _BLOCK_PIXELS = 1 << 18
 _SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # Structured Report storage SOP classes
@@ -247,9 +249,41 @@ def _decode_trimmed_j2k(ds: Dataset) -> tuple[np.ndarray, int]:
     trimmed = trim_j2k(frame) if frame else None
     if trimmed is None:
         raise ValueError("no trailing bytes to drop from the JPEG 2000 codestream")
-    ds.PixelData = encapsulate([trimmed])
-    ds["PixelData"].is_undefined_length = True
-    return _decode_with_pydicom(ds), len(frame) - len(trimmed)
+    fixed = Dataset(dict(ds.items()))  # a new mapping (Dataset(ds) would share ds's): ds is left as it was
+    fixed.file_meta = ds.file_meta
+    fixed[_PIXEL_DATA] = DataElement(_PIXEL_DATA, "OB", encapsulate([trimmed]), is_undefined_length=True)
+    return _decode_with_pydicom(fixed), len(frame) - len(trimmed)
+
+
+def decode_pixels(ds: Dataset, path: str | os.PathLike | None = None) -> tuple[np.ndarray, str, str | None]:
+    """The stored pixel values of a single-frame data set, decoded quietly (:func:`quiet_decoders`).
+
+    pydicom's plugins first; a JPEG 2000 codestream they reject is tried again cut to its declared tile-parts
+    (:func:`~lumbar_monai.io.codestream.trim_j2k`); with ``path``, SimpleITK (GDCM) last. ``ds`` needs
+    ``file_meta.TransferSyntaxUID`` and is not modified.
+
+    Returns:
+        ``(stored, decoder, repaired)``: ``decoder`` is ``"pydicom"`` or ``"SimpleITK"``, ``repaired`` says what
+        was cut from the codestream (else ``None``).
+
+    Raises:
+        the first decoder's exception when none succeeds.
+    """
+    try:
+        return _decode_with_pydicom(ds), "pydicom", None
+    except Exception as first:  # noqa: BLE001 - any decoder failure: a trimmed J2K, then GDCM, before giving up
+        if str(ds.file_meta.TransferSyntaxUID) in _J2K:
+            try:
+                stored, dropped = _decode_trimmed_j2k(ds)
+                return stored, "pydicom", f"{dropped} bytes after the last JPEG 2000 tile-part dropped"
+            except Exception:  # noqa: BLE001
+                pass
+        if path is not None:
+            try:
+                return _decode_with_sitk(Path(path), ds), "SimpleITK", None
+            except Exception:  # noqa: BLE001
+                pass
+        raise first
 
 
 def _decode_with_sitk(p: Path, ds: Dataset) -> np.ndarray:
@@ -375,30 +409,18 @@ def _read_dicom(p: Path, voi: bool, max_pixels: int | None = None) -> Radiograph
 
     tsyntax = UID(str(ds.file_meta.TransferSyntaxUID))
     _check_codestream_size(p, ds, tsyntax)
-    decoder, repaired = "pydicom", None
     try:
-        stored = _decode_with_pydicom(ds)
-    except Exception as e:  # noqa: BLE001 - any decoder failure: a trimmed J2K, then GDCM, before giving up
+        stored, decoder, repaired = decode_pixels(ds, p)
+    except Exception as e:  # noqa: BLE001 - every decoder failed
         first = f"{type(e).__name__}: {e}"
-        try:
-            if tsyntax not in _J2K:
-                raise ValueError("not JPEG 2000")
-            stored, dropped = _decode_trimmed_j2k(ds)
-            repaired = f"{dropped} bytes after the last JPEG 2000 tile-part dropped"
-        except Exception:  # noqa: BLE001
-            try:
-                stored = _decode_with_sitk(p, ds)
-                decoder = "SimpleITK"
-            except Exception:  # noqa: BLE001
-                name = getattr(tsyntax, "name", str(tsyntax))
-                if tsyntax in _UNCOMPRESSED:
-                    raise InputError(p, f"cannot read pixel data ({first})") from None
-                if not _pydicom_has_decoder(tsyntax):
-                    raise InputError(
-                        p,
-                        f"no decoder for {name} pixel data: install {decoder_hint(tsyntax)} (or SimpleITK with GDCM)",
-                    ) from None
-                raise InputError(p, f"cannot decode {name} pixel data (truncated or corrupt?): {first}") from None
+        name = getattr(tsyntax, "name", str(tsyntax))
+        if tsyntax in _UNCOMPRESSED:
+            raise InputError(p, f"cannot read pixel data ({first})") from None
+        if not _pydicom_has_decoder(tsyntax):
+            raise InputError(
+                p, f"no decoder for {name} pixel data: install {decoder_hint(tsyntax)} (or SimpleITK with GDCM)"
+            ) from None
+        raise InputError(p, f"cannot decode {name} pixel data (truncated or corrupt?): {first}") from None
 
     stored = np.asarray(stored)
     if stored.ndim == 3 and stored.shape[-1] == 3 and spp == 3:

@@ -73,8 +73,10 @@ def _modality_values(source: Dataset) -> np.ndarray:
     """Stored pixels through the Modality LUT (pydicom's ``apply_modality_lut``), float64 ``(H, W)``."""
     from pydicom.pixels import apply_modality_lut
 
+    from .dicom import decode_pixels  # the reader's decoders: quiet, padded JPEG 2000 read
+
     source = _with_transfer_syntax(source)
-    arr = source.pixel_array
+    arr = decode_pixels(source)[0]
     if arr.ndim != 2:
         raise ValueError(f"expected a single-frame greyscale image, got pixel array of shape {arr.shape}")
     return np.asarray(apply_modality_lut(arr, source), dtype=np.float64)

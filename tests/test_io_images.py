@@ -86,3 +86,13 @@ def test_itk_unit_spacing_is_unknown_and_3d_fails(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4, 5), np.uint8)), str(tmp_path / "v.nrrd"))
     with pytest.raises(InputError, match="3-D image"):
         load_radiograph(tmp_path / "v.nrrd")
+
+
+def test_image_size_of_a_decompression_bomb_is_one_line(tmp_path):
+    """``image_size`` reads the header only, but PIL refuses to open one that claims over twice its pixel limit."""
+    from test_bad_inputs import big_png
+
+    assert image_size(big_png(tmp_path / "a.png", 13000, 13000)) == (13000, 13000)
+    with pytest.raises(InputError, match=r"b\.png: PNG image declares over twice PIL's limit") as info:
+        image_size(big_png(tmp_path / "b.png", 20000, 20000))
+    assert "\n" not in str(info.value)

@@ -64,8 +64,13 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         from PIL import Image, UnidentifiedImageError
 
         try:
-            with Image.open(p) as im:
-                return int(im.size[0]), int(im.size[1])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # DecompressionBombWarning: only the header is read here
+                with Image.open(p) as im:
+                    return int(im.size[0]), int(im.size[1])
+        except Image.DecompressionBombError:
+            raise InputError(p, f"{fmt.upper()} image declares over twice PIL's limit of {Image.MAX_IMAGE_PIXELS} "
+                             "pixels") from None
         except (UnidentifiedImageError, OSError) as e:
             raise InputError(p, f"cannot read {fmt.upper()} header ({e})") from None
     if fmt == "dicom":

@@ -12,6 +12,14 @@ baseline (22 maps at 512) on the same files.
 
 ``--batched N`` adds the networks' throughput on batches of N images, in fp32 and with automatic mixed precision
 (float16 autocast on CUDA, bfloat16 on the CPU).
+
+``--batch-mode N`` adds the *whole* predictor in batch mode (:meth:`LandmarkPredictor.predict_batch`: files read and
+pre-processed in ``--workers`` processes, both stages batched, AMP on CUDA as the predictor's default): images/s over
+``--batch-images`` files (the synthetic files repeated), with the peak memory (the process's resident set; on CUDA
+also ``max_memory_allocated``). ``--compare-preprocessing`` times the stage-1 pre-processing at network resolution
+(``resample="fit"``, the default) against the former full-resolution path (``"pad_resize"``) on the same images and
+prints how far their 512 x 512 inputs differ. ``--facing`` is passed to the predictor (lateral images: ``auto``
+runs both networks twice, on the image and its mirror; ``left`` once).
 """
 
 from __future__ import annotations
@@ -49,10 +57,11 @@ def build_baseline(device: str):
     return OneStagePredictor("lateral", build_network("lateral", DEFAULT_FEATURES), input_size=512, device=device)
 
 
-def run(device: str, images: list, repeats: int, crop_size: int, coordconv: int, baseline: bool = False
-        ) -> dict[str, float]:
+def run(device: str, images: list, repeats: int, crop_size: int, coordconv: int, baseline: bool = False,
+        facing: str = "auto") -> dict[str, float]:
     pred = build_baseline(device) if baseline else build_predictor(device, crop_size, coordconv)
-    pred(images[0])  # warm-up (allocations, cuDNN autotuning, lazy imports)
+    kw = {} if baseline else {"facing": facing}
+    pred(images[0], **kw)  # warm-up (allocations, cuDNN autotuning, lazy imports)
     totals: dict[str, float] = {}
     walls = []
     n = 0
@@ -61,7 +70,7 @@ def run(device: str, images: list, repeats: int, crop_size: int, coordconv: int,
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            res = pred(img)
+            res = pred(img, **kw)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             walls.append(time.perf_counter() - t0)
@@ -100,6 +109,63 @@ def network_throughput(device: str, batch: int, crop_size: int, coordconv: int, 
     return {"stage1": s1, "stage2": s2, "total": s1 + s2}
 
 
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_batch_mode(device: str, files: list, batch: int, workers: int, repeats: int, crop_size: int,
+                   coordconv: int, facing: str) -> dict[str, float]:
+    """Whole predictor in batch mode over ``files``: images/s, ms per image, peak memory."""
+    pred = build_predictor(device, crop_size, coordconv)
+    pred.predict_batch(files[:batch], batch_size=batch, workers=0, facing=facing)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    walls = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = pred.predict_batch(files, batch_size=batch, workers=workers, facing=facing)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        walls.append(time.perf_counter() - t0)
+        assert len(out) == len(files)
+    wall = float(np.median(walls))
+    r = {"images_per_s": len(files) / wall, "ms_per_image": 1000.0 * wall / len(files), "rss": _peak_rss_mib()}
+    if device.startswith("cuda"):
+        r["cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return r
+
+
+def compare_preprocessing(images: list, repeats: int) -> list[dict[str, float]]:
+    """Stage-1 pre-processing, network resolution vs the former full-resolution path, per image (CPU)."""
+    from lumbar_monai.predictor import LandmarkPredictor
+
+    rows = []
+    for img in images:
+        arr = LandmarkPredictor.read_input(img)[0]
+        row: dict[str, float] = {"w": arr.shape[1], "h": arr.shape[0]}
+        outs = {}
+        for mode in ("pad_resize", "fit"):
+            pred = build_predictor("cpu", 32, 0)
+            pred.stage1["preprocessing"] = {"resample": mode}
+            pred.stage1_input(arr)  # warm-up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                x, g = pred.stage1_input(arr)
+                times.append(1000.0 * (time.perf_counter() - t0))
+            row[mode] = float(np.median(times))
+            outs[mode] = (x.numpy()[0], g)
+        diff = np.abs(outs["fit"][0] - outs["pad_resize"][0])
+        row["mean_abs"] = float(diff.mean())
+        row["p99_abs"] = float(np.percentile(diff, 99))
+        row["offset_px"] = float(np.abs(outs["fit"][1][:2, 2] - outs["pad_resize"][1][:2, 2]).max())
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=5)
@@ -114,6 +180,14 @@ def main() -> None:
     ap.add_argument("--baseline", action="store_true", help="also time the one-stage BasicUNet baseline")
     ap.add_argument("--batched", type=int, default=0, metavar="N",
                     help="also time the networks alone on batches of N images, fp32 and AMP (images/s)")
+    ap.add_argument("--batch-mode", type=int, default=0, metavar="N",
+                    help="also time the whole predictor in batch mode, batches of N images (images/s)")
+    ap.add_argument("--workers", type=int, default=0, help="reading / pre-processing processes for --batch-mode")
+    ap.add_argument("--batch-images", type=int, default=32, help="files per --batch-mode run (default 32)")
+    ap.add_argument("--facing", default="auto", help="auto | left | right (lateral: auto runs the networks twice)")
+    ap.add_argument("--compare-preprocessing", action="store_true",
+                    help="time stage-1 pre-processing at network resolution against the former full-resolution path")
+    ap.add_argument("--skip-single", action="store_true", help="skip the per-image (latency) table")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,9 +220,32 @@ def main() -> None:
         "stage2_network",
         "stage2_decode",
     ]
+    if args.compare_preprocessing:
+        print(f"\nstage-1 pre-processing on the CPU ({torch.get_num_threads()} threads), ms per image: the former "
+              "full-resolution path (pad, anti-alias filter, resize) against network resolution (resize, pad at 512); "
+              "then both: [0, 1], blur, CLAHE at 512")
+        print("| image (W x H) | full resolution ms | network resolution ms | speed-up | mean abs diff | "
+              "99th pct abs diff | content offset (input px) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in compare_preprocessing(images, args.repeats):
+            print(f"| {r['w']}x{r['h']} | {r['pad_resize']:.1f} | {r['fit']:.1f} | {r['pad_resize'] / r['fit']:.1f} | "
+                  f"{r['mean_abs']:.4f} | {r['p99_abs']:.4f} | {r['offset_px']:.2f} |")
     for dev in devices:
-        r = run(dev, images, args.repeats, args.crop_size, args.coordconv)
         name = torch.cuda.get_device_name() if dev.startswith("cuda") else "CPU"
+        if args.batch_mode:
+            files = [images[i % len(images)] for i in range(args.batch_images)]
+            b = run_batch_mode(dev, files, args.batch_mode, args.workers, args.repeats, args.crop_size,
+                               args.coordconv, args.facing)
+            amp = "AMP float16, channels-last" if dev.startswith("cuda") else "fp32"
+            print(f"\n{dev} ({name}), whole predictor in batch mode ({len(files)} files, batches of {args.batch_mode}, "
+                  f"{args.workers} workers, facing {args.facing}, {amp})")
+            print("| images/s | ms per image | peak RSS MiB | peak CUDA MiB |")
+            print("|---:|---:|---:|---:|")
+            cuda = f"{b['cuda_mib']:.0f}" if "cuda_mib" in b else "-"
+            print(f"| {b['images_per_s']:.2f} | {b['ms_per_image']:.1f} | {b['rss']:.0f} | {cuda} |")
+        if args.skip_single:
+            continue
+        r = run(dev, images, args.repeats, args.crop_size, args.coordconv, facing=args.facing)
         total = r["total_wall"]
         landmark = sum(r.get(k, 0.0) for k in ("stage2_crops", "stage2_network", "stage2_decode"))
         print(f"\n{dev} ({name}): {total:8.2f} ms per image (whole predictor, wall)")

@@ -59,13 +59,15 @@ def test_bench_training_prints_three_stages(tmp_path):
                "--data-dir", str(tmp_path), "--device", "cpu")
     header, rows = _table(out)
     assert header == ["stage", "network", "input", "unit", "batch", "samples/epoch", "(a) data /s", "(b) model /s",
-                      "(c) loop /s", "bottleneck", "peak RSS MiB"]
+                      "(c) loop /s", "bottleneck", "fill s", "(d) data, cached /s", "(e) loop, cached /s", "(b)/(e)",
+                      "peak RSS MiB"]
     got = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
     assert list(got) == ["stage 1", "stage 2", "one stage"]
     assert got["stage 2"]["unit"] == "crops" and got["stage 2"]["batch"] == "5"  # 5 lumbar crops per image
     assert got["stage 2"]["samples/epoch"] == "10"
     for row in got.values():
-        for key in ("(a) data /s", "(b) model /s", "(c) loop /s", "peak RSS MiB"):
+        for key in ("(a) data /s", "(b) model /s", "(c) loop /s", "fill s", "(d) data, cached /s",
+                    "(e) loop, cached /s", "(b)/(e)", "peak RSS MiB"):
             _positive(row[key])
         data, model = float(row["(a) data /s"]), float(row["(b) model /s"])
         assert row["bottleneck"] == ("data" if data < model else "model")

@@ -152,7 +152,9 @@ def test_codestream_size_and_trim():
     assert trim_j2k(cs[:-2] + COM_PADDING + cs[-2:]) == cs
     assert trim_j2k(cs + b"\0\0") == cs  # bytes after EOC
     psot_at = cs.index(b"\xff\x90") + 6
-    assert trim_j2k(cs[:psot_at] + b"\0\0\0\0" + cs[psot_at + 4 :]) is None  # Psot 0: tile-part runs to EOC
+    open_ended = cs[:psot_at] + b"\0\0\0\0" + cs[psot_at + 4 :]  # Psot 0: the tile-part runs to EOC
+    assert trim_j2k(open_ended) is None
+    assert trim_j2k(open_ended[:-2] + COM_PADDING + COM_PADDING + b"\xff\xd9") == open_ended
     jp2 = bytes(openjpeg.encode(arr, bits_stored=12, photometric_interpretation=2, use_mct=False, codec_format=1))
     assert codestream_size(jp2) == (64, 48, 1)
     sof55 = b"\xff\xd8\xff\xf7" + struct.pack(">HBHHB", 11, 12, 123, 456, 1) + b"\x01\x11\x00"

@@ -74,9 +74,25 @@ def codestream_size(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
+def _trailing_com_dropped(cs: bytes) -> bytes | None:
+    """``cs`` without the ``COM`` segment(s) that end exactly at its final ``EOC``, or None if there are none."""
+    if not cs.endswith(b"\xff\xd9"):
+        return None
+    end = len(cs) - 2
+    while True:
+        start = cs.rfind(b"\xff\x64", 0, end)
+        while start >= 0 and start + 2 + struct.unpack(">H", cs[start + 2 : start + 4])[0] != end:
+            start = cs.rfind(b"\xff\x64", 0, start)
+        if start < 0:
+            break
+        end = start
+    return cs[:end] + b"\xff\xd9" if end < len(cs) - 2 else None
+
+
 def trim_j2k(data: bytes) -> bytes | None:
     """``data`` cut after its last declared tile-part, with ``EOC`` appended; None if there is nothing to cut or
-    the tile-part lengths cannot be followed (a ``Psot`` of 0, a length running past the end)."""
+    the tile-part lengths cannot be followed (a length running past the end). When the last tile-part declares no
+    length (``Psot`` 0, it runs to ``EOC``), only ``COM`` segments that end exactly at ``EOC`` are dropped."""
     cs = j2k_codestream(data)
     if cs is None:
         return None
@@ -90,6 +106,8 @@ def trim_j2k(data: bytes) -> bytes | None:
             if pos + 10 > len(cs):
                 return None
             (psot,) = struct.unpack(">I", cs[pos + 6 : pos + 10])
+            if psot == 0:  # the last tile-part runs to EOC: only a COM segment ending right at EOC can go
+                return _trailing_com_dropped(cs)
             if psot < 14 or pos + psot > len(cs):
                 return None
             pos += psot

@@ -65,22 +65,54 @@ def test_predict_exit_codes(setup, tmp_path):
     assert proc.returncode == 2 and "checkpoint file not found" in proc.stderr
 
 
-def test_predict_on_the_real_dicom_fixtures_writes_valid_dicom(setup, shared_dir, tmp_path):
-    """The command on real CR/DX files (MONOCHROME1, no file meta, JPEG lossless, JPEG 2000) writes an SR and a
-    presentation state per file that dcmtk and dicom3tools accept. (A tiny untrained model: the points are
-    meaningless, the files must be valid all the same.)"""
-    import sys as _sys
+@pytest.fixture(scope="module")
+def real_run(setup, shared_dir, tmp_path_factory):
+    """One ``predict`` over the real CR/DX files (MONOCHROME1, no file meta, JPEG lossless, JPEG 2000), files with
+    marker names in every person-name field and the bad-input corpus: (process, out folder, real files, names)."""
+    import pydicom
 
-    _sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_dicom_report import dciodvfy_problems, dsrdump, dsrdump_problems
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_bad_inputs import build_corpus
+    from test_outputs_privacy import MARKER, _marked_dx
 
     _, model = setup
-    out = tmp_path / "out"
-    proc = _predict(shared_dir / "dicom", "--out", out, "--model", model)
+    tmp = tmp_path_factory.mktemp("real_run")
+    (tmp / "bad").mkdir()
+    (tmp / "marked").mkdir()
+    build_corpus(tmp / "bad")
+    _marked_dx(tmp / "marked" / "caret.dcm", caret=True)
+    _marked_dx(tmp / "marked" / "single.dcm", caret=False, seed=1)
+    real = sorted((shared_dir / "dicom").glob("*.dcm"))
+    names = {MARKER}
+    for f in real:  # the real files' own patient names ("Anonymized", "Dog^AVeryGood", ...)
+        pn = str(pydicom.dcmread(f, force=True, stop_before_pixels=True).get("PatientName", "") or "")
+        names |= {x for x in pn.replace("^", " ").split() if len(x) >= 4}
+    out = tmp / "out"
+    proc = _predict(shared_dir / "dicom", tmp / "marked", tmp / "bad", "--out", out, "--model", model)
+    return proc, out, real, names, tmp / "bad"
+
+
+def test_predict_over_real_bad_and_marked_files_prints_no_traceback_and_no_name(real_run):
+    proc, out, _, names, bad = real_run
     assert proc.returncode == 0, proc.stderr
-    assert (out / "failures.txt").read_text() == ""
+    console = proc.stdout + proc.stderr
+    assert "Traceback" not in console
+    failed = (out / "failures.txt").read_text().splitlines()
+    assert failed and all(line.startswith(str(bad)) for line in failed)  # every real and marked file succeeded
+    text = console + (out / "failures.txt").read_text() + (out / "measurements.csv").read_text()
+    text += "".join(p.read_text() for p in out.glob("*.json")) + " ".join(p.name for p in out.iterdir())
+    assert not [n for n in names if n.lower() in text.lower()]
+
+
+def test_predict_on_the_real_dicom_fixtures_writes_valid_dicom(real_run):
+    """An SR and a presentation state per real (and marked) file that dcmtk and dicom3tools accept. (A tiny
+    untrained model: the points are meaningless, the files must be valid all the same.)"""
+    from test_dicom_report import dciodvfy_problems, dsrdump, dsrdump_problems
+
+    proc, out, real, _, _ = real_run
+    assert proc.returncode == 0, proc.stderr
     srs, prs = sorted(out.glob("*_sr.dcm")), sorted(out.glob("*_pr.dcm"))
-    assert len(srs) == len(prs) == len(list((shared_dir / "dicom").glob("*.dcm")))
+    assert len(srs) == len(prs) == len(real) + 2
     for sr in srs:
         assert dsrdump_problems(dsrdump(sr)) == [], sr.name
         assert dciodvfy_problems(sr) == [], sr.name

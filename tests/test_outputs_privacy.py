@@ -107,3 +107,4 @@ def test_scrub():
     assert scrub("Doe^Jane and JANE, id 12345", ["Doe^Jane", "Jane", "12345"]) == (
         "[redacted] and [redacted], id [redacted]")
     assert scrub("nothing to hide", []) == "nothing to hide"
+    assert scrub("cannot read: not an image", ["not"]) == "cannot read: [redacted] an image"  # words, not parts

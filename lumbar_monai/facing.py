@@ -13,6 +13,9 @@ patient faces:
 * :func:`facing_from_shape` - the facing that the *shape* of the spine shows, whatever the names say: the S1
   upper end plate slopes down anteriorly (sacral slope 20-60 degrees in adults) and the lumbar column bulges
   anteriorly (lordosis). This is what tells a right-facing image from a left-facing one.
+* :func:`mirror_sample` / :class:`CanonicalFacingd` - the same mirror on a training sample (image, points,
+  ``facing``, geometry); :class:`CanonicalFacingd` brings every training sample to :data:`CANONICAL_FACING`, so
+  that the networks learn the one facing the predictor shows them.
 * :func:`predict_any_facing` - the predictor's stages run on the image *and* on its mirror, each brought to the
   canonical facing and mapped back; the facing whose answer agrees best (network confidence plus anatomical
   plausibility, :func:`facing_score`) wins. A DICOM ``PatientOrientation`` is only a hint (:func:`facing_hint`):
@@ -25,11 +28,14 @@ The decision is *ours* (the paper only shows left-facing images). It costs a sec
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
 
 from .anatomy import Layout
 
@@ -44,6 +50,8 @@ __all__ = [
     "facing_from_points",
     "facing_from_shape",
     "facing_hint",
+    "mirror_sample",
+    "CanonicalFacingd",
     "StageOutput",
     "FacingDecision",
     "facing_score",
@@ -84,6 +92,54 @@ def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
     out = np.array(points, dtype=np.float64, copy=True)
     out[..., 0] = (int(width) - 1) - out[..., 0]
     return out
+
+
+def mirror_sample(d: dict, image_keys: Sequence[Hashable], point_keys: Sequence[Hashable] = ("points",),
+                  facing_key: str = "facing", geometry_key: str = "geometry") -> dict:
+    """Mirror a sample dict in place (and return it): ``(C, H, W)`` images, ``(N, 2)`` points with names kept, the
+    ``facing`` entry (when ``"left"``/``"right"``) and the ``original -> current`` geometry."""
+    from .transforms.geometry import compose_geometry
+
+    width = None
+    for k in image_keys:
+        img = d[k]
+        width = int(img.shape[-1])
+        d[k] = torch.flip(img, dims=(-1,)) if isinstance(img, torch.Tensor) else mirror_image(img)
+    if width is None:
+        return d
+    for k in point_keys:
+        if d.get(k) is not None:
+            pts = d[k]
+            moved = mirror_points(pts.detach().cpu().numpy() if isinstance(pts, torch.Tensor) else pts, width)
+            d[k] = torch.as_tensor(moved, dtype=pts.dtype) if isinstance(pts, torch.Tensor) else moved
+    if d.get(facing_key) in FACINGS:
+        d[facing_key] = other_facing(d[facing_key])
+    compose_geometry(d, np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), geometry_key)
+    return d
+
+
+class CanonicalFacingd(MapTransform):
+    """Mirror every lateral sample whose ``facing`` is not ``canonical`` (deterministic; names kept).
+
+    The sample's ``facing`` comes from its annotation (:class:`~lumbar_monai.io.datalist.LoadLandmarkSampled`,
+    whose readers infer it from the points); samples without one, or with an AP layout, pass unchanged.
+    """
+
+    def __init__(self, keys: KeysCollection = "image", point_keys: KeysCollection = ("points",),
+                 canonical: str = CANONICAL_FACING, facing_key: str = "facing", layout_key: str = "layout",
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        _check(canonical)
+        self.point_keys = (point_keys,) if isinstance(point_keys, str) else tuple(point_keys)
+        self.canonical, self.facing_key, self.layout_key = canonical, facing_key, layout_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        d = dict(data)
+        if d.get(self.layout_key) == "ap" or d.get(self.facing_key) not in FACINGS:
+            return d
+        if d[self.facing_key] == self.canonical:
+            return d
+        return mirror_sample(d, list(self.key_iterator(d)), self.point_keys, self.facing_key)
 
 
 def _plates(layout: Layout) -> list[tuple[int, int]]:

@@ -203,3 +203,29 @@ def test_json_reader_infers_facing_and_warns_on_a_contradicting_claim(tmp_path, 
     p.write_text(json.dumps(doc))
     ann = read_annotation_json(p)
     assert ann.facing == "right" and "facing_note" not in ann.meta
+
+
+def test_mirror_transforms_keep_names_and_record_geometry():
+    import torch
+
+    from lumbar_monai.facing import CanonicalFacingd
+    from lumbar_monai.transforms.augment import RandMirrord, stage1_augmentation
+    from lumbar_monai.transforms.geometry import get_geometry, transform_points
+
+    img = torch.zeros(1, H, W)
+    img[0, 5, 7] = 1.0
+    pts = _spine("right")
+    sample = {"image": img, "points": pts.copy(), "facing": "right", "layout": "lateral"}
+    out = CanonicalFacingd("image")(sample)
+    assert out["facing"] == "left" and out["image"][0, 5, W - 1 - 7] == 1.0
+    np.testing.assert_allclose(out["points"], _spine("left"))  # the same patient facing left, names kept
+    np.testing.assert_allclose(transform_points(pts, get_geometry(out)), out["points"])
+    assert CanonicalFacingd("image")(out)["image"] is out["image"]  # canonical already: untouched
+    ap = {"image": img, "points": np.zeros((20, 2)), "facing": "right", "layout": "ap"}
+    assert CanonicalFacingd("image")(ap)["facing"] == "right"
+    back = RandMirrord("image", prob=1.0)(out)
+    assert back["facing"] == "right" and torch.equal(back["image"], img)
+    np.testing.assert_allclose(back["points"], pts)
+    assert RandMirrord("image", prob=0.0)(out)["facing"] == "left"
+    assert not any(isinstance(t, RandMirrord) for t in stage1_augmentation())  # off unless asked for
+    assert isinstance(stage1_augmentation(mirror_prob=0.5)[0], RandMirrord)

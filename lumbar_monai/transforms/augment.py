@@ -4,6 +4,11 @@
   image: the image is resampled by MONAI's :class:`~monai.transforms.Affine`, the points are moved by MONAI's
   point-aware :class:`~monai.transforms.ApplyTransformToPoints` with the inverse of the very matrix ``Affine``
   reports, and the step is composed into ``sample["geometry"]`` like every other geometric step.
+* :class:`RandMirrord` - a random left-right mirror that keeps anatomical names (issue 15): the image flips, each
+  landmark moves to ``x -> W - 1 - x`` under its own name (``anterior`` stays ``anterior``) and ``sample["facing"]``
+  flips. Off in the bundle (``mirror_prob`` 0): the predictor brings every lateral image to the networks' trained
+  facing (:mod:`lumbar_monai.facing`), and networks that learned both facings would lose the confidence gap its
+  facing decision reads; it is for a facing-invariant model (or one with a learned facing output).
 * :class:`RandBrightnessContrastd` - random brightness (additive) and contrast (scaling about the image mean).
   MONAI's ``RandScaleIntensity`` scales about zero and ``RandAdjustContrast`` is a gamma curve, neither is a
   contrast change about the mean, so this small one is written here.
@@ -42,6 +47,7 @@ from .resample import FitToSquared
 __all__ = [
     "RandAffinePointsd",
     "RandBrightnessContrastd",
+    "RandMirrord",
     "monai_affine_to_xy",
     "stage1_preprocessing",
     "stage1_augmentation",
@@ -150,6 +156,36 @@ class RandAffinePointsd(RandomizableTransform, MapTransform):
         return d
 
 
+class RandMirrord(RandomizableTransform, MapTransform):
+    """Random left-right mirror of images and their landmarks; point rows (anatomical names) are kept.
+
+    Args:
+        keys: ``(C, H, W)`` image keys (all mirrored together).
+        point_keys: ``(N, 2)`` (x, y) point arrays: ``x -> W - 1 - x``.
+        prob: probability of the mirror.
+        facing_key: a ``"left"``/``"right"`` entry flipped with the image (left alone when absent).
+        geometry_key: where the ``original -> current`` matrix is composed.
+    """
+
+    def __init__(self, keys: KeysCollection = "image", point_keys: KeysCollection = ("points",), prob: float = 0.5,
+                 facing_key: str = "facing", geometry_key: str = GEOMETRY_KEY,
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.point_keys = (point_keys,) if isinstance(point_keys, str) else tuple(point_keys)
+        self.facing_key = facing_key
+        self.geometry_key = geometry_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        from ..facing import mirror_sample
+
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        return mirror_sample(d, list(self.key_iterator(d)), self.point_keys, self.facing_key, self.geometry_key)
+
+
 class RandBrightnessContrastd(RandomizableTransform, MapTransform):
     """Random brightness and contrast: ``img' = (img - mean) * c + mean + b`` (Section 3.2).
 
@@ -248,13 +284,18 @@ def stage1_augmentation(
     affine_prob: float = 0.5,
     intensity_prob: float = 0.5,
     layout_key: str = "layout",
+    mirror_prob: float = 0.0,
 ) -> list:
     """Section 3.2 training augmentation: brightness/contrast, rotation/zoom/translation, then cutout.
+
+    ``mirror_prob`` > 0 starts the chain with :class:`RandMirrord` (names kept; off by default, see the module
+    docstring).
 
     ``cutout`` is ``"none"``, ``"conventional"`` or ``"rsc"`` (Random Spine Cutout); see
     :mod:`lumbar_monai.transforms.cutout`.
     """
-    chain: list = [
+    chain: list = [RandMirrord(keys, point_keys=point_keys, prob=mirror_prob)] if mirror_prob > 0 else []
+    chain += [
         RandBrightnessContrastd(keys, prob=intensity_prob),
         RandAffinePointsd(keys, point_keys=point_keys, prob=affine_prob),
     ]

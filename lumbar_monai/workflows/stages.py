@@ -4,6 +4,8 @@ Stage 1 (Pose-Net, Section 3.2): load -> :func:`~lumbar_monai.transforms.augment
 blur, CLAHE, augmentation, Eq. 1 centre maps) -> ``label``. Stage 2 (M-Net, Section 3.3): load ->
 :func:`~lumbar_monai.training.stage2.stage2_transforms` (Eq. 5 crops, augmentation, Eq. 6-9 targets), one sample per
 vertebra. Only ``image`` and ``label`` are kept so that the default collate works (``pixel_spacing`` may be None).
+Both chains first bring every lateral sample to the facing the predictor shows the networks
+(:class:`~lumbar_monai.facing.CanonicalFacingd`: image-left, a mirror that keeps the anatomical names).
 """
 
 from __future__ import annotations
@@ -13,25 +15,33 @@ from typing import Any
 
 from monai.transforms import Compose, CopyItemsd, SelectItemsd
 
+from ..facing import CanonicalFacingd
 from ..io.datalist import LoadLandmarkSampled
 
 __all__ = ["posenet_transforms", "mnet_transforms"]
 
 
 def posenet_transforms(train: bool, hp: Mapping[str, Any], layout: str) -> Compose:
-    """Stage-1 chain; ``hp`` is the bundle's ``posenet`` section (input_size, heatmap_size, cutout, cutout_ratio)."""
+    """Stage-1 chain; ``hp`` is the bundle's ``posenet`` section (input_size, heatmap_size, cutout, cutout_ratio and,
+    optionally, ``augmentation``: ``cutout_prob``, ``affine_prob``, ``intensity_prob``, each 0.5 by default)."""
     from ..transforms.augment import stage1_transforms
 
+    augmentation = {k: float(v) for k, v in dict(hp.get("augmentation") or {}).items()}
+    unknown = set(augmentation) - {"cutout_prob", "affine_prob", "intensity_prob"}
+    if unknown:
+        raise ValueError(f"posenet#augmentation: unknown key(s) {sorted(unknown)}")
     inner = stage1_transforms(
         train=train,
         size=int(hp["input_size"]),
         heatmap_size=int(hp["heatmap_size"]),
         cutout=hp.get("cutout", "rsc"),
         cutout_ratio=float(hp.get("cutout_ratio", 0.6)),
+        augmentation=augmentation,
     )
     return Compose(
         [
             LoadLandmarkSampled(("image", "label"), layout=layout),
+            CanonicalFacingd("image"),
             *inner.transforms,
             CopyItemsd("centre_heatmap", names="label"),
             SelectItemsd(("image", "label")),
@@ -47,6 +57,7 @@ def mnet_transforms(train: bool, stage2_config, layout: str) -> Compose:
     return Compose(
         [
             LoadLandmarkSampled(("image", "label"), layout=layout),
+            CanonicalFacingd("image"),
             *inner.transforms,
             SelectItemsd(("image", "label")),
         ]

@@ -192,5 +192,5 @@ def test_multi_process_training_gloo(tmp_path):
     files = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
     bundle(["-m", "monai.bundle", "run", "training", "--config_file", files, "--backend", "gloo",
             "--output_dir", str(tmp_path), *TINY], cmd=torchrun)
-    assert (tmp_path / "models" / "lumbar_landmarks.pt").is_file()
+    assert (tmp_path / "models" / "lumbar_landmarks.pt").is_file() and (tmp_path / "models" / "model.pt").is_file()
     assert json.loads((tmp_path / "models" / "mnet_sacrum.done.json").read_text())["epochs"] == 1

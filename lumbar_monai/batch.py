@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import InputError
-from .io.atomic import all_or_none, atomic_write_text, sweep_stale_temporaries
+from .io.atomic import TEMP_MARK, all_or_none, atomic_write_text, sweep_stale_temporaries
 from .io.quiet import library_messages_withheld
 from .measures import measure_result
 from .result import LandmarkResult
@@ -361,6 +361,7 @@ def _write_outputs(path: Path, out_dir: Path, radiograph, digest: str, result: L
             names += [f"{name}_sr.dcm", f"{name}_pr.dcm"] + ([f"{name}_sc.dcm"] if secondary_capture else [])
     row = {"name": name, "format": fmt, "layout": result.layout.name, "spacing_source": ms.spacing_source or "",
            "spacing_plane": result.spacing_plane or "", "length_unit": ms.length_unit,
+           "facing": (result.meta.get("facing") or {}).get("facing") or "",
            "qc_flags": " ".join(result.qc_flags)}
     row.update(ms.as_row())
     return BatchItem(path=str(path), status="ok", name=name, outputs=[str(out_dir / n) for n in names], row=row,
@@ -425,7 +426,7 @@ def check_output_folder(out: Path) -> None:
         raise InputError(out, "output path exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=f"{TEMP_MARK}{os.getpid()}", dir=out)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:

@@ -244,3 +244,29 @@ def test_stage_epoch_writer_prefixes_metrics_and_adds_lr():
     engine = SimpleNamespace(state=SimpleNamespace(epoch=3, metrics={"val_loss": 0.5, "per_class": [1, 2]}))
     StageEpochWriter("mnet_sacrum", opt)(engine, Writer())
     assert written == {"mnet_sacrum/val_loss": (0.5, 3), "mnet_sacrum/lr": (0.002, 3)}
+
+
+def test_inference_workflow_drives_a_torchscript_model(copy, tmp_path):
+    """``--torchscript_file models/model.ts`` (``ckpt_export``'s output) replaces network_def + model.pt and gives
+    the same centres."""
+    from monai.bundle import ckpt_export
+
+    b, data = copy
+    ts = tmp_path / "model.ts"
+    ckpt_export(net_id="network_def", filepath=str(ts), ckpt_file=str(b / "models" / "model.pt"),
+                meta_file=str(b / "configs" / "metadata.json"), config_file=str(b / "configs" / "inference.json"),
+                bundle_root=str(b))
+    image = str(sorted((data / "images").iterdir())[0])
+    cases = []
+    for name, extra in (("eager", {"ckpt_dir": str(b / "models")}),
+                        ("script", {"torchscript_file": str(ts), "model_file": str(tmp_path / "absent.pt")})):
+        wf = ConfigWorkflow(config_file=str(b / "configs" / "inference.json"),
+                            meta_file=str(b / "configs" / "metadata.json"), logging_file=False, workflow_type="infer",
+                            bundle_root=str(b), dataset_dir=str(data), output_dir=str(tmp_path / name), input=image,
+                            run_id="centres", device="cpu", **extra)
+        wf.initialize()
+        assert not wf.check_properties()
+        wf.run()
+        cases.append(json.loads((tmp_path / name / "predictions" / "centres.json").read_text())["cases"])
+    assert isinstance(wf.parser.get_parsed_content("network"), torch.jit.ScriptModule)
+    assert cases[0] == cases[1] and len(cases[0]) == 1

@@ -100,7 +100,7 @@ def read_dicom_header(path: str | os.PathLike) -> Dataset:
 
 def _dcmread(p: Path, stop_before_pixels: bool = False) -> Dataset:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_decoders():  # pydicom's log records may quote header values
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(p, force=True, stop_before_pixels=stop_before_pixels)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as e:

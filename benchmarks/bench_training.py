@@ -257,7 +257,8 @@ def main() -> None:
         print("\nThroughput in samples/s (images; crops for the M-Net). (a) DataLoader alone, nothing cached; "
               "(b) training step alone on a batch in memory; (c) both, the real loop, nothing cached; "
               "(d) DataLoader alone and (e) the loop with MONAI's CacheDataset holding the deterministic part (the "
-              "bundle's setting; filled once, 'fill s'); (e)/(b): the loop against the model step alone.\n")
+              "bundle's setting; filled once, 'fill s'); (b)/(e): how many times slower the cached loop runs than "
+              "the model step alone.\n")
         print("| stage | network | input | unit | batch | samples/epoch | (a) data /s | (b) model /s | (c) loop /s | "
               "bottleneck | fill s | (d) data, cached /s | (e) loop, cached /s | (b)/(e) | peak RSS MiB |")
         print("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")

@@ -20,7 +20,6 @@ QC_FLAGS = {
     "faces (and with it anterior/posterior) is uncertain",
 }
 
-
 #: The plane a pixel spacing measures in, by :attr:`LandmarkResult.spacing_source`. ``"patient"``: calibrated to
 #: the patient (DICOM ``PixelSpacing``, or ``ImagerPixelSpacing`` divided by ``EstimatedRadiographicMagnificationFactor``);
 #: ``"detector"``: at the detector face (``ImagerPixelSpacing`` alone), so lengths include the geometric

@@ -11,7 +11,10 @@ Content (``highdicom.sr.Comprehensive3DSR`` with a ``MeasurementReport``):
   CT), the finding type (the corner, private code, see below) and one numeric item, the landmark's confidence.
 * One **measurement group** (TID 1501) per vertebra, per level (pair of adjacent vertebrae) and one for the whole
   spine, with the finding site coded (SNOMED CT vertebra, L1/L2 ... L5/S1 disc level, lumbar spine) and every
-  :class:`~lumbar_monai.measures.Measurement` as a numeric item with its UCUM unit.
+  :class:`~lumbar_monai.measures.Measurement` as a numeric item with its UCUM unit. Every length in mm carries a
+  Measurement Method saying the plane its pixel spacing measures in (private codes ``LM-PLANE-PAT`` patient,
+  ``LM-PLANE-DET`` detector: not corrected for the geometric magnification, ``LM-PLANE-UNK`` not stated; see
+  :func:`lumbar_monai.result.spacing_plane`).
 
 Coordinates: the project's points have pixel centres at integer coordinates; DICOM SCOORD ``PIXEL`` coordinates
 put the top-left corner of the top-left pixel at (0, 0), i.e. its centre at (0.5, 0.5). Writers add 0.5, the
@@ -133,6 +136,12 @@ _PLANE_METHODS = {
     None: hd.sr.CodedConcept("LM-PLANE-UNK", PRIVATE_SCHEME, "Length in a plane the source does not state"),
 }
 _LANDMARK_FINDING = hd.sr.CodedConcept("LM-LANDMARK", PRIVATE_SCHEME, "Vertebral landmark")
+#: lateral views: the image side the patient faces (the predictor's facing decision, lumbar_monai.facing), as a
+#: qualitative evaluation of every landmark; a second one when the decision was flagged ``facing_uncertain``
+_FACING = hd.sr.CodedConcept("LM-FACING", PRIVATE_SCHEME, "Image side the patient faces")
+_FACING_VALUES = {"left": hd.sr.CodedConcept("LM-FACING-L", PRIVATE_SCHEME, "Image left"),
+                  "right": hd.sr.CodedConcept("LM-FACING-R", PRIVATE_SCHEME, "Image right"),
+                  "uncertain": hd.sr.CodedConcept("LM-FACING-UNC", PRIVATE_SCHEME, "Facing uncertain")}
 _UCUM = {
     "deg": ("deg", "degree"),
     "mm": ("mm", "millimeter"),
@@ -208,9 +217,20 @@ def source_for_derivation(source: Dataset) -> Dataset:
     return out
 
 
+def _facing_evaluations(result: LandmarkResult) -> list:
+    facing = (result.meta.get("facing") or {}).get("facing")
+    if facing not in ("left", "right"):
+        return []
+    out = [hd.sr.QualitativeEvaluation(name=_FACING, value=_FACING_VALUES[facing])]
+    if "facing_uncertain" in result.qc_flags:
+        out.append(hd.sr.QualitativeEvaluation(name=_FACING, value=_FACING_VALUES["uncertain"]))
+    return out
+
+
 def _landmark_groups(result: LandmarkResult, source: Dataset, algo) -> list:
     layout = get_layout(result.layout)
     src = _source_image(source)
+    facing = _facing_evaluations(result)
     groups = []
     for i, name in enumerate(layout.point_names):
         vi = int(layout.point_vertebra[i])
@@ -232,6 +252,7 @@ def _landmark_groups(result: LandmarkResult, source: Dataset, algo) -> list:
                 finding_sites=[hd.sr.FindingSite(vertebra_code(spec.name))],
                 algorithm_id=algo,
                 measurements=meas or None,
+                qualitative_evaluations=facing or None,
             )
         )
     return groups
@@ -357,14 +378,18 @@ def _as_sr(sr_or_path) -> hd.sr.Comprehensive3DSR:
 def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, dict[str, Any]]:
     """Read the landmarks back from an SR with highdicom: ``((N, 2) points in our convention, info)``.
 
-    ``info`` holds ``confidence`` ``(N,)``, the ``finding_sites`` (code values) and the referenced SOP Instance UID.
+    ``info`` holds ``confidence`` ``(N,)``, the ``finding_sites`` (code values), the referenced SOP Instance UID and
+    ``facing`` (``"left"``/``"right"``, ``"right uncertain"``, ... or ``None`` when the SR does not say).
     Raises ``ValueError`` if a landmark of the layout is missing.
     """
     layout = get_layout(layout)
     sr = _as_sr(sr_or_path)
     groups = sr.content.get_planar_roi_measurement_groups()
     found: dict[str, tuple[np.ndarray, float, str, str]] = {}
+    facing: set[str] = set()
     for g in groups:
+        for q in g.get_qualitative_evaluations(name=_FACING):
+            facing.add({v.value: k for k, v in _FACING_VALUES.items()}.get(q.value.value, "?"))
         ident = g.tracking_identifier
         region = g.roi
         if ident is None or region is None:
@@ -388,6 +413,7 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
         "confidence": np.array([found[n][1] for n in layout.point_names]),
         "finding_sites": [found[n][2] for n in layout.point_names],
         "referenced_sop_instance_uids": sorted({found[n][3] for n in layout.point_names}),
+        "facing": " ".join(sorted(facing - {"uncertain"}) + sorted(facing & {"uncertain"})) or None,
     }
     return pts, info
 

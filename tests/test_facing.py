@@ -229,3 +229,33 @@ def test_mirror_transforms_keep_names_and_record_geometry():
     assert RandMirrord("image", prob=0.0)(out)["facing"] == "left"
     assert not any(isinstance(t, RandMirrord) for t in stage1_augmentation())  # off unless asked for
     assert isinstance(stage1_augmentation(mirror_prob=0.5)[0], RandMirrord)
+
+
+def test_sr_records_the_facing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    from shutil import which
+
+    import pydicom
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _lm_helpers as helpers
+
+    from lumbar_monai.io.report import read_sr_landmarks, write_sr
+
+    pts = mirror_points(helpers.lateral_study_points(256, 320), 256)  # the patient faces right
+    dx = helpers.write_dx(tmp_path / "dx.dcm", helpers.render_spine_image(pts, size_wh=(256, 320)))
+    res = helpers.result_from_points(pts, size=(256, 320))
+    res.meta["facing"] = {"facing": "right", "confidence": 0.6, "source": "image"}
+    res.qc_flags.append("facing_uncertain")
+    sr = write_sr(tmp_path / "sr.dcm", pydicom.dcmread(dx), res)
+    back, info = read_sr_landmarks(sr)
+    np.testing.assert_allclose(back, pts, atol=1e-3)
+    assert info["facing"] == "right uncertain"
+    res.qc_flags.clear()
+    res.meta.pop("facing")
+    assert read_sr_landmarks(write_sr(tmp_path / "sr2.dcm", pydicom.dcmread(dx), res))[1]["facing"] is None
+    if which("dsrdump"):
+        out = subprocess.run(["dsrdump", str(sr)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and not [ln for ln in out.stderr.splitlines() if ln.startswith(("W:", "E:"))]

@@ -9,6 +9,9 @@ with, per vertebra and system, the paper's metrics as means (sd) over those imag
 stage-1 input), landmark distance error D (original pixels), RD (%) (also its median, which a few gross failures do
 not dominate) and the landmark outlier ratio (vertebrae with
 mean RD > 20 %), and for "Total" also the centre outlier ratio (images with a landmark outside the Eq. 5 crops).
+"Total" is the paper's: every vertebra's value of every image weighs the same, so its mean is the mean of the
+per-vertebra means (``lumbar_monai.metrics.landmark.vertebra_total``); the summary's "RD all" columns are means over
+the landmarks (``mean_RD``, S1's two corners weighing half a lumbar vertebra).
 
     .venv/bin/python benchmarks/plot_systems.py --run "full method=bundles/lumbar_landmarks/runs/aasce_cpu" \\
         --run "Kim-like=bundles/lumbar_landmarks/runs/aasce_kim_cpu" \\

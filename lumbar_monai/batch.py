@@ -419,6 +419,14 @@ def _merge_failures(path: Path, items: Sequence[BatchItem]) -> Path:
     return atomic_write_text(path, "".join(kept + new))
 
 
+def _write_summaries(out: Path, csv_path: Path, fail_path: Path, items: Sequence[BatchItem]) -> None:
+    try:
+        _merge_csv(csv_path, [it.row for it in items if it.status == "ok"])
+        _merge_failures(fail_path, items)
+    except OSError as e:
+        raise InputError(out, f"cannot write the run summaries ({e.strerror or type(e).__name__})") from None
+
+
 def check_output_folder(out: Path) -> None:
     """Create ``out`` and check, before any image is read, that outputs can be written there and that the
     summaries of an earlier run in it can be merged; :class:`InputError` (one line) otherwise."""
@@ -565,19 +573,20 @@ def run_batch(
     items = [BatchItem(path=p, status="failed", reason=problem) for p, problem in errors]
     used: set[str] = set()
     n = len(files)
-    if (batch_size > 1 or workers > 0) and hasattr(predictor, "centres_batch"):
-        items += _run_batched(files, out, predictor, loader, used, secondary_capture, progress, batch_size, workers)
-    else:
-        for i, path in enumerate(tqdm(files, desc="lumbar-monai", unit="image", disable=not progress), start=1):
-            items.append(_settle(i, n, path, lambda p=path: _process(p, out, predictor, loader, used,
-                                                                     secondary_capture)))
-    ok_rows = [it.row for it in items if it.status == "ok"]
     csv_path, fail_path = out / "measurements.csv", out / "failures.txt"
     try:
-        _merge_csv(csv_path, ok_rows)
-        _merge_failures(fail_path, items)
-    except OSError as e:
-        raise InputError(out, f"cannot write the run summaries ({e.strerror or type(e).__name__})") from None
+        if (batch_size > 1 or workers > 0) and hasattr(predictor, "centres_batch"):
+            items += _run_batched(files, out, predictor, loader, used, secondary_capture, progress, batch_size,
+                                  workers)
+        else:
+            for i, path in enumerate(tqdm(files, desc="lumbar-monai", unit="image", disable=not progress), start=1):
+                items.append(_settle(i, n, path, lambda p=path: _process(p, out, predictor, loader, used,
+                                                                         secondary_capture)))
+    except KeyboardInterrupt:  # interrupted: the images done so far keep their rows (their outputs are in place)
+        _write_summaries(out, csv_path, fail_path, items)
+        log.warning("interrupted after %d of %d image(s); their rows are in the summaries", len(items) - len(errors), n)
+        raise
+    _write_summaries(out, csv_path, fail_path, items)
     summary = BatchSummary(items=items, skipped=skipped, measurements_csv=csv_path, failures_txt=fail_path)
     log.info("%d ok, %d failed, %d skipped (not images)", summary.ok, summary.failed, len(skipped))
     return summary

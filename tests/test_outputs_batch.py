@@ -232,3 +232,20 @@ def test_window_width_zero(tmp_path):
     gsps = pydicom.dcmread(tmp_path / "out" / f"{s.items[0].name}_pr.dcm")
     voi = gsps.SoftcopyVOILUTSequence[0]
     assert float(voi.WindowWidth) > 0 and np.isfinite(float(voi.WindowCenter))
+
+
+def test_interrupted_run_keeps_the_rows_of_the_images_done(tmp_path):
+    a, b = _dx(tmp_path / "a.dcm", seed=1), _dx(tmp_path / "b.dcm", seed=2)
+
+    class Interrupted(FixedPredictor):
+        def predict(self, radiograph):
+            if self.calls == 1:
+                raise KeyboardInterrupt
+            return super().predict(radiograph)
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([a, b], out, Interrupted(), progress=False)
+    rows = list(csv.DictReader((out / "measurements.csv").open()))
+    assert len(rows) == 1 and (out / f"{rows[0]['name']}.json").exists()
+    assert not [n for n in _files(out) if n.startswith(".")]

@@ -270,3 +270,48 @@ def test_inference_workflow_drives_a_torchscript_model(copy, tmp_path):
         cases.append(json.loads((tmp_path / name / "predictions" / "centres.json").read_text())["cases"])
     assert isinstance(wf.parser.get_parsed_content("network"), torch.jit.ScriptModule)
     assert cases[0] == cases[1] and len(cases[0]) == 1
+
+
+_MONAILABEL_DRIVER = """
+import json, sys, torch
+from monailabel.tasks.infer.bundle import BundleInferTask
+bundle, image = sys.argv[1], sys.argv[2]
+task = BundleInferTask(bundle, {}, add_post_restore=False)
+assert task.is_valid()
+data = {"image": image}
+for t in task.pre_transforms({"device": "cpu"}):
+    data = t(data)
+net = task._get_network("cpu", {"model_filename": "model.pt"})
+with torch.no_grad():
+    data["pred"] = task.inferer({})(data["image"][None].float(), net)[0]
+for t in task.post_transforms({"device": "cpu"}):
+    data = t(data)
+print(json.dumps({"labels": task.labels, "points": data["points"].tolist()}))
+"""
+
+
+def test_monailabel_bundle_infer_task_drives_inference_json(copy, tmp_path):
+    """MONAI Label's own ``BundleInferTask`` (in ``.venv-monailabel``) loads the copy's inference.json and
+    model.pt and computes the centres that the bundle's evaluator writes."""
+    import os
+    import subprocess
+
+    py = REPO / ".venv-monailabel" / "bin" / "python"
+    if not py.is_file():
+        pytest.skip("no .venv-monailabel (scripts/setup-monailabel.sh)")
+    b, data = copy
+    image = sorted((data / "images").iterdir())[0]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(py), "-c", _MONAILABEL_DRIVER, str(b), str(image)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["labels"] == {"l1": 0, "l2": 1, "l3": 2, "l4": 3, "l5": 4, "s1": 5}
+    wf = ConfigWorkflow(config_file=str(b / "configs" / "inference.json"),
+                        meta_file=str(b / "configs" / "metadata.json"), logging_file=False, workflow_type="infer",
+                        bundle_root=str(b), dataset_dir=str(data), output_dir=str(tmp_path), input=str(image),
+                        ckpt_dir=str(b / "models"), run_id="centres", device="cpu")
+    wf.initialize()
+    wf.run()
+    case = json.loads((tmp_path / "predictions" / "centres.json").read_text())["cases"][0]
+    np.testing.assert_allclose(got["points"], [[c["x"], c["y"]] for c in case["centres"]], atol=0.01)

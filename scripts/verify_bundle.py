@@ -220,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="tracebacks of failed checks")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    for path, what in ((args.bundle / "configs" / "inference.json", "--bundle"), (args.weights, "--weights")):
+        if path is not None and not Path(path).is_file():
+            print(f"error: {what}: {path} not found", file=sys.stderr)
+            return 2
+    if args.workdir is not None and (args.workdir / "models" / NAME).exists():
+        print(f"error: --workdir: {args.workdir / 'models' / NAME} already exists", file=sys.stderr)
+        return 2
     results = verify(args.bundle, args.workdir, args.weights, args.verbose)
     return 0 if all(r is None for r in results.values()) else 1
 

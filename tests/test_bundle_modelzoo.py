@@ -315,3 +315,20 @@ def test_monailabel_bundle_infer_task_drives_inference_json(copy, tmp_path):
     wf.run()
     case = json.loads((tmp_path / "predictions" / "centres.json").read_text())["cases"][0]
     np.testing.assert_allclose(got["points"], [[c["x"], c["y"]] for c in case["centres"]], atol=0.01)
+
+
+def test_wrong_weights_fail_the_torchscript_check(tmp_path, capsys):
+    """Weights that are not inference.json's network_def's (here an M-Net's) fail the export with a one-line reason;
+    the command line refuses a missing bundle or weights file with one line and status 2."""
+    from lumbar_monai.networks.mnet import MNet
+
+    bad = tmp_path / "mnet.pt"
+    torch.save(MNet(channels=(4,)).state_dict(), bad)
+    b = verify_bundle.copy_bundle(BUNDLE, tmp_path / "models", weights=bad)
+    with pytest.raises(Exception, match="state_dict|Missing key|size mismatch|Unexpected key"):
+        verify_bundle.check_torchscript(b, tmp_path)
+    assert verify_bundle.main(["--weights", str(tmp_path / "absent.pt")]) == 2
+    assert verify_bundle.main(["--bundle", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --weights: {tmp_path / 'absent.pt'} not found",
+                   f"error: --bundle: {tmp_path / 'nowhere' / 'configs' / 'inference.json'} not found"]

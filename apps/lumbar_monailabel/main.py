@@ -6,8 +6,9 @@ Start (see README.md)::
         --conf models lumbar_landmarks --host 127.0.0.1 --port 8000
 
 MONAI Label 0.8.5 is used through its task interfaces only (``InferTask``, ``TrainTask``, ``TaskConfig``, the
-local datastore); modules of MONAI Label that import torchvision are avoided (its torchvision build does not
-load next to a CPU-only torch).
+local datastore). MONAI Label has no authentication by default: bind it to 127.0.0.1 (README, Security). The app
+checks what a client sends: train settings against an allow-list (HTTP 422, before any task starts), infer images
+against the datastore (HTTP 404).
 """
 
 from __future__ import annotations

@@ -119,3 +119,23 @@ def test_dots_are_drawn_over_lines_and_circles():
     assert tuple(int(v) > 200 for v in rgb[10, 20]) == (True, False, False)  # red dot on top of the green line
     assert rgb[10, 24, 2] > 200 and rgb[10, 24, 1] < 100  # blue circle over the green line
     assert rgb[10, 30, 1] > 200  # the line elsewhere
+
+
+def test_overlay_of_a_large_image_is_shrunk_and_points_follow():
+    """A radiograph larger than the preview cap is block-averaged by an integer factor; landmarks land on the same
+    anatomy in the shrunk picture (bounded memory for 100-megapixel inputs)."""
+    from lumbar_monai.io.overlay import shrink_for_overlay
+
+    pts = H.lateral_study_points(128, 160)
+    img = H.render_spine_image(pts, size_wh=(128, 160))
+    res = H.result_from_points(pts, size=(128, 160))
+    rgb = render_overlay(img, res, max_side=64)  # factor 3: 160 -> 54, 128 -> 43
+    assert rgb.shape == (54, 43, 3)
+    small, shrunk = shrink_for_overlay(img, res, max_side=64)
+    assert small.shape == (54, 43) and shrunk.image_size == (43, 54)
+    # pixel centres: original pixels 0,1,2 average into shrunk pixel 0, whose centre is original x = 1
+    np.testing.assert_allclose(shrunk.points * 3 + 1, res.points)
+    for x, y in np.round(shrunk.points).astype(int):
+        assert np.ptp(rgb[y, x].astype(int)) > 40, (x, y)
+    same_img, same_res = shrink_for_overlay(img, res, max_side=160)
+    assert same_img is img and same_res is res

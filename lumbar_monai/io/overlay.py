@@ -11,7 +11,7 @@ pixel, with the image drawn so that pixel ``(i, j)`` has its centre at ``x = j, 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,8 @@ __all__ = [
     "annotations_from_result",
     "draw_annotations",
     "render_overlay",
+    "shrink_for_overlay",
+    "OVERLAY_MAX_SIDE",
     "write_png",
     "write_overlay_png",
 ]
@@ -185,8 +187,46 @@ def draw_annotations(image, annotations: Annotations, line_width: float | None =
     return np.ascontiguousarray(rgba[..., :3])
 
 
-def render_overlay(image, result, measurements=None) -> np.ndarray:
-    """``(H, W, 3)`` uint8 picture of ``result`` over ``image`` (see :func:`annotations_from_result`)."""
+#: Longest side (pixels) of the overlay PNG. The overlay is a preview: a larger radiograph is shrunk by an integer
+#: factor first, so that drawing stays bounded in memory (a 10000x10000 image drawn at full size took 11.8 GB).
+#: The landmarks themselves are always in original pixels (JSON, SR, GSPS).
+OVERLAY_MAX_SIDE = 2048
+
+
+def _grey_2d(image) -> np.ndarray:
+    arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    return arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr
+
+
+def shrink_for_overlay(image, result, max_side: int = OVERLAY_MAX_SIDE):
+    """``(image, result)`` shrunk by the integer factor ``k`` that brings the longer side to ``<= max_side``.
+
+    The image is block-averaged (``skimage.transform.downscale_local_mean``); points follow the pixel-centre
+    convention of the project: original pixel ``x`` maps to ``(x - (k - 1) / 2) / k``. ``k == 1`` returns both
+    unchanged.
+    """
+    from skimage.transform import downscale_local_mean
+
+    grey = _grey_2d(image)
+    k = int(np.ceil(max(grey.shape[:2]) / float(max_side))) if max_side > 0 else 1
+    if k <= 1 or grey.ndim != 2:
+        return image, result
+    small = downscale_local_mean(grey.astype(np.float32, copy=False), (k, k)).astype(np.float32)
+    shift = (k - 1) / 2.0
+    size = None if result.image_size is None else (int(small.shape[1]), int(small.shape[0]))
+    shrunk = replace(
+        result,
+        points=(np.asarray(result.points, dtype=np.float64) - shift) / k,
+        centres=(np.asarray(result.centres, dtype=np.float64) - shift) / k,
+        image_size=size,
+    )
+    return small, shrunk
+
+
+def render_overlay(image, result, measurements=None, max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
+    """``(h, w, 3)`` uint8 picture of ``result`` over ``image`` (see :func:`annotations_from_result`), shrunk by an
+    integer factor when the image's longer side exceeds ``max_side`` (:func:`shrink_for_overlay`)."""
+    image, result = shrink_for_overlay(image, result, max_side)
     return draw_annotations(image, annotations_from_result(result, measurements))
 
 

@@ -77,3 +77,15 @@ def test_paper_schedule_restores_the_paper_sizes():
         assert parser[stage]["config"]["crop_size"] == 256 and parser[stage]["config"]["coordconv"] == 2
         assert (parser[stage]["batch_size"], parser[stage]["max_epochs"], parser[stage]["patience"]) == (32, 250, 25)
         assert parser[stage]["lr"] == parser["posenet"]["lr"] == 1e-4
+
+
+@pytest.mark.parametrize("path", [TRAIN, *sorted(p for p in (REPO / "configs").rglob("*.json")
+                                           if "training" in json.loads(p.read_text()))],
+                         ids=lambda p: p.name)
+def test_every_training_list_writes_the_model_zoo_weights(path):
+    """models/model.pt (the primary network's weights, model-zoo's file) is written by every training run, also by
+    the configs that replace the bundle's ``training`` list."""
+    steps = " ".join(json.loads(path.read_text())["training"])
+    if "run_stage(@train#posenet#trainer" not in steps and "run_stage(@train#trainer" not in steps:
+        pytest.skip(f"{path.name} trains no Pose-Net (model.pt is Pose-Net's)")
+    assert "export_primary_model(@ckpt_dir)" in steps, f"{path.name}: no models/model.pt"

@@ -67,11 +67,12 @@ def _variants(layout, facing: str, canonical: str) -> tuple[bool, ...]:
 
 
 class _Prepare(torch.utils.data.Dataset):
-    """What a worker does for one input: read it, pre-process stage 1 (of the image and of its mirror, as needed)."""
+    """What a worker does for one input: read it, pre-process stage 1 (of the image and of its mirror, as needed).
+    It holds the stage-1 chain, not the predictor (no networks travel to the workers)."""
 
-    def __init__(self, predictor, sources: Sequence, centres: Sequence | None, variants: tuple[bool, ...],
+    def __init__(self, chain, sources: Sequence, centres: Sequence | None, variants: tuple[bool, ...],
                  loader: Callable | None, extra: Callable | None) -> None:
-        self.predictor = predictor
+        self.chain = chain
         self.sources = sources
         self.centres = centres
         self.variants = variants
@@ -83,6 +84,7 @@ class _Prepare(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         from .facing import facing_hint, mirror_image
+        from .predictor import LandmarkPredictor, stage1_input
 
         src = self.sources[i]
         try:
@@ -91,12 +93,12 @@ class _Prepare(torch.utils.data.Dataset):
                 from .io.loader import load_radiograph
 
                 radiograph = load_radiograph(src)
-            img, spacing, source = self.predictor.read_input(radiograph if radiograph is not None else src)
+            img, spacing, source = LandmarkPredictor.read_input(radiograph if radiograph is not None else src)
             meta = dict(getattr(radiograph if radiograph is not None else src, "meta", None) or {})
             stage1 = {}
             if self.centres is None or self.centres[i] is None:
                 for m in self.variants:
-                    x, g = self.predictor.stage1_input(mirror_image(img) if m else img)
+                    x, g = stage1_input(self.chain, mirror_image(img) if m else img)
                     stage1[m] = (x, g)
             return {"index": i, "image": torch.from_numpy(img), "spacing": spacing, "spacing_source": source,
                     "meta": meta, "hint": facing_hint(meta), "stage1": stage1,
@@ -247,11 +249,12 @@ def iter_predictions(
     if centres is None and predictor.centre_net is None:
         raise ValueError("this predictor has no Pose-Net: pass centres")
     variants = _given_variants(predictor, facing)
+    chain = None
     if predictor.centre_net is None or predictor.stage1.get("framing"):
         variants = ()  # framed stage 1 (lumbar_monai.framing) runs per image, through detect_centres
     else:
-        predictor._stage1_transforms()  # built once, before the workers start
-    ds = _Prepare(predictor, sources, centres, variants, loader, extra)
+        chain = predictor._stage1_transforms()  # built once, before the workers start
+    ds = _Prepare(chain, sources, centres, variants, loader, extra)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=_as_list,
                                      pin_memory=predictor.device.type == "cuda",
                                      prefetch_factor=2 if workers else None)

@@ -48,7 +48,7 @@ from .crops import crop_to_image, extract_vertebra_crops
 from .networks.mnet import MNet
 from .result import LandmarkResult
 
-__all__ = ["LandmarkPredictor", "load_predictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations"]
+__all__ = ["LandmarkPredictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations"]
 
 CHECKPOINT_FORMAT = "lumbar-monai-landmarks"
 CHECKPOINT_VERSION = 1
@@ -204,9 +204,7 @@ class LandmarkPredictor:
         """Stage-1 pre-processing of one ``(H, W)`` image at network resolution: ``((1, S, S) float32 tensor on
         ``device`` (default: the image's), original -> input 3x3 geometry)``. The CPU part that
         :meth:`predict_batch`'s workers run; given a CUDA ``device``, the resize runs there."""
-        t = torch.as_tensor(image, dtype=torch.float32, device=device)
-        sample = self._stage1_transforms()({"image": t[None]})
-        return torch.as_tensor(sample["image"], dtype=torch.float32), np.asarray(sample["geometry"], np.float64)
+        return stage1_input(self._stage1_transforms(), image, device)
 
     def _net(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One network call: on the device, channels-last and autocast where enabled; float32 maps out."""
@@ -471,15 +469,12 @@ class LandmarkPredictor:
         return _from_file(cls, path, device)
 
 
-def load_predictor(path: str | os.PathLike, device: str | torch.device | None = None):
-    """The predictor stored in ``path``: the two-stage :class:`LandmarkPredictor` or the one-stage baseline
-    (:class:`~lumbar_monai.baselines.one_stage.OneStagePredictor`), chosen by the checkpoint's ``format``."""
-    from .baselines.one_stage import CHECKPOINT_FORMAT as ONE_STAGE_FORMAT
-    from .baselines.one_stage import OneStagePredictor
-
-    ckpt = _read_checkpoint(path)
-    cls = OneStagePredictor if ckpt.get("format") == ONE_STAGE_FORMAT else LandmarkPredictor
-    return _from_file(cls, path, device, ckpt)
+def stage1_input(chain, image, device: str | torch.device | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """``chain`` (the stage-1 pre-processing ``Compose``) on one ``(H, W)`` image: ``((1, S, S) float32 tensor,
+    original -> input 3x3 geometry)``; a plain function so that worker processes need no predictor."""
+    t = torch.as_tensor(image, dtype=torch.float32, device=device)
+    sample = chain({"image": t[None]})
+    return torch.as_tensor(sample["image"], dtype=torch.float32), np.asarray(sample["geometry"], np.float64)
 
 
 def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:

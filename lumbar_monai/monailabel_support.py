@@ -15,6 +15,16 @@ of the label image as MONAI's readers present it. For a 2-D radiograph ``i = x``
 ``k = 0`` (see :mod:`lumbar_monai.io.nifti` for the axis convention); the exact sub-pixel centres are in the
 result's ``centres``.
 
+Geometry (:func:`image_geometry`, :class:`ImageGeometry`): the label image (:func:`write_label_image`) and the 3D
+Slicer markups point list (:func:`slicer_markups`, ``.mrk.json`` content, LPS mm) are written in the radiograph's
+own geometry as SimpleITK reads the file (origin, spacing, direction), so that Slicer, which reads images through
+ITK, places them on the radiograph in physical space.
+
+Requests (:func:`validate_train_request`, :func:`train_overrides`, :func:`parse_infer_request`): a train request is
+reduced to the typed settings of :data:`TRAIN_PARAMS` (numbers within limits, bools, fixed words, ``cpu`` /
+``cuda[:N]``); anything else raises :class:`TrainRequestError`. MONAI evaluates ``"$..."`` strings of a bundle
+config as Python, so no text of a request may reach one (:func:`config_expressions` finds such strings).
+
 Datastore labels the trainer accepts (:func:`read_datastore_label`): the project's landmark JSON
 (``lumbar-monai/landmarks@1``), the infer result JSON (``lumbar-monai/result@1``, e.g. corrected in place), or a
 NIfTI landmark label map (discs as written by the infer task, edited in a viewer: each label's centroid is taken

@@ -6,7 +6,8 @@ evaluates ``"$..."`` strings: with one final label in the datastore (which an un
 hostile body of the report is sent both ways MONAI Label runs training (a background task, and ``run_sync``):
 every one is answered 422 naming the key, no training run starts (no run folder, no task), and the code it
 carried leaves no trace. A valid typed body passes the same check. Infer on an unknown image id (or a server
-path) is answered 404, not MONAI Label's ``". is a directory"``.
+path) is answered 404, not MONAI Label's ``". is a directory"``; an uploaded image is not; a bad infer device is
+a 422.
 """
 
 from __future__ import annotations
@@ -94,6 +95,17 @@ def test_server_refuses_hostile_train_and_infer_requests(tmp_path):
             assert "no image with this id in the datastore" in json.loads(body)["detail"], body
         status, _, body = server.request("POST", f"/infer/{MODEL}?image=case_a&output=json", data=b"")
         assert status == 503 and "no model is available" in json.loads(body)["detail"], body
+        # an image uploaded with the request is not refused either (it reaches the no-model answer)
+        data, ctype = multipart({"file": ("upload.png", (studies / "case_a.png").read_bytes(), "image/png"),
+                                 "params": (None, b"{}", "text/plain")})
+        status, _, body = server.request("POST", f"/infer/{MODEL}?output=json", data=data,
+                                         headers={"Content-Type": ctype})
+        assert status == 503 and "no model is available" in json.loads(body)["detail"], body
+        # infer settings are checked too: a device that is not cpu/cuda[:N] is a 422, not a 500
+        data, ctype = multipart({"params": (None, json.dumps({"device": "cpu'); x"}).encode(), "text/plain")})
+        status, _, body = server.request("POST", f"/infer/{MODEL}?image=case_a&output=json", data=data,
+                                         headers={"Content-Type": ctype})
+        assert status == 422 and json.loads(body)["detail"].startswith("infer request: 'device'"), body
     finally:
         server.stop()
 

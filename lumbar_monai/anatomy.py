@@ -16,7 +16,8 @@ current image, pixel centres at integer coordinates, rows ordered as :attr:`Layo
 Corner names are anatomical (*ours*, SPEC "Task"): lateral lumbar corners are ``superior_anterior``,
 ``superior_posterior``, ``inferior_anterior``, ``inferior_posterior``; S1 has ``anterior`` and ``posterior``.
 The paper's image-side names (top-left, ...) are aliases that depend on which way the patient faces
-(see :func:`image_side_aliases` and :func:`infer_facing`). The centre of a vertebra is the mean of its corners.
+(see :func:`image_side_aliases` and :func:`lumbar_monai.facing.infer_facing`). The centre of a vertebra is the
+mean of its corners.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ __all__ = [
     "AP",
     "LAYOUTS",
     "get_layout",
-    "infer_facing",
     "image_side_aliases",
     "resolve_corner_name",
 ]
@@ -267,17 +267,3 @@ def resolve_corner_name(layout: Layout, vertebra: VertebraSpec, corner: str, fac
     if key in aliases:
         return aliases[key]
     raise KeyError(f"{vertebra.name}: unknown corner name {corner!r}; expected one of {vertebra.corners} or {tuple(aliases)}")
-
-
-def infer_facing(points: np.ndarray, layout: Layout) -> str:
-    """Which image side the patient faces on a lateral image, from the *shape* of the landmarks.
-
-    ``points`` may be in image-side order (as if facing left, e.g. a BUU-LSPINE CSV) or anatomically named: the
-    rule (*ours*, :func:`lumbar_monai.facing.facing_from_shape`) reads the S1 upper end plate, which slopes down
-    anteriorly (sacral slope 20-60 degrees in adults), and the lordotic bulge of the lumbar centres, which points
-    anteriorly. Returns ``"left"`` or ``"right"``; AP layouts (and shapes with no cue at all) return ``"left"``.
-    """
-    from .facing import facing_from_shape
-
-    facing, _ = facing_from_shape(points, layout)
-    return facing or "left"

@@ -49,6 +49,7 @@ __all__ = [
     "mirror_points",
     "facing_from_points",
     "facing_from_shape",
+    "infer_facing",
     "facing_hint",
     "mirror_sample",
     "CanonicalFacingd",
@@ -208,6 +209,18 @@ def facing_from_shape(points: np.ndarray, layout: Layout) -> tuple[str | None, f
     v = _shape_value(_shape_cues(p, layout, frame))
     facing = frame if v >= 0 else other_facing(frame)
     return facing, abs(math.tanh(v))
+
+
+def infer_facing(points: np.ndarray, layout: Layout) -> str:
+    """Which image side the patient faces on a lateral image, from the *shape* of the landmarks.
+
+    ``points`` may be in image-side order (as if facing left, e.g. a BUU-LSPINE CSV) or anatomically named: the
+    rule (*ours*, :func:`facing_from_shape`) reads the S1 upper end plate, which slopes down
+    anteriorly (sacral slope 20-60 degrees in adults), and the lordotic bulge of the lumbar centres, which points
+    anteriorly. Returns ``"left"`` or ``"right"``; AP layouts (and shapes with no cue at all) return ``"left"``.
+    """
+    facing, _ = facing_from_shape(points, layout)
+    return facing or "left"
 
 
 def _shape_value(cues: Mapping[str, float]) -> float:

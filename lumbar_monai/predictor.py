@@ -204,7 +204,9 @@ class LandmarkPredictor:
         """Stage-1 pre-processing of one ``(H, W)`` image at network resolution: ``((1, S, S) float32 tensor on
         ``device`` (default: the image's), original -> input 3x3 geometry)``. The CPU part that
         :meth:`predict_batch`'s workers run; given a CUDA ``device``, the resize runs there."""
-        return stage1_input(self._stage1_transforms(), image, device)
+        t = torch.as_tensor(image, dtype=torch.float32, device=device)
+        sample = self._stage1_transforms()({"image": t[None]})
+        return torch.as_tensor(sample["image"], dtype=torch.float32), np.asarray(sample["geometry"], np.float64)
 
     def _net(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One network call: on the device, channels-last and autocast where enabled; float32 maps out."""
@@ -467,14 +469,6 @@ class LandmarkPredictor:
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> LandmarkPredictor:
         """Read a checkpoint file with ``torch.load(weights_only=True)``."""
         return _from_file(cls, path, device)
-
-
-def stage1_input(chain, image, device: str | torch.device | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """``chain`` (the stage-1 pre-processing ``Compose``) on one ``(H, W)`` image: ``((1, S, S) float32 tensor,
-    original -> input 3x3 geometry)``; a plain function so that worker processes need no predictor."""
-    t = torch.as_tensor(image, dtype=torch.float32, device=device)
-    sample = chain({"image": t[None]})
-    return torch.as_tensor(sample["image"], dtype=torch.float32), np.asarray(sample["geometry"], np.float64)
 
 
 def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lumbar_monai.anatomy import AP, LATERAL, get_layout, image_side_aliases, infer_facing
+from lumbar_monai.anatomy import AP, LATERAL, get_layout, image_side_aliases
+from lumbar_monai.facing import infer_facing
 
 pytestmark = pytest.mark.compat
 

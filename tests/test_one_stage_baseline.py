@@ -16,7 +16,8 @@ from lumbar_monai.baselines.one_stage import (
     one_stage_transforms,
 )
 from lumbar_monai.codecs.gaussian import decode_peaks
-from lumbar_monai.predictor import LandmarkPredictor, load_predictor
+from lumbar_monai.loading import load_predictor
+from lumbar_monai.predictor import LandmarkPredictor
 from lumbar_monai.synthetic import SyntheticConfig, generate_radiograph
 from lumbar_monai.transforms.augment import stage1_preprocessing
 

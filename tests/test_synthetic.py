@@ -10,7 +10,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from lumbar_monai.anatomy import LATERAL, image_side_aliases, infer_facing
+from lumbar_monai.anatomy import LATERAL, image_side_aliases
+from lumbar_monai.facing import infer_facing
 from lumbar_monai.io.annotations import read_annotation_json, read_buu_csv
 from lumbar_monai.synthetic import SyntheticConfig, generate_radiograph, write_study_set
 from lumbar_monai.synthetic.generator import endplate_angle_deg

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..batch import check_output_folder, run_batch
     from ..errors import InputError
-    from ..predictor import load_predictor
+    from ..loading import load_predictor
 
     try:
         check_output_folder(Path(args.out))  # before the model loads: a folder we cannot write fails fast

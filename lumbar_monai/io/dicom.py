@@ -40,7 +40,7 @@ from ..errors import InputError
 from .codestream import codestream_size, trim_j2k
 from .decoder_output import quiet_decoders
 from .limits import check_pixel_count
-from .loader import Radiograph, check_readable_file
+from .radiograph import Radiograph, check_readable_file
 
 try:  # pydicom >= 3
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -82,7 +82,7 @@ def decoder_hint(transfer_syntax: str) -> str:
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """``True`` if the file's first bytes look like DICOM (with or without preamble / file meta)."""
-    from .loader import sniff_format
+    from .radiograph import sniff_format
 
     try:
         return sniff_format(path) == "dicom"

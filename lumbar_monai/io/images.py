@@ -21,7 +21,7 @@ from ..errors import InputError
 from .decoder_output import quiet_decoders
 from .limits import check_pixel_count
 from .limits import max_pixels as default_max_pixels
-from .loader import Radiograph, check_readable_file, sniff_format
+from .radiograph import Radiograph, check_readable_file, sniff_format
 
 __all__ = ["read_raster", "read_itk", "image_size", "GREY_TOLERANCE"]
 

@@ -187,7 +187,7 @@ def evaluate_predictor(
     Returns a summary dict (also written as ``summary.json``).
     """
     from ..io.datalist import LoadLandmarkSampled, load_landmark_datalist
-    from ..predictor import load_predictor
+    from ..loading import load_predictor
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

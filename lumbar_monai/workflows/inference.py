@@ -49,7 +49,7 @@ def run_inference(
     Raises ``RuntimeError`` when every image failed (the batch's non-zero exit condition).
     """
     from ..batch import run_batch
-    from ..predictor import load_predictor
+    from ..loading import load_predictor
 
     predictor = load_predictor(checkpoint, device=device)
     summary = run_batch(inputs, output_dir, predictor, secondary_capture=secondary_capture)

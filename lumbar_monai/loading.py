@@ -1,0 +1,28 @@
+"""Load whichever predictor a checkpoint file holds: the two-stage one or the one-stage baseline.
+
+It sits above both :mod:`lumbar_monai.predictor` and :mod:`lumbar_monai.baselines.one_stage` (which builds on the
+predictor's checkpoint helpers), so that neither has to import the other's importer: ``predictor`` imports no
+baseline, and the module graph stays acyclic (``tests/test_import_cycles.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .baselines.one_stage import CHECKPOINT_FORMAT as ONE_STAGE_FORMAT
+from .baselines.one_stage import OneStagePredictor
+from .predictor import LandmarkPredictor, _from_file, _read_checkpoint
+
+__all__ = ["load_predictor"]
+
+
+def load_predictor(path: str | os.PathLike, device: str | torch.device | None = None):
+    """The predictor stored in ``path``: the two-stage :class:`~lumbar_monai.predictor.LandmarkPredictor` or the
+    one-stage baseline (:class:`~lumbar_monai.baselines.one_stage.OneStagePredictor`), chosen by the checkpoint's
+    ``format``; the file is read with ``torch.load(weights_only=True)``. Bad files raise
+    :class:`~lumbar_monai.errors.InputError`."""
+    ckpt = _read_checkpoint(path)
+    cls = OneStagePredictor if ckpt.get("format") == ONE_STAGE_FORMAT else LandmarkPredictor
+    return _from_file(cls, path, device, ckpt)

@@ -77,17 +77,25 @@ def test_geometry_composes_with_earlier_steps():
     assert not np.allclose(get_geometry(out), pre)
 
 
-def test_brightness_contrast_formula_and_seed():
+def test_brightness_contrast_is_monai_fixed_mean_scale_then_shift():
+    from monai.transforms import RandScaleIntensityFixedMeand, RandShiftIntensityd
+
     img = np.linspace(0.2, 0.8, 100, dtype=np.float32).reshape(1, 10, 10)
     t = RandBrightnessContrastd("image", prob=1.0, brightness=0.1, contrast=0.3, clip=None).set_random_state(5)
+    assert [type(x) for x in t.transforms] == [RandScaleIntensityFixedMeand, RandShiftIntensityd]
     out = t({"image": img})["image"]
-    r = np.random.RandomState(5)
-    r.rand()  # RandomizableTransform's prob draw
-    b, c = r.uniform(-0.1, 0.1), r.uniform(0.7, 1.3)
-    np.testing.assert_allclose(out, (img - img.mean()) * c + img.mean() + b, rtol=1e-5)
+    f, b = t.transforms[0].scaler.factor, t.transforms[1].shifter._offset
+    assert -0.3 <= f <= 0.3 and -0.1 <= b <= 0.1 and abs(f) > 1e-3 and abs(b) > 1e-3
+    np.testing.assert_allclose(np.asarray(out), (img - img.mean()) * (1 + f) + img.mean() + b, rtol=1e-5)
+    again = RandBrightnessContrastd("image", prob=1.0, brightness=0.1, contrast=0.3, clip=None).set_random_state(5)
+    np.testing.assert_array_equal(np.asarray(again({"image": img})["image"]), np.asarray(out))
     clipped = RandBrightnessContrastd("image", prob=1.0, brightness=0.0, contrast=5.0).set_random_state(1)(
         {"image": torch.as_tensor(img)})["image"]
     assert clipped.min() >= 0 and clipped.max() <= 1
+    off = RandBrightnessContrastd("image", prob=0.0, brightness=0.5, contrast=0.5)({"image": img})["image"]
+    np.testing.assert_allclose(np.asarray(off), img, atol=1e-6)
+    with pytest.raises(ValueError, match="clip"):
+        RandBrightnessContrastd("image", clip=(1.0, 0.0))
 
 
 def test_preprocessing_chain_and_training_chain():

@@ -9,9 +9,9 @@
   flips. Off in the bundle (``mirror_prob`` 0): the predictor brings every lateral image to the networks' trained
   facing (:mod:`lumbar_monai.facing`), and networks that learned both facings would lose the confidence gap its
   facing decision reads; it is for a facing-invariant model (or one with a learned facing output).
-* :class:`RandBrightnessContrastd` - random brightness (additive) and contrast (scaling about the image mean).
-  MONAI's ``RandScaleIntensity`` scales about zero and ``RandAdjustContrast`` is a gamma curve, neither is a
-  contrast change about the mean, so this small one is written here.
+* :class:`~lumbar_monai.transforms.intensity.RandBrightnessContrastd` - random contrast about the image mean and
+  brightness: MONAI's ``RandScaleIntensityFixedMeand`` + ``RandShiftIntensityd`` + a clip (imported here for the
+  chains and for older imports).
 * :func:`stage1_preprocessing` / :func:`stage1_transforms` - the chains used by training and inference.
 
 The paper gives no augmentation ranges; the defaults here are *ours* (rotation +-10 degrees, zoom 0.9-1.1,
@@ -41,7 +41,7 @@ from ..codecs.centre import CentreHeatmapd
 from ..points import monai_to_xy, xy_to_monai
 from .cutout import make_cutout
 from .geometry import GEOMETRY_KEY, PadToSquared, ResizeSquared, compose_geometry
-from .intensity import CLAHEd
+from .intensity import CLAHEd, RandBrightnessContrastd
 from .resample import FitToSquared
 
 __all__ = [
@@ -184,54 +184,6 @@ class RandMirrord(RandomizableTransform, MapTransform):
         if not self._do_transform:
             return d
         return mirror_sample(d, list(self.key_iterator(d)), self.point_keys, self.facing_key, self.geometry_key)
-
-
-class RandBrightnessContrastd(RandomizableTransform, MapTransform):
-    """Random brightness and contrast: ``img' = (img - mean) * c + mean + b`` (Section 3.2).
-
-    Args:
-        keys: image keys (one draw shared by all keys).
-        prob: probability of applying the transform.
-        brightness: ``b`` is drawn from ``[-brightness, brightness]`` (intensity units; images are in [0, 1]).
-        contrast: ``c`` is drawn from ``[1 - contrast, 1 + contrast]``.
-        clip: clip the result to ``clip`` (``None``: no clipping).
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection = "image",
-        prob: float = 0.5,
-        brightness: float = 0.1,
-        contrast: float = 0.2,
-        clip: tuple[float, float] | None = (0.0, 1.0),
-        allow_missing_keys: bool = False,
-    ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.brightness = float(brightness)
-        self.contrast = float(contrast)
-        self.clip = clip
-        self._b, self._c = 0.0, 1.0
-
-    def randomize(self, data=None) -> None:
-        super().randomize(None)
-        if self._do_transform:
-            self._b = float(self.R.uniform(-self.brightness, self.brightness))
-            self._c = float(self.R.uniform(1.0 - self.contrast, 1.0 + self.contrast))
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for k in self.key_iterator(d):
-            img = d[k]
-            mean = img.mean()
-            out = (img - mean) * self._c + mean + self._b
-            if self.clip is not None:
-                out = out.clip(*self.clip)
-            d[k] = out
-        return d
 
 
 def stage1_preprocessing(

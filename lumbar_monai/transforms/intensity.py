@@ -6,6 +6,13 @@ MONAI's :class:`~monai.transforms.GaussianSmooth` and min-max scaling MONAI's
 :class:`~monai.transforms.ScaleIntensity`; MONAI has no CLAHE (its ``HistogramNormalize`` is global), so
 :class:`CLAHE` wraps :func:`skimage.exposure.equalize_adapthist`. The paper gives no CLAHE or blur parameters;
 the defaults here (clip limit 0.01, tiles of 1/8 of the image side, as scikit-image) are *ours*.
+
+The training augmentation's random brightness/contrast, ``img' = (img - mean) * (1 + f) + mean + b`` clipped to
+[0, 1], is a composition of MONAI's own transforms (:class:`RandBrightnessContrast` / :class:`RandBrightnessContrastd`):
+:class:`~monai.transforms.RandScaleIntensityFixedMean` (contrast about the image mean, ``f`` in
+``[-contrast, contrast]``), :class:`~monai.transforms.RandShiftIntensity` (brightness ``b`` in
+``[-brightness, brightness]``), then a clip (:class:`~monai.transforms.ScaleIntensityRange` with equal ranges and
+``clip=True``). Each of the two draws is made with probability ``prob`` on its own.
 """
 
 from __future__ import annotations
@@ -15,11 +22,31 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import (
+    Compose,
+    MapTransform,
+    RandScaleIntensityFixedMean,
+    RandScaleIntensityFixedMeand,
+    RandShiftIntensity,
+    RandShiftIntensityd,
+    ScaleIntensityRange,
+    ScaleIntensityRanged,
+    Transform,
+)
 from monai.utils import convert_to_dst_type
 from skimage.exposure import equalize_adapthist
 
-__all__ = ["CLAHE", "CLAHEd", "minmax_scale"]
+__all__ = [
+    "CLAHE",
+    "CLAHEd",
+    "CLAHED",
+    "CLAHEDict",
+    "RandBrightnessContrast",
+    "RandBrightnessContrastd",
+    "RandBrightnessContrastD",
+    "RandBrightnessContrastDict",
+    "minmax_scale",
+]
 
 
 def minmax_scale(arr: np.ndarray) -> np.ndarray:
@@ -84,3 +111,57 @@ class CLAHEd(MapTransform):
         for k in self.key_iterator(d):
             d[k] = self.clahe(d[k])
         return d
+
+
+def _check_clip(clip: Sequence[float] | None) -> tuple[float, float] | None:
+    if clip is None:
+        return None
+    lo, hi = (float(v) for v in clip)
+    if not hi > lo:
+        raise ValueError(f"clip must be (low, high) with high > low, got {clip!r}")
+    return lo, hi
+
+
+class RandBrightnessContrast(Compose):
+    """Random contrast about the mean, then random brightness, then a clip (see the module docstring).
+
+    Args:
+        prob: probability of each of the two random steps.
+        brightness: the shift ``b`` is drawn from ``[-brightness, brightness]`` (intensity units).
+        contrast: the factor ``f`` is drawn from ``[-contrast, contrast]``; the image scales by ``1 + f``.
+        clip: ``(low, high)`` the result is clipped to (``None``: no clip).
+    """
+
+    def __init__(self, prob: float = 0.5, brightness: float = 0.1, contrast: float = 0.2,
+                 clip: Sequence[float] | None = (0.0, 1.0)) -> None:
+        self.clip = _check_clip(clip)
+        chain: list = [RandScaleIntensityFixedMean(prob=prob, factors=float(contrast), fixed_mean=True),
+                       RandShiftIntensity(offsets=float(brightness), prob=prob)]
+        if self.clip is not None:
+            lo, hi = self.clip
+            chain.append(ScaleIntensityRange(a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True))
+        super().__init__(chain)
+
+
+class RandBrightnessContrastd(Compose):
+    """Dictionary :class:`RandBrightnessContrast`: MONAI's ``RandScaleIntensityFixedMeand`` then
+    ``RandShiftIntensityd`` then ``ScaleIntensityRanged(clip=True)``; one draw per step shared by all ``keys``."""
+
+    def __init__(self, keys: KeysCollection = "image", prob: float = 0.5, brightness: float = 0.1,
+                 contrast: float = 0.2, clip: Sequence[float] | None = (0.0, 1.0),
+                 allow_missing_keys: bool = False) -> None:
+        self.clip = _check_clip(clip)
+        chain: list = [
+            RandScaleIntensityFixedMeand(keys, prob=prob, factors=float(contrast), fixed_mean=True,
+                                         allow_missing_keys=allow_missing_keys),
+            RandShiftIntensityd(keys, offsets=float(brightness), prob=prob, allow_missing_keys=allow_missing_keys),
+        ]
+        if self.clip is not None:
+            lo, hi = self.clip
+            chain.append(ScaleIntensityRanged(keys, a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True,
+                                              allow_missing_keys=allow_missing_keys))
+        super().__init__(chain)
+
+
+CLAHED = CLAHEDict = CLAHEd
+RandBrightnessContrastD = RandBrightnessContrastDict = RandBrightnessContrastd

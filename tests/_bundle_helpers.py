@@ -39,3 +39,20 @@ class KillAt:
         it_in_epoch = (engine.state.iteration - 1) % per_epoch + 1
         if engine.state.epoch == self.epoch and it_in_epoch == self.iteration:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_bundle(args: list[str], *, check: bool = True, timeout: int = 600):
+    """``python -m monai.bundle <args>`` in the bundle folder, with ``tests/`` importable (for the handlers above)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(repo / "tests"), str(repo), env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "2")
+    cmd = [sys.executable, "-m", "monai.bundle", *args]
+    proc = subprocess.run(cmd, cwd=repo / "bundles" / "lumbar_landmarks", env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc

@@ -15,14 +15,13 @@ import pydicom
 import pytest
 from _paths import SHARED
 from PIL import Image
-from pydicom.encaps import generate_frames
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, generate_uid
 from test_bad_inputs import big_png, build_corpus, lying_nrrd, with_codestream
 from test_io_dicom import make_dicom
 
 from lumbar_monai.errors import InputError
 from lumbar_monai.io.codestream import codestream_size, trim_j2k
-from lumbar_monai.io.dicom import decode_pixels
+from lumbar_monai.io.dicom import _single_frame, decode_pixels
 from lumbar_monai.io.images import read_itk
 from lumbar_monai.io.limits import DEFAULT_MAX_PIXELS, max_file_bytes, max_pixels
 from lumbar_monai.io.loader import load_radiograph
@@ -102,7 +101,7 @@ def test_padded_j2k_dx_reads_quietly(tmp_path, capfd, caplog):
     SOT"); the reader decodes it cut to its tile-parts, and prints nothing."""
     arr = _ramp12()
     path = padded_j2k_dicom(tmp_path / "dx.dcm", arr)
-    frame = next(generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1))
+    frame = _single_frame(pydicom.dcmread(path))
     with pytest.raises(RuntimeError):  # the plain decoder really fails on this codestream
         openjpeg.decode(frame)
     capfd.readouterr()

@@ -1,6 +1,7 @@
 """Seeded CPU training of a narrow Pose-Net on synthetic radiographs (128 px input, 16x16 maps) brings the centre
 error on held-out images well below that of the constant (mean-position) predictor. Runs in CI (about a minute of
-CPU on 2 threads)."""
+CPU on 2 threads). This is the programmatic path (``training.stage1`` -> ``training.fit``); the bundle's own
+``training`` is checked the same way in ``tests/test_bundle_learns.py``."""
 
 from __future__ import annotations
 

@@ -25,27 +25,32 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.data.meta_obj import get_track_meta
 from monai.transforms import (
     Affine,
     ApplyTransformToPoints,
     Compose,
     EnsureTyped,
     GaussianSmoothd,
+    InvertibleTransform,
     MapTransform,
     RandomizableTransform,
     ScaleIntensityd,
 )
-from monai.utils import convert_to_dst_type
+from monai.utils import TraceKeys, convert_to_dst_type
 
 from ..codecs.centre import CentreHeatmapd
 from ..points import monai_to_xy, xy_to_monai
 from .cutout import make_cutout
-from .geometry import GEOMETRY_KEY, PadToSquared, ResizeSquared, compose_geometry
+from .geometry import _SWAP, GEOMETRY_KEY, PadToSquared, ResizeSquared, compose_geometry
 from .intensity import CLAHEd, RandBrightnessContrastd
 from .resample import FitToSquared
 
 __all__ = [
     "RandAffinePointsd",
+    "RandAffinePointsD",
+    "RandAffinePointsDict",
     "RandBrightnessContrastd",
     "RandMirrord",
     "monai_affine_to_xy",
@@ -53,9 +58,6 @@ __all__ = [
     "stage1_augmentation",
     "stage1_transforms",
 ]
-
-# swaps (y, x) <-> (x, y) in homogeneous 3x3 form
-_SWAP = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def monai_affine_to_xy(affine_yx) -> np.ndarray:
@@ -68,7 +70,7 @@ def monai_affine_to_xy(affine_yx) -> np.ndarray:
     return _SWAP @ np.linalg.inv(np.asarray(a, dtype=np.float64)) @ _SWAP
 
 
-class RandAffinePointsd(RandomizableTransform, MapTransform):
+class RandAffinePointsd(RandomizableTransform, MapTransform, InvertibleTransform):
     """Random rotation, zoom and translation of images with their landmarks (points move with the image).
 
     Args:
@@ -81,6 +83,9 @@ class RandAffinePointsd(RandomizableTransform, MapTransform):
         mode: interpolation mode of the image.
         padding_mode: MONAI padding mode outside the image (``"zeros"``).
         geometry_key: where the ``original -> current`` matrix is composed.
+
+    Invertible on MetaTensor images: each records its step (drawn or not), and ``inverse`` resamples the image
+    back with MONAI's ``Affine`` and the inverse grid matrix and moves the points back exactly.
     """
 
     def __init__(
@@ -116,11 +121,34 @@ class RandAffinePointsd(RandomizableTransform, MapTransform):
         tx, ty = self.R.uniform(-self.translate_range, self.translate_range, size=2)
         self._params = (float(angle), float(zoom), float(tx), float(ty))
 
+    def _record(self, img, extra: dict):
+        if isinstance(img, MetaTensor) and get_track_meta():
+            self.push_transform(img, extra_info=extra)
+        return img
+
+    def _move_points(self, d: dict, yx: np.ndarray, m_xy: np.ndarray) -> None:
+        """Move the points by the ``(y, x)`` index matrix ``yx`` (MONAI's point transform), record ``m_xy``."""
+        mover = ApplyTransformToPoints(dtype=torch.float64, affine=torch.as_tensor(yx), invert_affine=False)
+        for pk in self.point_keys:
+            if pk not in d or d[pk] is None:
+                if not self.allow_missing_keys:
+                    raise KeyError(f"point key {pk!r} not in the sample")
+                continue
+            pts = d[pk]
+            # MONAI's point transform, in its (1, N, 2) (y, x) layout
+            moved = monai_to_xy(mover(xy_to_monai(pts)))
+            d[pk] = torch.as_tensor(moved, dtype=pts.dtype) if isinstance(pts, torch.Tensor) else moved
+        compose_geometry(d, m_xy, self.geometry_key)
+
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         self.randomize()
         keys = list(self.key_iterator(d))
-        if not self._do_transform or not keys:
+        if not keys:
+            return d
+        if not self._do_transform:
+            for k in keys:
+                d[k] = self._record(d[k], {})
             return d
         angle, zoom, tx, ty = self._params
         h, w = d[keys[0]].shape[-2:]
@@ -138,21 +166,32 @@ class RandAffinePointsd(RandomizableTransform, MapTransform):
         for k in keys:
             img = d[k]
             t = img if isinstance(img, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(img))
-            out, grid_affine = affine(t.float() if not t.is_floating_point() else t)
-            d[k] = convert_to_dst_type(out, img, dtype=np.float32 if isinstance(img, np.ndarray) else out.dtype)[0]
-        m_xy = monai_affine_to_xy(grid_affine)
-        # the points: MONAI's point transform, in its (1, N, 2) (y, x) layout, with the inverse grid matrix
-        inv_yx = torch.as_tensor(np.linalg.inv(np.asarray(grid_affine, dtype=np.float64)))
-        mover = ApplyTransformToPoints(dtype=torch.float64, affine=inv_yx, invert_affine=False)
-        for pk in self.point_keys:
-            if pk not in d or d[pk] is None:
-                if not self.allow_missing_keys:
-                    raise KeyError(f"point key {pk!r} not in the sample")
+            with affine.trace_transform(False):  # this transform records the step itself (one entry per image)
+                out, grid_affine = affine(t.float() if not t.is_floating_point() else t)
+            out = convert_to_dst_type(out, img, dtype=np.float32 if isinstance(img, np.ndarray) else out.dtype)[0]
+            grid = np.asarray(grid_affine, dtype=np.float64)
+            d[k] = self._record(out, {"grid_affine": grid.tolist()})
+        grid = np.asarray(grid_affine, dtype=np.float64)
+        self._move_points(d, np.linalg.inv(grid), monai_affine_to_xy(grid))
+        return d
+
+    def inverse(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        grid = None
+        for k in self.key_iterator(d):
+            if not isinstance(d[k], MetaTensor):
+                raise TypeError(f"RandAffinePointsd.inverse needs MetaTensor images, got {type(d[k]).__name__}")
+            op = self.pop_transform(d[k])
+            if not op[TraceKeys.DO_TRANSFORM]:
                 continue
-            pts = d[pk]
-            moved = monai_to_xy(mover(xy_to_monai(pts)))
-            d[pk] = torch.as_tensor(moved, dtype=pts.dtype) if isinstance(pts, torch.Tensor) else moved
-        compose_geometry(d, m_xy, self.geometry_key)
+            g = np.asarray(op[TraceKeys.EXTRA_INFO]["grid_affine"], dtype=np.float64)
+            back = Affine(affine=torch.as_tensor(np.linalg.inv(g)), mode=self.mode, padding_mode=self.padding_mode,
+                          image_only=True)
+            with back.trace_transform(False):
+                d[k] = back(d[k])
+            grid = g
+        if grid is not None:
+            self._move_points(d, grid, np.linalg.inv(monai_affine_to_xy(grid)))
         return d
 
 
@@ -196,6 +235,7 @@ def stage1_preprocessing(
     clahe: bool = True,
     allow_missing_keys: bool = True,
     resample: str = "fit",
+    track_meta: bool = True,
 ) -> list:
     """Section 3.2 pre-processing: zero-pad to square, resize to ``size``, scale to [0, 1], Gaussian blur, CLAHE.
 
@@ -204,10 +244,12 @@ def stage1_preprocessing(
     predictions back. ``resample="fit"`` (default) resizes first and pads at network resolution
     (:class:`~lumbar_monai.transforms.resample.FitToSquared`: time and memory independent of the original's size);
     ``"pad_resize"`` is the former path (pad and anti-alias filter at the original resolution, then resize).
-    Everything after the geometry runs at ``size``.
+    Everything after the geometry runs at ``size``. ``track_meta`` (default) keeps the image a MetaTensor with its
+    metadata, so that the geometry steps record themselves and ``Compose.inverse`` undoes them; ``False`` gives
+    plain tensors (nothing to invert; the points still map back through ``sample["geometry"]``).
     """
     chain: list = [
-        EnsureTyped(keys, data_type="tensor", dtype=torch.float32, track_meta=False, allow_missing_keys=True)]
+        EnsureTyped(keys, data_type="tensor", dtype=torch.float32, track_meta=track_meta, allow_missing_keys=True)]
     if resample == "fit":
         chain.append(FitToSquared(keys, point_keys=point_keys, size=size, method=pad_method,
                                   allow_missing_keys=allow_missing_keys))
@@ -284,3 +326,6 @@ def stage1_transforms(
     if with_target:
         chain.append(CentreHeatmapd(input_size=size, heatmap_size=heatmap_size or size // 8, layout_key=layout_key))
     return Compose(chain)
+
+
+RandAffinePointsD = RandAffinePointsDict = RandAffinePointsd

@@ -34,8 +34,14 @@ __all__ = [
     "CUTOUT_KINDS",
     "vertebra_box",
     "oriented_box_mask",
+    "RandSpineCutout",
     "RandSpineCutoutd",
+    "RandSpineCutoutD",
+    "RandSpineCutoutDict",
+    "RandConventionalCutout",
     "RandConventionalCutoutd",
+    "RandConventionalCutoutD",
+    "RandConventionalCutoutDict",
     "make_cutout",
 ]
 
@@ -95,8 +101,129 @@ def _candidates(layout: Layout, points: np.ndarray, candidates) -> list[int]:
     return [i for i in idx if np.isfinite(pts[layout.vertebra_slices[i]]).all()]
 
 
-class _CutoutBase(RandomizableTransform, MapTransform):
-    """Shared state of both cutouts: which vertebra's size sets the box (arguments as :class:`RandSpineCutoutd`)."""
+class _Cutout(RandomizableTransform):
+    """Shared state of both array cutouts: which vertebra's size sets the box (arguments as
+    :class:`RandSpineCutout`)."""
+
+    def __init__(
+        self,
+        ratio: float = 0.6,
+        prob: float = 0.5,
+        candidates=None,
+        layout: str | Layout | None = None,
+        fill_value: float = 0.0,
+    ) -> None:
+        RandomizableTransform.__init__(self, prob)
+        if ratio <= 0:
+            raise ValueError(f"ratio must be positive, got {ratio}")
+        self.ratio = float(ratio)
+        self.candidates = candidates
+        self.layout = None if layout is None else get_layout(layout)
+        self.fill_value = float(fill_value)
+        self._vertebra: int | None = None
+        #: the last box drawn, ``[cx, cy, width, height, axis_x, axis_y, vertebra]`` (``None``: no cutout)
+        self.last_box: np.ndarray | None = None
+
+    def resolve_layout(self, layout: str | Layout | None) -> Layout:
+        if layout is not None:
+            return get_layout(layout)
+        if self.layout is None:
+            raise KeyError("no layout: none was passed and none was given at construction")
+        return self.layout
+
+    def randomize(self, points=None, layout: str | Layout | None = None) -> None:
+        super().randomize(None)
+        self._vertebra = None
+        self.last_box = None
+        if not self._do_transform or points is None:
+            return
+        cands = _candidates(self.resolve_layout(layout), _as_numpy(points), self.candidates)
+        if cands:
+            self._vertebra = int(cands[self.R.randint(len(cands))])
+
+    @staticmethod
+    def _apply_mask(img, mask: np.ndarray, fill: float):
+        m = convert_to_dst_type(mask, img, dtype=torch.bool if isinstance(img, torch.Tensor) else bool)[0]
+        if isinstance(img, torch.Tensor):
+            return torch.where(m[None], torch.as_tensor(fill, dtype=img.dtype, device=img.device), img)
+        return np.where(m[None], np.asarray(fill, dtype=img.dtype), img)
+
+
+def _as_numpy(points) -> np.ndarray:
+    return points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points, dtype=np.float64)
+
+
+class RandSpineCutout(_Cutout):
+    """Random Spine Cutout (Section 3.2) of one ``(C, H, W)`` image: zero an oriented box of ``ratio`` x a random
+    L1-L4 vertebra's size; ``img, points, layout -> img``.
+
+    Args:
+        ratio: box side / vertebra side (0.6 in the paper).
+        prob: probability of applying it (*ours*: 0.5; the paper does not say).
+        candidates: vertebra names or indices to choose from (default: all lumbar but the last, i.e. L1-L4).
+        layout: the layout when a call passes none.
+        fill_value: value inside the box (0).
+    """
+
+    def __call__(self, img, points, layout: str | Layout | None = None, randomize: bool = True):
+        """``points``: the ``(N, 2)`` (x, y) landmarks in the image's pixels. The box is in :attr:`last_box`."""
+        lay = self.resolve_layout(layout)
+        if randomize:
+            self.randomize(points, lay)
+        if self._vertebra is None:
+            return img
+        centre, width, height, axis = vertebra_box(_as_numpy(points), lay, self._vertebra)
+        bw, bh = self.ratio * width, self.ratio * height
+        self.last_box = np.array([centre[0], centre[1], bw, bh, axis[0], axis[1], self._vertebra])
+        mask = oriented_box_mask(tuple(img.shape[-2:]), centre, bw, bh, axis)
+        return self._apply_mask(img, mask, self.fill_value)
+
+
+class RandConventionalCutout(_Cutout):
+    """Conventional cutout baseline (DeVries and Taylor 2017; Table 4) of one ``(C, H, W)`` image: the RSC box size
+    at a random place; ``img, points, layout -> img``.
+
+    The box is ``ratio`` x the size of a randomly chosen L1-L4 vertebra, axis-aligned, placed uniformly inside the
+    image by MONAI's :class:`~monai.transforms.RandCoarseDropout` (one hole, fixed size), sharing this transform's
+    random state. Arguments as :class:`RandSpineCutout`.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._dropout: RandCoarseDropout | None = None
+
+    def randomize(self, points=None, layout: str | Layout | None = None, spatial_shape=None) -> None:
+        """Draw the vertebra and, given the image's ``(H, W)``, the hole's place."""
+        super().randomize(points, layout)
+        self._dropout = None
+        if self._vertebra is None or spatial_shape is None:
+            return
+        _, width, height, _ = vertebra_box(_as_numpy(points), self.resolve_layout(layout), self._vertebra)
+        hh, ww = (int(v) for v in spatial_shape)
+        size = (min(max(1, round(self.ratio * height)), hh), min(max(1, round(self.ratio * width)), ww))
+        dropout = RandCoarseDropout(holes=1, spatial_size=size, fill_value=self.fill_value, prob=1.0)
+        dropout.set_random_state(state=self.R)
+        dropout.randomize(tuple(spatial_shape))
+        self._dropout = dropout
+        (sy, sx) = dropout.hole_coords[0][1:]
+        self.last_box = np.array(
+            [(sx.start + sx.stop - 1) / 2, (sy.start + sy.stop - 1) / 2, size[1], size[0], 1.0, 0.0, self._vertebra])
+
+    def __call__(self, img, points, layout: str | Layout | None = None, randomize: bool = True):
+        if randomize:
+            self.randomize(points, layout, tuple(img.shape[-2:]))
+        if self._dropout is None:
+            return img
+        # RandCoarseDropout fills in place through shared memory: hand it a copy, keep the input intact
+        src = img.clone() if isinstance(img, torch.Tensor) else np.array(img, copy=True)
+        return convert_to_dst_type(self._dropout(src, randomize=False), img)[0]
+
+
+class _Cutoutd(RandomizableTransform, MapTransform):
+    """Dictionary form of a cutout: one draw shared by all ``keys`` (the inner array transform's random state)."""
+
+    cutout: RandSpineCutout | RandConventionalCutout
+    array_class: type = RandSpineCutout
 
     def __init__(
         self,
@@ -113,47 +240,51 @@ class _CutoutBase(RandomizableTransform, MapTransform):
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
-        if ratio <= 0:
-            raise ValueError(f"ratio must be positive, got {ratio}")
+        self.cutout = self.array_class(ratio=ratio, prob=prob, candidates=candidates, layout=layout,
+                                       fill_value=fill_value)
         self.point_key = point_key
         self.layout_key = layout_key
-        self.ratio = float(ratio)
-        self.candidates = candidates
-        self.layout = None if layout is None else get_layout(layout)
-        self.fill_value = float(fill_value)
         self.box_key = box_key
-        self._vertebra: int | None = None
+
+    # the array transform's settings, readable here as before
+    ratio = property(lambda self: self.cutout.ratio)
+    candidates = property(lambda self: self.cutout.candidates)
+    layout = property(lambda self: self.cutout.layout)
+    fill_value = property(lambda self: self.cutout.fill_value)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> _Cutoutd:
+        super().set_random_state(seed, state)
+        self.cutout.set_random_state(seed, state)
+        return self
 
     def _layout(self, d: Mapping) -> Layout:
         if self.layout_key in d and d[self.layout_key] is not None:
             return get_layout(d[self.layout_key])
-        if self.layout is None:
+        if self.cutout.layout is None:
             raise KeyError(f"no layout: sample has no {self.layout_key!r} and none was given")
-        return self.layout
+        return self.cutout.layout
 
-    def _points(self, d: Mapping) -> np.ndarray:
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        lay = self._layout(d)
         pts = d[self.point_key]
-        return pts.detach().cpu().numpy() if isinstance(pts, torch.Tensor) else np.asarray(pts, dtype=np.float64)
-
-    def randomize(self, data: Mapping | None = None) -> None:
-        super().randomize(None)
-        self._vertebra = None
-        if not self._do_transform or data is None:
-            return
-        cands = _candidates(self._layout(data), self._points(data), self.candidates)
-        if cands:
-            self._vertebra = int(cands[self.R.randint(len(cands))])
-
-    @staticmethod
-    def _apply_mask(img, mask: np.ndarray, fill: float):
-        m = convert_to_dst_type(mask, img, dtype=torch.bool if isinstance(img, torch.Tensor) else bool)[0]
-        if isinstance(img, torch.Tensor):
-            return torch.where(m[None], torch.as_tensor(fill, dtype=img.dtype, device=img.device), img)
-        return np.where(m[None], np.asarray(fill, dtype=img.dtype), img)
+        if isinstance(self.cutout, RandConventionalCutout):
+            self.cutout.randomize(pts, lay, tuple(d[keys[0]].shape[-2:]) if keys else None)
+        else:
+            self.cutout.randomize(pts, lay)
+        self._do_transform = self.cutout._do_transform
+        if self.cutout._vertebra is None:
+            return d
+        for k in keys:
+            d[k] = self.cutout(d[k], pts, lay, randomize=False)
+        if self.box_key is not None and self.cutout.last_box is not None:
+            d[self.box_key] = self.cutout.last_box.copy()
+        return d
 
 
-class RandSpineCutoutd(_CutoutBase):
-    """Random Spine Cutout (Section 3.2): zero an oriented box of ``ratio`` x a random L1-L4 vertebra's size.
+class RandSpineCutoutd(_Cutoutd):
+    """Dictionary :class:`RandSpineCutout`: zero an oriented box of ``ratio`` x a random L1-L4 vertebra's size.
 
     Args:
         keys: image keys (``(C, H, W)``; all get the same box).
@@ -166,56 +297,18 @@ class RandSpineCutoutd(_CutoutBase):
         box_key: if set, the box is stored there as ``[cx, cy, width, height, axis_x, axis_y, vertebra]``.
     """
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        self.randomize(d)
-        if self._vertebra is None:
-            return d
-        layout = self._layout(d)
-        centre, width, height, axis = vertebra_box(self._points(d), layout, self._vertebra)
-        bw, bh = self.ratio * width, self.ratio * height
-        for k in self.key_iterator(d):
-            img = d[k]
-            mask = oriented_box_mask(tuple(img.shape[-2:]), centre, bw, bh, axis)
-            d[k] = self._apply_mask(img, mask, self.fill_value)
-        if self.box_key is not None:
-            d[self.box_key] = np.array([centre[0], centre[1], bw, bh, axis[0], axis[1], self._vertebra])
-        return d
+    array_class = RandSpineCutout
 
 
-class RandConventionalCutoutd(_CutoutBase):
-    """Conventional cutout baseline (DeVries and Taylor 2017; Table 4): the RSC box size at a random place.
+class RandConventionalCutoutd(_Cutoutd):
+    """Dictionary :class:`RandConventionalCutout` (the RSC box size at a uniformly random place); arguments as
+    :class:`RandSpineCutoutd`."""
 
-    The box is ``ratio`` x the size of a randomly chosen L1-L4 vertebra, axis-aligned, placed uniformly inside the
-    image by MONAI's :class:`~monai.transforms.RandCoarseDropout` (one hole, fixed size), sharing this transform's
-    random state. Arguments as :class:`RandSpineCutoutd`.
-    """
+    array_class = RandConventionalCutout
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        self.randomize(d)
-        keys = list(self.key_iterator(d))
-        if self._vertebra is None or not keys:
-            return d
-        _, width, height, _ = vertebra_box(self._points(d), self._layout(d), self._vertebra)
-        hh, ww = d[keys[0]].shape[-2:]
-        size = (min(max(1, round(self.ratio * height)), hh), min(max(1, round(self.ratio * width)), ww))
-        dropout = RandCoarseDropout(holes=1, spatial_size=size, fill_value=self.fill_value, prob=1.0)
-        dropout.set_random_state(state=self.R)
-        dropout.randomize(d[keys[0]].shape[1:])
-        for k in keys:
-            img = d[k]
-            # RandCoarseDropout fills in place through shared memory: hand it a copy, keep the input intact
-            src = img.clone() if isinstance(img, torch.Tensor) else np.array(img, copy=True)
-            out = dropout(src, randomize=False)
-            d[k] = convert_to_dst_type(out, img)[0]
-        if self.box_key is not None:
-            (sy, sx) = dropout.hole_coords[0][1:]
-            d[self.box_key] = np.array(
-                [(sx.start + sx.stop - 1) / 2, (sy.start + sy.stop - 1) / 2, size[1], size[0], 1.0, 0.0,
-                 self._vertebra]
-            )
-        return d
+
+RandSpineCutoutD = RandSpineCutoutDict = RandSpineCutoutd
+RandConventionalCutoutD = RandConventionalCutoutDict = RandConventionalCutoutd
 
 
 def make_cutout(

@@ -12,9 +12,15 @@ is the unit cell centred at ``x = j, y = i``; an image of width ``W`` covers ``x
   cell *edges* to cell edges: ``x' = (x + 0.5) * W'/W - 0.5``. Anti-aliasing (a symmetric Gaussian pre-smoothing
   when shrinking) does not move pixel centres. ``tests/test_transforms_geometry.py`` checks both by drawing a dot.
 
-Array transforms return only the image and expose ``matrix(spatial_shape)``; the dictionary versions (``...d``)
-apply the image transform to ``keys``, move every array under ``point_keys`` (``(N, 2)`` (x, y), NaN rows stay NaN)
-and update ``geometry_key``.
+Array transforms return only the image and expose ``matrix(spatial_shape)``; the dictionary versions (``...d``,
+aliases ``...D`` / ``...Dict``) apply the image transform to ``keys``, move every array under ``point_keys``
+(``(N, 2)`` (x, y), NaN rows stay NaN) and update ``geometry_key``.
+
+All of them are MONAI invertible transforms (:class:`~monai.transforms.InvertibleTransform`): on a MetaTensor image
+they push their step (its 3x3 ``matrix`` and the original spatial size) onto ``applied_operations`` and update the
+image's ``affine``, so ``Compose(...).inverse(sample)`` crops/resizes the image back to the original grid (up to
+interpolation) and the dictionary versions move the points back with the exact inverse matrix (and undo their step
+in ``geometry_key``). Plain arrays and tensors are transformed as before and leave nothing to invert.
 """
 
 from __future__ import annotations
@@ -23,9 +29,13 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.config import KeysCollection
-from monai.transforms import BorderPad, MapTransform, Resize, Transform
-from monai.utils import convert_to_dst_type
+from monai.data import MetaTensor
+from monai.data.meta_obj import get_track_meta
+from monai.data.utils import to_affine_nd
+from monai.transforms import BorderPad, InvertibleTransform, MapTransform, Resize
+from monai.utils import TraceKeys, convert_to_dst_type
 from scipy import ndimage
 
 from ..points import apply_affine_2d
@@ -38,13 +48,23 @@ __all__ = [
     "to_current",
     "transform_points",
     "pad_to_square_widths",
+    "index_affine",
+    "GeometryTransform",
+    "GeometryTransformd",
     "PadToSquare",
     "PadToSquared",
+    "PadToSquareD",
+    "PadToSquareDict",
     "ResizeSquare",
     "ResizeSquared",
+    "ResizeSquareD",
+    "ResizeSquareDict",
 ]
 
 GEOMETRY_KEY = "geometry"
+
+# swaps (y, x) <-> (x, y) in homogeneous 3x3 form
+_SWAP = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def _spatial_shape(img) -> tuple[int, int]:
@@ -101,6 +121,92 @@ def to_current(points, sample_or_matrix, key: str = GEOMETRY_KEY):
     return transform_points(points, np.asarray(m, dtype=np.float64))
 
 
+def index_affine(matrix: np.ndarray) -> np.ndarray:
+    """The ``(y, x)`` index matrix MONAI composes into a MetaTensor's ``affine`` for a step whose ``(x, y)`` point
+    matrix is ``matrix`` (input -> output): it takes *output* indices to *input* indices, ``S matrix^-1 S``."""
+    return _SWAP @ np.linalg.inv(np.asarray(matrix, dtype=np.float64)) @ _SWAP
+
+
+def _plain(img) -> torch.Tensor | np.ndarray:
+    """The data of ``img`` without MONAI metadata (MetaTensor -> torch.Tensor; others unchanged)."""
+    return img.as_tensor() if isinstance(img, MetaTensor) else img
+
+
+def _update_affine(img: MetaTensor, yx: np.ndarray) -> None:
+    """``img.affine = img.affine @ yx`` (``yx`` a 3x3 index matrix, embedded in the affine's rank)."""
+    aff = torch.as_tensor(img.affine, dtype=torch.float64)
+    img.affine = aff @ to_affine_nd(aff.shape[-1] - 1, torch.as_tensor(yx, dtype=torch.float64), dtype=torch.float64)
+
+
+def _undo_scale_translate(img, matrix: np.ndarray, orig_size: Sequence[int], mode: str = "bilinear"):
+    """Invert an axis-aligned scale + translation step on a ``(C, h, w)`` image: crop the original's footprint,
+    resize it back to ``orig_size`` (``align_corners=False``; anti-aliased when shrinking)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if abs(m[0, 1]) > 1e-12 or abs(m[1, 0]) > 1e-12:
+        raise ValueError("only axis-aligned scale + translation steps are inverted here")
+    hh, ww = int(orig_size[0]), int(orig_size[1])
+    t = torch.as_tensor(_plain(img)) if not isinstance(img, np.ndarray) else torch.as_tensor(np.ascontiguousarray(img))
+    # the original covers [-0.5, W - 0.5] in x; its edges land at m @ edge in the current image
+    x0, x1 = (int(round(m[0, 0] * e + m[0, 2] + 0.5)) for e in (-0.5, ww - 0.5))
+    y0, y1 = (int(round(m[1, 1] * e + m[1, 2] + 0.5)) for e in (-0.5, hh - 0.5))
+    h, w = t.shape[-2:]
+    x0, x1, y0, y1 = max(x0, 0), min(x1, w), max(y0, 0), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"the original {hh}x{ww} grid lies outside the current {h}x{w} image")
+    t = t[:, y0:y1, x0:x1]
+    if (y1 - y0, x1 - x0) != (hh, ww):
+        shrink = (y1 - y0) > hh or (x1 - x0) > ww
+        align = None if mode in ("nearest", "nearest-exact", "area") else False
+        t = F.interpolate(t[None].float(), size=(hh, ww), mode=mode, align_corners=align,
+                          antialias=shrink and mode in ("bilinear", "bicubic"))[0]
+    return t
+
+
+class GeometryTransform(InvertibleTransform):
+    """Base of the array geometry steps: ``matrix(spatial_shape)`` (points, ``(x, y)``), ``_apply(img)`` (the
+    image), and MONAI's invertibility on MetaTensors (see the module docstring). ``inverse`` takes a MetaTensor
+    that this instance transformed."""
+
+    def matrix(self, spatial_shape: Sequence[int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _apply(self, img):
+        raise NotImplementedError
+
+    def __call__(self, img):
+        shape = _spatial_shape(img)
+        out = self._apply(img)
+        if not (isinstance(img, MetaTensor) and get_track_meta()):
+            return out
+        if out is img:
+            out = img.clone()
+        out = convert_to_dst_type(out, img)[0]
+        m = self.matrix(shape)
+        self.push_transform(out, orig_size=list(shape), extra_info={"matrix": m.tolist()},
+                            affine=torch.as_tensor(index_affine(m)))
+        return out
+
+    def inverse(self, data: torch.Tensor) -> torch.Tensor:
+        """Undo this step on a MetaTensor it produced (crop/resize back to the recorded original size)."""
+        if not isinstance(data, MetaTensor):
+            raise TypeError(f"{type(self).__name__}.inverse needs the MetaTensor it returned, got {type(data).__name__}")
+        op = self.pop_transform(data)
+        m = np.asarray(op[TraceKeys.EXTRA_INFO]["matrix"], dtype=np.float64)
+        out = _undo_scale_translate(data, m, op[TraceKeys.ORIG_SIZE], getattr(self, "mode", "bilinear"))
+        out = convert_to_dst_type(out, data, dtype=data.dtype)[0]
+        _update_affine(out, _SWAP @ m @ _SWAP)
+        return out
+
+    @staticmethod
+    def recorded_matrix(img) -> np.ndarray | None:
+        """The ``matrix`` of the newest step recorded on ``img`` (a MetaTensor), or ``None``."""
+        ops = getattr(img, "applied_operations", None)
+        if not ops:
+            return None
+        info = ops[-1].get(TraceKeys.EXTRA_INFO) or {}
+        return None if "matrix" not in info else np.asarray(info["matrix"], dtype=np.float64)
+
+
 def pad_to_square_widths(height: int, width: int, method: str = "symmetric") -> tuple[int, int, int, int]:
     """``(top, bottom, left, right)`` zero-padding that makes ``(H, W)`` square.
 
@@ -116,7 +222,7 @@ def pad_to_square_widths(height: int, width: int, method: str = "symmetric") -> 
     raise ValueError(f"method must be 'symmetric' or 'end', got {method!r}")
 
 
-class PadToSquare(Transform):
+class PadToSquare(GeometryTransform):
     """Zero-pad a ``(C, H, W)`` image to ``(C, S, S)``, ``S = max(H, W)``, keeping the aspect ratio (Section 3.2).
 
     Args:
@@ -134,16 +240,16 @@ class PadToSquare(Transform):
         top, _, left, _ = pad_to_square_widths(int(spatial_shape[0]), int(spatial_shape[1]), self.method)
         return np.array([[1.0, 0.0, left], [0.0, 1.0, top], [0.0, 0.0, 1.0]])
 
-    def __call__(self, img):
+    def _apply(self, img):
         h, w = _spatial_shape(img)
         top, bottom, left, right = pad_to_square_widths(h, w, self.method)
         if top == bottom == left == right == 0:
             return img
-        out = BorderPad(spatial_border=[top, bottom, left, right], mode="constant", value=self.value)(img)
-        return convert_to_dst_type(out, img)[0]
+        out = BorderPad(spatial_border=[top, bottom, left, right], mode="constant", value=self.value)(_plain(img))
+        return convert_to_dst_type(out, _plain(img))[0]
 
 
-class ResizeSquare(Transform):
+class ResizeSquare(GeometryTransform):
     """Resize a ``(C, H, W)`` image to ``(C, size, size)`` with MONAI's ``Resize`` (Section 3.2: 512x512).
 
     Call after :class:`PadToSquare` to keep the aspect ratio. ``align_corners=False`` semantics (see the module
@@ -165,10 +271,11 @@ class ResizeSquare(Transform):
         sx, sy = self.size / w, self.size / h
         return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
 
-    def __call__(self, img):
+    def _apply(self, img):
         h, w = _spatial_shape(img)
         if (h, w) == (self.size, self.size):
             return img
+        img = _plain(img)
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         arr = arr.astype(np.float32, copy=False)
         if self.anti_aliasing and (h > self.size or w > self.size):
@@ -183,10 +290,11 @@ class ResizeSquare(Transform):
         return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
 
 
-class _Geometricd(MapTransform):
-    """Shared dictionary logic: transform images under ``keys``, points under ``point_keys``, record geometry."""
+class GeometryTransformd(MapTransform, InvertibleTransform):
+    """Shared dictionary logic: transform images under ``keys``, points under ``point_keys``, record geometry;
+    ``inverse`` undoes the step on MetaTensor images and moves the points back exactly."""
 
-    transform: PadToSquare | ResizeSquare
+    transform: GeometryTransform
 
     def __init__(
         self,
@@ -199,6 +307,14 @@ class _Geometricd(MapTransform):
         self.point_keys = (point_keys,) if isinstance(point_keys, str) else tuple(point_keys)
         self.geometry_key = geometry_key
 
+    def _move_points(self, d: dict, m: np.ndarray) -> None:
+        for pk in self.point_keys:
+            if pk in d and d[pk] is not None:
+                d[pk] = transform_points(d[pk], m)
+            elif not self.allow_missing_keys and pk not in d:
+                raise KeyError(f"point key {pk!r} not in the sample")
+        compose_geometry(d, m, self.geometry_key)
+
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         keys = [k for k in self.key_iterator(d)]
@@ -209,17 +325,27 @@ class _Geometricd(MapTransform):
             if _spatial_shape(d[k]) != shape:
                 raise ValueError(f"all keys must share one spatial shape; {k!r} has {_spatial_shape(d[k])}, not {shape}")
             d[k] = self.transform(d[k])
-        m = self.transform.matrix(shape)
-        for pk in self.point_keys:
-            if pk in d and d[pk] is not None:
-                d[pk] = transform_points(d[pk], m)
-            elif not self.allow_missing_keys and pk not in d:
-                raise KeyError(f"point key {pk!r} not in the sample")
-        compose_geometry(d, m, self.geometry_key)
+        self._move_points(d, self.transform.matrix(shape))
+        return d
+
+    def inverse(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        m = None
+        for k in self.key_iterator(d):
+            m = GeometryTransform.recorded_matrix(d[k]) if m is None else m
+            d[k] = self.transform.inverse(d[k])
+        if m is None:
+            if not list(self.key_iterator(d)):
+                return d
+            raise TypeError(f"{type(self).__name__}.inverse needs MetaTensor images (EnsureTyped(track_meta=True))")
+        self._move_points(d, np.linalg.inv(m))
         return d
 
 
-class PadToSquared(_Geometricd):
+_Geometricd = GeometryTransformd  # the former private name
+
+
+class PadToSquared(GeometryTransformd):
     """Dictionary :class:`PadToSquare`: pads ``keys``, shifts ``point_keys``, records the shift in ``geometry_key``."""
 
     def __init__(
@@ -235,7 +361,7 @@ class PadToSquared(_Geometricd):
         self.transform = PadToSquare(method=method, value=value)
 
 
-class ResizeSquared(_Geometricd):
+class ResizeSquared(GeometryTransformd):
     """Dictionary :class:`ResizeSquare`: resizes ``keys``, scales ``point_keys``, records the scale."""
 
     def __init__(
@@ -250,3 +376,7 @@ class ResizeSquared(_Geometricd):
     ) -> None:
         super().__init__(keys, point_keys, geometry_key, allow_missing_keys)
         self.transform = ResizeSquare(size=size, mode=mode, anti_aliasing=anti_aliasing)
+
+
+PadToSquareD = PadToSquareDict = PadToSquared
+ResizeSquareD = ResizeSquareDict = ResizeSquared

@@ -15,23 +15,23 @@ Geometry (pixel centres as in :mod:`lumbar_monai.transforms.geometry`): an ``(H,
 ``(h, w)``); a point moves by ``x' = (x + 0.5) w / W - 0.5 + left`` (``align_corners=False``), recorded in
 ``sample["geometry"]`` like every other geometric step. Compared with padding at full resolution first, the
 content lands at most one network pixel away (the padding is rounded on the network grid, not the original's);
-the recorded matrix is exact either way, so points map back exactly.
+the recorded matrix is exact either way, so points map back exactly. Like the other geometry steps it is a MONAI
+invertible transform on MetaTensors (``Compose.inverse`` crops the content and resizes it back to ``(H, W)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 
-from .geometry import GEOMETRY_KEY, compose_geometry, pad_to_square_widths, transform_points
+from .geometry import GEOMETRY_KEY, GeometryTransform, GeometryTransformd, _plain, pad_to_square_widths
 
-__all__ = ["FitToSquare", "FitToSquared", "fit_to_square_shape"]
+__all__ = ["FitToSquare", "FitToSquared", "FitToSquareD", "FitToSquareDict", "fit_to_square_shape"]
 
 
 def fit_to_square_shape(height: int, width: int, size: int, method: str = "symmetric") -> tuple[int, int, int, int]:
@@ -45,7 +45,7 @@ def fit_to_square_shape(height: int, width: int, size: int, method: str = "symme
     return h, w, top, left
 
 
-class FitToSquare(Transform):
+class FitToSquare(GeometryTransform):
     """Resize a ``(C, H, W)`` image so that its longest side is ``size`` and zero-pad it to ``(C, size, size)``.
 
     Args:
@@ -68,9 +68,8 @@ class FitToSquare(Transform):
         sx, sy = w / ww, h / hh
         return np.array([[sx, 0.0, 0.5 * sx - 0.5 + left], [0.0, sy, 0.5 * sy - 0.5 + top], [0.0, 0.0, 1.0]])
 
-    def __call__(self, img):
-        if len(img.shape) != 3:
-            raise ValueError(f"expected a (C, H, W) image, got shape {tuple(img.shape)}")
+    def _apply(self, img):
+        img = _plain(img)
         t = img if isinstance(img, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(img))
         t = t.float()
         c, hh, ww = t.shape
@@ -84,9 +83,9 @@ class FitToSquare(Transform):
         return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
 
 
-class FitToSquared(MapTransform):
+class FitToSquared(GeometryTransformd):
     """Dictionary :class:`FitToSquare`: resizes and pads ``keys``, moves ``point_keys``, records the step in
-    ``geometry_key``."""
+    ``geometry_key``; invertible like :class:`~lumbar_monai.transforms.geometry.GeometryTransformd`."""
 
     def __init__(
         self,
@@ -98,26 +97,8 @@ class FitToSquared(MapTransform):
         geometry_key: str = GEOMETRY_KEY,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.point_keys = (point_keys,) if isinstance(point_keys, str) else tuple(point_keys)
-        self.geometry_key = geometry_key
+        super().__init__(keys, point_keys, geometry_key, allow_missing_keys)
         self.transform = FitToSquare(size=size, method=method, antialias=antialias)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        keys = list(self.key_iterator(d))
-        if not keys:
-            return d
-        shape = tuple(d[keys[0]].shape[-2:])
-        for k in keys:
-            if tuple(d[k].shape[-2:]) != shape:
-                raise ValueError(f"all keys must share one spatial shape; {k!r} has {tuple(d[k].shape[-2:])}")
-            d[k] = self.transform(d[k])
-        m = self.transform.matrix(shape)
-        for pk in self.point_keys:
-            if pk in d and d[pk] is not None:
-                d[pk] = transform_points(d[pk], m)
-            elif not self.allow_missing_keys and pk not in d:
-                raise KeyError(f"point key {pk!r} not in the sample")
-        compose_geometry(d, m, self.geometry_key)
-        return d
+
+FitToSquareD = FitToSquareDict = FitToSquared

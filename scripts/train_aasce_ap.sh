@@ -13,8 +13,26 @@ mkdir -p "$RUN"
 "$PY" -c "import sys; from lumbar_monai.io.aasce import write_aasce_datalist; write_aasce_datalist(sys.argv[1], sys.argv[2])" \
     "$DATA" "$RUN/datalist.json"
 export OMP_NUM_THREADS=1
-"$PY" -m lumbar_monai.training.framed posenet --datalist "$RUN/datalist.json" --schedule $SCHEDULE --out "$RUN" \
-    > "$RUN/posenet.log" 2>&1 &
+# Pose-Net in two rounds: the schedule (lr 2e-3, 14 epochs), then 6 more epochs at lr 1e-3 from its best weights;
+# the export takes round 2's weights only if their validation loss is lower (select_posenet below).
+(
+    "$PY" -m lumbar_monai.training.framed posenet --datalist "$RUN/datalist.json" --schedule $SCHEDULE --out "$RUN" \
+        > "$RUN/posenet_round1.log" 2>&1
+    cp "$RUN/posenet.pt" "$RUN/posenet_round1.pt"; cp "$RUN/posenet.done.json" "$RUN/posenet_round1.done.json"
+    "$PY" -m lumbar_monai.training.framed posenet --datalist "$RUN/datalist.json" --schedule $SCHEDULE --out "$RUN" \
+        --init "$RUN/posenet_round1.pt" --override posenet.lr 0.001 --override posenet.max_epochs 6 \
+        --override posenet.max_seconds 1200 > "$RUN/posenet.log" 2>&1
+    "$PY" - "$RUN" <<'PYEOF'
+import json, shutil, sys
+from pathlib import Path
+run = Path(sys.argv[1])
+best = {r: min(json.loads((run / f"{r}.done.json").read_text())["val_history"] or [float("inf")])
+        for r in ("posenet_round1", "posenet")}
+if best["posenet_round1"] <= best["posenet"]:
+    shutil.copy(run / "posenet_round1.pt", run / "posenet.pt")
+print("select_posenet: validation loss", best)
+PYEOF
+) &
 P1=$!
 "$PY" -m lumbar_monai.training.framed mnet --datalist "$RUN/datalist.json" --schedule $SCHEDULE --out "$RUN" \
     > "$RUN/mnet.log" 2>&1 &

@@ -120,8 +120,9 @@ def posenet_kwargs(cfg: Mapping[str, Any], layout: str) -> dict[str, Any]:
 
 
 def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
-                  device: str = "cpu") -> dict[str, Any]:
-    """Pose-Net on random framings; validation: every validation image framed whole and as its lumbar window."""
+                  device: str = "cpu", init: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Pose-Net on random framings; validation: every validation image framed whole and as its lumbar window.
+    ``init``: a stage checkpoint (``{"kwargs", "state_dict"}``) to continue from."""
     from monai.data import CacheDataset, DataLoader, Dataset
     from monai.utils import set_determinism
 
@@ -134,7 +135,10 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
     seed = int(schedule.get("seed", 0))
     factor = float(schedule.get("framing", {}).get("factor", 2.0))
     set_determinism(seed=seed)
-    net = with_init_kwargs(PoseNet, **posenet_kwargs(cfg, layout)).to(device)
+    net = with_init_kwargs(PoseNet, **posenet_kwargs(cfg, layout))
+    if init is not None:
+        net.load_state_dict(init["state_dict"])
+    net = net.to(device)
     tr = posenet_transforms(cfg, layout, factor, train=True)
     tr.set_random_state(seed=seed)
     g = torch.Generator()
@@ -231,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--layout", default="ap")
     p.add_argument("--model", help="export: the predictor checkpoint to write")
     p.add_argument("--trained-on", default="datalist training split")
+    p.add_argument("--init", help="posenet: continue from this stage checkpoint (e.g. DIR/posenet.pt of a first round)")
     p.add_argument("--override", nargs=2, action="append", default=[], metavar=("STAGE.KEY", "JSON_VALUE"),
                    help="e.g. --override posenet.max_epochs 2 (the value is parsed as JSON, never evaluated)")
     a = p.parse_args(argv)
@@ -262,8 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         val = load_split(a.datalist, "validation", layout, long_side, out / f"cache_validation{tag}.npz")
         logger.info("%s: %d training / %d validation images cached in %.0f s", a.stage, len(train), len(val),
                     time.time() - t0)
-        fn = train_posenet if a.stage == "posenet" else train_mnet
-        res = fn(train, val, schedule, layout)
+        if a.stage == "posenet":
+            init = torch.load(a.init, map_location="cpu", weights_only=True) if a.init else None
+            res = train_posenet(train, val, schedule, layout, init=init)
+        else:
+            res = train_mnet(train, val, schedule, layout)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

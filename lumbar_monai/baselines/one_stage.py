@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.networks.nets import BasicUNet
-from monai.transforms import Compose, MapTransform, SelectItemsd
+from monai.transforms import Compose, MapTransform, SelectItemsd, Transform
 
 from ..anatomy import Layout, get_layout
 from ..codecs.gaussian import decode_peaks, render_gaussians
@@ -40,7 +40,10 @@ from ..result import LandmarkResult
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "LandmarkHeatmap",
     "LandmarkHeatmapd",
+    "LandmarkHeatmapD",
+    "LandmarkHeatmapDict",
     "build_network",
     "one_stage_transforms",
     "OneStagePredictor",
@@ -50,6 +53,22 @@ __all__ = [
 CHECKPOINT_FORMAT = "lumbar-monai/one-stage-predictor"
 CHECKPOINT_VERSION = 1
 DEFAULT_FEATURES = (16, 16, 32, 64, 128, 16)
+
+
+class LandmarkHeatmap(Transform):
+    """``(N, 2)`` (x, y) landmarks in input pixels -> ``(N, S, S)`` float32: one Eq. 1 Gaussian per landmark.
+
+    Args:
+        size: map side; sigma: Gaussian sigma in input pixels, the same for every landmark.
+    """
+
+    def __init__(self, size: int, sigma: float = 2.0) -> None:
+        self.size = int(size)
+        self.sigma = float(sigma)
+
+    def __call__(self, points) -> torch.Tensor:
+        pts = torch.as_tensor(np.asarray(points, dtype=np.float32))
+        return render_gaussians(pts, self.sigma, self.size, self.size)
 
 
 class LandmarkHeatmapd(MapTransform):
@@ -64,16 +83,18 @@ class LandmarkHeatmapd(MapTransform):
     def __init__(self, size: int, sigma: float = 2.0, points_key: str = "points", label_key: str = "label",
                  allow_missing_keys: bool = False) -> None:
         super().__init__(points_key, allow_missing_keys)
-        self.size = int(size)
-        self.sigma = float(sigma)
+        self.heatmap = LandmarkHeatmap(size, sigma)
+        self.size, self.sigma = self.heatmap.size, self.heatmap.sigma
         self.label_key = label_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            pts = torch.as_tensor(np.asarray(d[key], dtype=np.float32))
-            d[self.label_key] = render_gaussians(pts, self.sigma, self.size, self.size)
+            d[self.label_key] = self.heatmap(d[key])
         return d
+
+
+LandmarkHeatmapD = LandmarkHeatmapDict = LandmarkHeatmapd
 
 
 def build_network(layout: str | Layout, features: Sequence[int] = DEFAULT_FEATURES,

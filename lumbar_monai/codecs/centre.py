@@ -32,12 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, Transform
 
 from ..anatomy import Layout, get_layout
 from .gaussian import decode_peaks, render_gaussians
 
-__all__ = ["CentreHeatmapCodec", "CentreDecoding", "CentreHeatmapd"]
+__all__ = ["CentreHeatmapCodec", "CentreDecoding", "CentreHeatmap", "CentreHeatmapd", "CentreHeatmapD",
+           "CentreHeatmapDict"]
 
 
 @dataclass
@@ -174,6 +175,27 @@ class CentreHeatmapCodec:
         return CentreDecoding(heatmap=xy, input=xy_in, confidence=conf, original=original)
 
 
+class CentreHeatmap(Transform):
+    """Array form of the centre-map target: ``(N, 2)`` (x, y) landmarks in input pixels -> ``(V, H, W)`` float32
+    maps (Eq. 1). Arguments as :class:`CentreHeatmapCodec`; ``layout`` may also be given per call."""
+
+    def __init__(self, layout: str | Layout = "lateral", input_size: int = 512, heatmap_size: int = 64,
+                 sigma_scale: float = 0.5, min_sigma: float = 0.5) -> None:
+        self.default_layout = get_layout(layout)
+        self.params = dict(input_size=input_size, heatmap_size=heatmap_size, sigma_scale=sigma_scale,
+                           min_sigma=min_sigma)
+        self._codecs: dict[str, CentreHeatmapCodec] = {}
+
+    def codec_for(self, layout: str | Layout | None) -> CentreHeatmapCodec:
+        lay = self.default_layout if layout is None else get_layout(layout)
+        if lay.name not in self._codecs:
+            self._codecs[lay.name] = CentreHeatmapCodec(lay, **self.params)
+        return self._codecs[lay.name]
+
+    def __call__(self, points, layout: str | Layout | None = None) -> torch.Tensor:
+        return self.codec_for(layout).encode(points)
+
+
 class CentreHeatmapd(MapTransform):
     """Add the centre-map target (and the centres) to a sample (Eq. 1).
 
@@ -202,16 +224,13 @@ class CentreHeatmapd(MapTransform):
         self.output_key = output_key
         self.centres_key = centres_key
         self.layout_key = layout_key
-        self.default_layout = get_layout(layout)
-        self.params = dict(input_size=input_size, heatmap_size=heatmap_size, sigma_scale=sigma_scale,
-                           min_sigma=min_sigma)
-        self._codecs: dict[str, CentreHeatmapCodec] = {}
+        self.heatmap = CentreHeatmap(layout, input_size=input_size, heatmap_size=heatmap_size,
+                                     sigma_scale=sigma_scale, min_sigma=min_sigma)
+        self.default_layout = self.heatmap.default_layout
+        self.params = self.heatmap.params
 
     def codec_for(self, layout: str | Layout | None) -> CentreHeatmapCodec:
-        lay = self.default_layout if layout is None else get_layout(layout)
-        if lay.name not in self._codecs:
-            self._codecs[lay.name] = CentreHeatmapCodec(lay, **self.params)
-        return self._codecs[lay.name]
+        return self.heatmap.codec_for(layout)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
@@ -223,3 +242,6 @@ class CentreHeatmapd(MapTransform):
             if self.centres_key is not None:
                 d[f"{suffix}{self.centres_key}"] = torch.as_tensor(codec.centres(d[k]), dtype=torch.float32)
         return d
+
+
+CentreHeatmapD = CentreHeatmapDict = CentreHeatmapd

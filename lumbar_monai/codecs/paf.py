@@ -8,12 +8,16 @@ pixels, maps ``(..., 1, H, W)``.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
+
 import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
 
 from ..anatomy import Layout, get_layout
 from .corner import vertebra_template
 
-__all__ = ["PAFCodec", "segment_distance"]
+__all__ = ["PAFCodec", "segment_distance", "PAFMap", "PAFMapd", "PAFMapD", "PAFMapDict"]
 
 
 def segment_distance(a: torch.Tensor, b: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -122,3 +126,37 @@ class PAFCodec:
         grid = torch.stack([(2 * xy[..., 0] + 1) / w - 1, (2 * xy[..., 1] + 1) / h - 1], dim=-1)
         vals = torch.nn.functional.grid_sample(m, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return vals[:, 0].mean(-1).clamp(0, 1).reshape(*lead, len(self.segments))
+
+
+class PAFMap(Transform):
+    """Array form of the PAF target (Eq. 8-9): ``(K, 2)`` (x, y) corners in crop pixels -> ``(1, H, W)`` float32.
+    Arguments as :class:`PAFCodec`."""
+
+    def __init__(self, layout: Layout | str, kind: str = "lumbar", size: int | tuple[int, int] = 256,
+                 width: float = 4.0, reference_size: int = 256, mode: str = "exact") -> None:
+        self.codec = PAFCodec(layout, kind, size=size, width=width, reference_size=reference_size, mode=mode)
+
+    def __call__(self, points) -> torch.Tensor:
+        return self.codec.encode(torch.as_tensor(points, dtype=torch.float64)).float()
+
+
+class PAFMapd(MapTransform):
+    """Dictionary :class:`PAFMap`: the corners under ``keys`` -> the PAF under ``output_key`` (for several keys
+    ``<key>_<output_key>``)."""
+
+    def __init__(self, keys: KeysCollection, layout: Layout | str, kind: str = "lumbar",
+                 size: int | tuple[int, int] = 256, width: float = 4.0, reference_size: int = 256,
+                 mode: str = "exact", output_key: str = "paf", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.paf = PAFMap(layout, kind, size=size, width=width, reference_size=reference_size, mode=mode)
+        self.output_key = output_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        for k in keys:
+            d[self.output_key if len(keys) == 1 else f"{k}_{self.output_key}"] = self.paf(d[k])
+        return d
+
+
+PAFMapD = PAFMapDict = PAFMapd

@@ -43,7 +43,15 @@ from monai.utils import TraceKeys, convert_to_dst_type
 from ..codecs.centre import CentreHeatmapd
 from ..points import monai_to_xy, xy_to_monai
 from .cutout import make_cutout
-from .geometry import _SWAP, GEOMETRY_KEY, PadToSquared, ResizeSquared, compose_geometry
+from .geometry import (
+    _SWAP,
+    GEOMETRY_KEY,
+    PadToSquared,
+    ResizeSquared,
+    _update_affine,
+    compose_geometry,
+    index_affine,
+)
 from .intensity import CLAHEd, RandBrightnessContrastd
 from .resample import FitToSquared
 
@@ -53,6 +61,8 @@ __all__ = [
     "RandAffinePointsDict",
     "RandBrightnessContrastd",
     "RandMirrord",
+    "RandMirrorD",
+    "RandMirrorDict",
     "monai_affine_to_xy",
     "stage1_preprocessing",
     "stage1_augmentation",
@@ -170,6 +180,10 @@ class RandAffinePointsd(RandomizableTransform, MapTransform, InvertibleTransform
                 out, grid_affine = affine(t.float() if not t.is_floating_point() else t)
             out = convert_to_dst_type(out, img, dtype=np.float32 if isinstance(img, np.ndarray) else out.dtype)[0]
             grid = np.asarray(grid_affine, dtype=np.float64)
+            if isinstance(out, MetaTensor) and isinstance(img, MetaTensor):
+                # the index affine of this step in the project's pixel convention, exactly as the other steps
+                out.affine = torch.as_tensor(img.affine, dtype=torch.float64).clone()
+                _update_affine(out, index_affine(monai_affine_to_xy(grid)))
             d[k] = self._record(out, {"grid_affine": grid.tolist()})
         grid = np.asarray(grid_affine, dtype=np.float64)
         self._move_points(d, np.linalg.inv(grid), monai_affine_to_xy(grid))
@@ -185,10 +199,17 @@ class RandAffinePointsd(RandomizableTransform, MapTransform, InvertibleTransform
             if not op[TraceKeys.DO_TRANSFORM]:
                 continue
             g = np.asarray(op[TraceKeys.EXTRA_INFO]["grid_affine"], dtype=np.float64)
-            back = Affine(affine=torch.as_tensor(np.linalg.inv(g)), mode=self.mode, padding_mode=self.padding_mode,
-                          image_only=True)
+            # g takes output to input indices; MONAI's Affine(affine=...) works in centred coordinates
+            centre = np.eye(3)
+            centre[:2, 2] = [(n - 1) / 2.0 for n in d[k].shape[-2:]]
+            centred = np.linalg.inv(centre) @ g @ centre
+            back = Affine(affine=torch.as_tensor(np.linalg.inv(centred)), mode=self.mode,
+                          padding_mode=self.padding_mode, image_only=True)
+            before = torch.as_tensor(d[k].affine, dtype=torch.float64).clone()
             with back.trace_transform(False):
                 d[k] = back(d[k])
+            d[k].affine = before
+            _update_affine(d[k], _SWAP @ monai_affine_to_xy(g) @ _SWAP)
             grid = g
         if grid is not None:
             self._move_points(d, grid, np.linalg.inv(monai_affine_to_xy(grid)))
@@ -329,3 +350,4 @@ def stage1_transforms(
 
 
 RandAffinePointsD = RandAffinePointsDict = RandAffinePointsd
+RandMirrorD = RandMirrorDict = RandMirrord

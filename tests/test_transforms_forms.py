@@ -104,6 +104,8 @@ CHAINS = {
     "pad_resize": lambda: [geometry.PadToSquared("image"), geometry.ResizeSquared("image", size=48)],
     "fit": lambda: [resample.FitToSquared("image", size=48)],
     "fit_affine": lambda: [resample.FitToSquared("image", size=48), augment.RandAffinePointsd("image", prob=1.0)],
+    "fit_mirror_affine": lambda: [resample.FitToSquared("image", size=48), augment.RandMirrord("image", prob=1.0),
+                                  augment.RandAffinePointsd("image", prob=1.0)],
 }
 
 
@@ -113,7 +115,8 @@ def test_compose_inverse_undoes_the_geometry_on_image_and_points(name):
     img = _blob(h, w, 25.0, 40.0)
     pts = np.array([[25.0, 40.0], [3.25, 80.5], [np.nan, np.nan]])
     chain = Compose([EnsureTyped("image", track_meta=True), *CHAINS[name]()]).set_random_state(3)
-    out = chain({"image": img, "points": pts})
+    out = chain({"image": img, "points": pts, "facing": "left"})
+    assert out["facing"] == ("right" if "mirror" in name else "left")
     x = out["image"]
     assert isinstance(x, MetaTensor) and tuple(x.shape) == (1, 48, 48)
     assert len(x.applied_operations) == len(chain.transforms) - 1
@@ -125,6 +128,7 @@ def test_compose_inverse_undoes_the_geometry_on_image_and_points(name):
     np.testing.assert_allclose(np.asarray(y.affine), np.eye(4), atol=1e-9)
     np.testing.assert_allclose(back["points"], pts, atol=1e-9)  # exact, NaN rows stay NaN
     np.testing.assert_allclose(get_geometry(back), np.eye(3), atol=1e-12)
+    assert back["facing"] == "left"
     np.testing.assert_allclose(_centroid(y), [25.0, 40.0], atol=0.6)  # the image is back on its grid
 
 

@@ -216,7 +216,7 @@ class RandAffinePointsd(RandomizableTransform, MapTransform, InvertibleTransform
         return d
 
 
-class RandMirrord(RandomizableTransform, MapTransform):
+class RandMirrord(RandomizableTransform, MapTransform, InvertibleTransform):
     """Random left-right mirror of images and their landmarks; point rows (anatomical names) are kept.
 
     Args:
@@ -225,6 +225,8 @@ class RandMirrord(RandomizableTransform, MapTransform):
         prob: probability of the mirror.
         facing_key: a ``"left"``/``"right"`` entry flipped with the image (left alone when absent).
         geometry_key: where the ``original -> current`` matrix is composed.
+
+    Invertible on MetaTensor images (``Compose.inverse`` mirrors back image, points, facing and geometry).
     """
 
     def __init__(self, keys: KeysCollection = "image", point_keys: KeysCollection = ("points",), prob: float = 0.5,
@@ -236,14 +238,37 @@ class RandMirrord(RandomizableTransform, MapTransform):
         self.facing_key = facing_key
         self.geometry_key = geometry_key
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def _mirror(self, d: dict, keys: list) -> dict:
         from ..facing import mirror_sample
 
+        d = mirror_sample(d, keys, self.point_keys, self.facing_key, self.geometry_key)
+        for k in keys:
+            if isinstance(d[k], MetaTensor):
+                w = int(d[k].shape[-1])
+                _update_affine(d[k], index_affine(np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])))
+        return d
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         self.randomize(None)
-        if not self._do_transform:
-            return d
-        return mirror_sample(d, list(self.key_iterator(d)), self.point_keys, self.facing_key, self.geometry_key)
+        keys = list(self.key_iterator(d))
+        if self._do_transform:
+            d = self._mirror(d, keys)
+        for k in keys:  # MetaTensors record the step (drawn or not), so that Compose.inverse can undo it
+            if isinstance(d[k], MetaTensor) and get_track_meta():
+                self.push_transform(d[k])
+        return d
+
+    def inverse(self, data: Mapping[Hashable, object]) -> dict:
+        """Undo the mirror (its own inverse) on MetaTensor images that it recorded, with points, facing, geometry."""
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        done = []
+        for k in keys:
+            if not isinstance(d[k], MetaTensor):
+                raise TypeError(f"RandMirrord.inverse needs MetaTensor images, got {type(d[k]).__name__}")
+            done.append(bool(self.pop_transform(d[k])[TraceKeys.DO_TRANSFORM]))
+        return self._mirror(d, keys) if any(done) else d
 
 
 def stage1_preprocessing(

@@ -84,7 +84,8 @@ class _Prepare(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         from .facing import facing_hint, mirror_image
-        from .predictor import LandmarkPredictor, stage1_input
+        from .io.inputs import read_input
+        from .transforms.augment import stage1_input
 
         src = self.sources[i]
         try:
@@ -93,7 +94,7 @@ class _Prepare(torch.utils.data.Dataset):
                 from .io.loader import load_radiograph
 
                 radiograph = load_radiograph(src)
-            img, spacing, source = LandmarkPredictor.read_input(radiograph if radiograph is not None else src)
+            img, spacing, source = read_input(radiograph if radiograph is not None else src)
             meta = dict(getattr(radiograph if radiograph is not None else src, "meta", None) or {})
             stage1 = {}
             if self.centres is None or self.centres[i] is None:

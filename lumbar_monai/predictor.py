@@ -29,11 +29,9 @@ dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_on
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -165,21 +163,10 @@ class LandmarkPredictor:
     @staticmethod
     def read_input(image) -> tuple[np.ndarray, tuple[float, float] | None, str | None]:
         """``(H, W)`` float32 image, pixel spacing and its source from an array, tensor, path, Radiograph or
-        pydicom ``Dataset``."""
-        from .io.loader import Radiograph, load_radiograph
+        pydicom ``Dataset`` (:func:`~lumbar_monai.io.inputs.read_input`)."""
+        from .io.inputs import read_input
 
-        if isinstance(image, (str, os.PathLike)):
-            image = load_radiograph(image)
-        elif _is_pydicom_dataset(image):
-            image = _read_dataset(image)
-        if isinstance(image, Radiograph):
-            return np.asarray(image.image, dtype=np.float32), image.pixel_spacing, image.spacing_source
-        arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-        if arr.ndim == 3 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.ndim != 2:
-            raise ValueError(f"expected a single-channel (H, W) or (1, H, W) image, got shape {arr.shape}")
-        return np.ascontiguousarray(arr, dtype=np.float32), None, None
+        return read_input(image)
 
     # ----- stage 1 --------------------------------------------------------------------------------------------
     def _stage1_transforms(self):
@@ -204,9 +191,9 @@ class LandmarkPredictor:
         """Stage-1 pre-processing of one ``(H, W)`` image at network resolution: ``((1, S, S) float32 tensor on
         ``device`` (default: the image's), original -> input 3x3 geometry)``. The CPU part that
         :meth:`predict_batch`'s workers run; given a CUDA ``device``, the resize runs there."""
-        t = torch.as_tensor(image, dtype=torch.float32, device=device)
-        sample = self._stage1_transforms()({"image": t[None]})
-        return torch.as_tensor(sample["image"], dtype=torch.float32), np.asarray(sample["geometry"], np.float64)
+        from .transforms.augment import stage1_input
+
+        return stage1_input(self._stage1_transforms(), image, device)
 
     def _net(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One network call: on the device, channels-last and autocast where enabled; float32 maps out."""
@@ -568,34 +555,3 @@ class _Timer:
         now = self._now()
         self.out[name] = self.out.get(name, 0.0) + now - self.t
         self.t = now
-
-
-def _is_pydicom_dataset(obj) -> bool:
-    try:
-        from pydicom.dataset import Dataset
-    except ImportError:  # pragma: no cover - pydicom is a dependency
-        return False
-    return isinstance(obj, Dataset)
-
-
-def _read_dataset(ds):
-    """Read an in-memory pydicom Dataset through the project's DICOM reader (which reads files): write it to a
-    temporary file first, so that every rule of :func:`~lumbar_monai.io.dicom.read_dicom` applies unchanged."""
-    import pydicom
-
-    from .io.dicom import read_dicom
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "image.dcm"
-        if int(pydicom.__version__.split(".")[0]) >= 3:
-            pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
-        else:  # pydicom 2.x writes with the dataset's own encoding flags: derive them from the transfer syntax
-            ds = copy.copy(ds)
-            tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-            if tsyntax is not None and (ds.is_little_endian is None or ds.is_implicit_VR is None):
-                ds.is_little_endian = tsyntax.is_little_endian
-                ds.is_implicit_VR = tsyntax.is_implicit_VR
-            ds.save_as(str(path), write_like_original=False)
-        rg = read_dicom(path)
-        rg.path = None
-        return rg

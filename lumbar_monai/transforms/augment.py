@@ -65,6 +65,7 @@ __all__ = [
     "RandMirrorDict",
     "monai_affine_to_xy",
     "stage1_preprocessing",
+    "stage1_input",
     "stage1_augmentation",
     "stage1_transforms",
 ]
@@ -313,6 +314,17 @@ def stage1_preprocessing(
     if clahe:
         chain.append(CLAHEd(keys, clip_limit=clahe_clip, allow_missing_keys=True))
     return chain
+
+
+def stage1_input(chain, image, device: str | torch.device | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """``chain`` (the stage-1 pre-processing ``Compose``) on one ``(H, W)`` image: ``((1, S, S) float32 tensor,
+    original -> input 3x3 geometry)``; a plain function so that worker processes need no predictor. The tensor is
+    plain (the MetaTensor's record stays in the chain's output, not in the network's input)."""
+    t = torch.as_tensor(image, dtype=torch.float32, device=device)
+    sample = chain({"image": t[None]})
+    x = sample["image"]
+    x = x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
+    return x.to(torch.float32), np.asarray(sample["geometry"], np.float64)
 
 
 def stage1_augmentation(

@@ -220,3 +220,18 @@ def test_predictor_landmarks_unchanged_on_a_fixed_synthetic_image():
     np.testing.assert_allclose(res.centres, CENTRES_BEFORE, atol=1e-3)
     np.testing.assert_allclose(res.points, POINTS_BEFORE, atol=1e-3)
     assert np.abs(res.centres - BLOBS).max() < 5.0  # and they are where the blobs are
+
+
+def test_training_chain_inverse_maps_points_back_without_warnings():
+    import warnings
+
+    img, pts = _sample(seed=3)
+    for seed in range(2):
+        chain = augment.stage1_transforms(train=True, size=64).set_random_state(seed)
+        out = chain({"image": img, "points": pts, "layout": "lateral"})
+        assert [op["class"] for op in out["image"].applied_operations] == ["FitToSquare", "RandAffinePointsd"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            back = chain.inverse(out)
+        assert tuple(back["image"].shape) == img.shape
+        np.testing.assert_allclose(back["points"], pts, atol=1e-9)

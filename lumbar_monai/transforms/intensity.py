@@ -142,6 +142,10 @@ class RandBrightnessContrast(Compose):
             chain.append(ScaleIntensityRange(a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True))
         super().__init__(chain)
 
+    def inverse(self, data):
+        """Intensity changes are not undone (as MONAI's intensity transforms): ``Compose.inverse`` passes through."""
+        return data
+
 
 class RandBrightnessContrastd(Compose):
     """Dictionary :class:`RandBrightnessContrast`: MONAI's ``RandScaleIntensityFixedMeand`` then
@@ -161,6 +165,10 @@ class RandBrightnessContrastd(Compose):
             chain.append(ScaleIntensityRanged(keys, a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True,
                                               allow_missing_keys=allow_missing_keys))
         super().__init__(chain)
+
+    def inverse(self, data):
+        """Intensity changes are not undone (as MONAI's intensity transforms): ``Compose.inverse`` passes through."""
+        return data
 
 
 CLAHED = CLAHEDict = CLAHEd

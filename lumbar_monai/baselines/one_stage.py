@@ -167,6 +167,7 @@ class OneStagePredictor:
         import time
 
         from ..predictor import LandmarkPredictor, order_violations
+        from ..transforms.augment import stage1_input
         from ..transforms.geometry import to_original
 
         if centres is not None:
@@ -175,15 +176,15 @@ class OneStagePredictor:
         img, spacing, source = LandmarkPredictor.read_input(image)
         if pixel_spacing is not None:
             spacing, source = (float(pixel_spacing[0]), float(pixel_spacing[1])), spacing_source or "argument"
-        sample = self._preprocess()({"image": img[None]})
-        x = torch.as_tensor(sample["image"], dtype=torch.float32)[None].to(self.device)
+        x, geometry = stage1_input(self._preprocess(), img)  # a plain tensor: no MetaTensor through the network
+        x = x[None].to(self.device)
         t1 = time.perf_counter()
         maps = self.network(x)[0].float()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
         xy, conf = decode_peaks(maps.cpu())
-        pts = np.asarray(to_original(xy.double().numpy(), sample["geometry"]), dtype=np.float64)
+        pts = np.asarray(to_original(xy.double().numpy(), geometry), dtype=np.float64)
         conf_np = conf.double().numpy()
         cen = self.layout.centres(pts)
         flags = []

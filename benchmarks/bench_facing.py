@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from lumbar_monai.facing import mirror_image, mirror_points
-    from lumbar_monai.metrics.landmark import relative_distance_error
     from lumbar_monai.loading import load_predictor
+    from lumbar_monai.metrics.landmark import relative_distance_error
 
     predictor = load_predictor(args.model or args.run / "models" / "lumbar_landmarks.pt", device=args.device)
     studies = test_studies(args.run, args.limit)

@@ -8,7 +8,8 @@ For each study and each facing mode of :meth:`~lumbar_monai.predictor.LandmarkPr
 networks read the image as they get it, as before issue 15; ``"auto"``: the facing is decided from the image and
 the networks read it in their trained facing) it prints the RD over all 22 landmarks of each image (Eq. 12-15, no
 centre outlier excluded): median and mean over the images, how often the facing was found, how many images were
-flagged ``facing_uncertain``, and the wall time per image.
+flagged ``facing_uncertain``, the smallest score margin between the two readings (``auto``; the flag is raised
+below :data:`~lumbar_monai.facing.UNCERTAIN_MARGIN`), and the wall time per image.
 
     OMP_NUM_THREADS=2 nice -n 10 .venv/bin/python benchmarks/bench_facing.py \\
         --run bundles/lumbar_landmarks/runs/default
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for facing_label, flip in (("left (as generated)", False), ("right (mirrored)", True)):
         truth = "right" if flip else "left"
         for mode in ("left", "auto"):
-            rd, found, uncertain, wall = [], 0, 0, []
+            rd, found, uncertain, wall, margin = [], 0, 0, [], []
             for _, image, points in studies:
                 img = mirror_image(image) if flip else image
                 gt = mirror_points(points, image.shape[1]) if flip else points
@@ -74,14 +75,19 @@ def main(argv: list[str] | None = None) -> int:
                 rd.append(float(relative_distance_error(res.points, gt, predictor.layout).mean()))
                 found += res.meta.get("facing", {}).get("facing") == truth
                 uncertain += "facing_uncertain" in res.qc_flags
-            rows.append((facing_label, mode, np.median(rd), np.mean(rd), found, uncertain, 1000 * np.median(wall)))
+                scores = res.meta.get("facing", {}).get("scores")
+                if scores:
+                    margin.append(abs(scores["left"] - scores["right"]))
+            rows.append((facing_label, mode, np.median(rd), np.mean(rd), found, uncertain,
+                         f"{min(margin):.2f}" if margin else "-", 1000 * np.median(wall)))
             print(f"  {facing_label}, facing={mode}: median RD {rows[-1][2]:.2f} %", flush=True)
     n = len(studies)
     print(f"\n{n} synthetic lateral test studies of {args.run}, RD (%) over all 22 landmarks of each image\n")
-    print("| patient faces | `facing=` | median RD (%) | mean RD (%) | facing found | `facing_uncertain` | ms / image |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for label, mode, med, mean, found, unc, ms in rows:
-        print(f"| {label} | `{mode}` | {med:.2f} | {mean:.2f} | {found}/{n} | {unc}/{n} | {ms:.0f} |")
+    print("| patient faces | `facing=` | median RD (%) | mean RD (%) | facing in the result right | `facing_uncertain` "
+          "| smallest score margin | ms / image |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for label, mode, med, mean, found, unc, marg, ms in rows:
+        print(f"| {label} | `{mode}` | {med:.2f} | {mean:.2f} | {found}/{n} | {unc}/{n} | {marg} | {ms:.0f} |")
     by = {(r[0].split()[0], r[1]): r[2] for r in rows}
     print(f"\nmedian RD mirrored / facing left: {by['right', 'left'] / by['left', 'left']:.2f}x with facing=left, "
           f"{by['right', 'auto'] / by['left', 'auto']:.2f}x with facing=auto")

@@ -234,13 +234,13 @@ def _shape_value(cues: Mapping[str, float]) -> float:
 
 
 def facing_hint(meta: Mapping[str, Any] | None) -> str | None:
-    """The facing a DICOM header suggests, from ``meta["patient_orientation"]`` (PatientOrientation, 0020,0020).
+    """The facing a DICOM header suggests, from ``meta["orientation"]`` (DICOM PatientOrientation, 0020,0020).
 
     Its first value is the patient direction of the image rows (increasing column): ``P`` means the image right is
     posterior, so the patient faces left; ``A`` faces right. Anything else (missing, ``L``/``R``: an AP view,
     malformed) gives ``None``. Only a hint: headers are often copied from a template or wrong after a flip.
     """
-    po = (meta or {}).get("patient_orientation")
+    po = (meta or {}).get("orientation")
     if isinstance(po, str):
         po = po.replace("\\", " ").replace(",", " ").split()
     if not isinstance(po, (list, tuple)) or not po:

@@ -72,10 +72,10 @@ def test_shape_shows_facing_whatever_the_names(facing):
 
 
 def test_dicom_hint():
-    assert facing_hint({"patient_orientation": ["P", "F"]}) == "left"
-    assert facing_hint({"patient_orientation": "A\\F"}) == "right"
-    assert facing_hint({"patient_orientation": ["L", "F"]}) is None  # an AP view
-    assert facing_hint({"patient_orientation": ["AP"]}) is None and facing_hint(None) is None
+    assert facing_hint({"orientation": ["P", "F"]}) == "left"
+    assert facing_hint({"orientation": "A\\F"}) == "right"
+    assert facing_hint({"orientation": ["L", "F"]}) is None  # an AP view
+    assert facing_hint({"orientation": ["AP"]}) is None and facing_hint(None) is None
 
 
 def test_order_check_uses_facing():
@@ -260,3 +260,22 @@ def test_sr_records_the_facing(tmp_path):
     if which("dsrdump"):
         out = subprocess.run(["dsrdump", str(sr)], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and not [ln for ln in out.stderr.splitlines() if ln.startswith(("W:", "E:"))]
+
+
+def test_dicom_patient_orientation_reaches_the_hint(tmp_path):
+    import sys
+    from pathlib import Path
+
+    import pydicom
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _lm_helpers as helpers
+
+    from lumbar_monai.io.loader import load_radiograph
+
+    path = helpers.write_dx(tmp_path / "dx.dcm", np.zeros((32, 24), np.uint16))
+    ds = pydicom.dcmread(path)
+    ds.PatientOrientation = ["A", "F"]
+    ds.save_as(path)
+    rg = load_radiograph(path)
+    assert rg.meta["orientation"] == ["A", "F"] and facing_hint(rg.meta) == "right"

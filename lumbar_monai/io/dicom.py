@@ -516,6 +516,9 @@ def _meta(ds: Dataset, tsyntax: UID, decoder: str, inverted: bool, voi: bool, ph
     for keyword, key in (("ViewPosition", "view_position"), ("PresentationIntentType", "presentation_intent")):
         if ds.get(keyword):
             meta[key] = str(ds.get(keyword))
+    po = ds.get("PatientOrientation")  # directions of the rows and columns (A/P/L/R/H/F): a facing hint only
+    if po:
+        meta["orientation"] = [str(v)[:16] for v in (po if isinstance(po, MultiValue) else [po])][:2]
     if "WindowCenter" in ds and "WindowWidth" in ds:
         try:
             wc, ww = ds.WindowCenter, ds.WindowWidth

@@ -326,6 +326,10 @@ class LandmarkPredictor:
         """
         from .facing import facing_hint
 
+        if isinstance(image, (str, os.PathLike)):  # read the file here, so that its header can hint the facing
+            from .io.loader import load_radiograph
+
+            image = load_radiograph(image)
         hint = facing_hint(getattr(image, "meta", None))
         timings: dict[str, float] = {}
         t = _Timer(self.device, timings)

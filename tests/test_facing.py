@@ -279,3 +279,28 @@ def test_dicom_patient_orientation_reaches_the_hint(tmp_path):
     ds.save_as(path)
     rg = load_radiograph(path)
     assert rg.meta["orientation"] == ["A", "F"] and facing_hint(rg.meta) == "right"
+
+
+def test_predictor_reads_the_hint_from_a_file(tmp_path):
+    import sys
+    from pathlib import Path
+
+    import pydicom
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _lm_helpers as helpers
+
+    from lumbar_monai.networks.mnet import MNet
+    from lumbar_monai.predictor import LandmarkPredictor
+
+    pts = helpers.lateral_study_points(256, 320)
+    path = helpers.write_dx(tmp_path / "dx.dcm", helpers.render_spine_image(pts, size_wh=(256, 320)))
+    ds = pydicom.dcmread(path)
+    ds.PatientOrientation = ["A", "F"]
+    ds.save_as(path)
+    torch.manual_seed(0)
+    p = LandmarkPredictor("lateral", MNet(out_channels=5, channels=(4, 8)), MNet(out_channels=3, channels=(4, 8)),
+                          crop_size=32, device="cpu")
+    res = p.predict(path, centres=LATERAL.centres(pts))
+    assert res.meta["facing"]["hint"] == "right" and res.meta["facing"]["source"] in ("image", "hint")

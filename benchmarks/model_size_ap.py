@@ -4,7 +4,7 @@ The shipped AP model (``bundles/lumbar_landmarks/models/aasce_ap.pt``) must stay
 paper-size configuration would cost. FLOPs are counted by ``torch.utils.flop_counter`` on the meta device (no
 computation), one multiply-add = 2 FLOPs; stage 1 runs ``passes`` times per image, stage 2 once per lumbar vertebra.
 
-    .venv/bin/python benchmarks/model_size_ap.py [--schedule configs/schedules/aasce_ap_cpu.json]
+    .venv/bin/python benchmarks/model_size_ap.py [--schedule configs/framed/aasce_ap_cpu.json]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _count(net_fn, shape) -> tuple[int, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--schedule", default="configs/schedules/aasce_ap_cpu.json")
+    p.add_argument("--schedule", default="configs/framed/aasce_ap_cpu.json")
     a = p.parse_args()
     s = json.loads(Path(a.schedule).read_text())
     pc, mc = s["posenet"], s["mnet_lumbar"]

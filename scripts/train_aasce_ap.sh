@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/aasce16}
 RUN=${2:-runs/aasce_ap}
-SCHEDULE=configs/schedules/aasce_ap_cpu.json
+SCHEDULE=configs/framed/aasce_ap_cpu.json
 MODEL=bundles/lumbar_landmarks/models/aasce_ap.pt
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$RUN"

@@ -11,7 +11,8 @@ from monai.bundle import ConfigParser
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "bundles" / "lumbar_landmarks" / "configs" / "train.json"
 EVALUATE = REPO / "bundles" / "lumbar_landmarks" / "configs" / "evaluate.json"
-OVERRIDES = sorted(p for p in (REPO / "configs").rglob("*.json") if p.parent.name != "baselines")
+# configs/framed/ holds schedules of the framed AP driver (lumbar_monai.training.framed), not bundle overrides
+OVERRIDES = sorted(p for p in (REPO / "configs").rglob("*.json") if p.parent.name not in ("baselines", "framed"))
 BASELINES = sorted((REPO / "configs" / "baselines").glob("*.json"))
 DATASETS = sorted((REPO / "configs" / "datasets").glob("*.json"))
 

@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lumbar_monai.training.framed", description=__doc__.split("\n")[0])
     p.add_argument("stage", choices=("posenet", "mnet", "export"))
     p.add_argument("--datalist", required=True)
-    p.add_argument("--schedule", required=True, help="JSON schedule (configs/schedules/aasce_ap_cpu.json)")
+    p.add_argument("--schedule", required=True, help="JSON schedule (configs/framed/aasce_ap_cpu.json)")
     p.add_argument("--out", required=True, help="run folder (stage checkpoints, logs)")
     p.add_argument("--layout", default="ap")
     p.add_argument("--model", help="export: the predictor checkpoint to write")

@@ -47,11 +47,29 @@ def test_label_map_round_trip(tmp_path, name):
     assert spacing == pytest.approx((0.2, 0.3))
     img = nib.load(str(path))
     assert img.shape == (w, h) and img.header.get_xyzt_units()[0] == "mm"
-    np.testing.assert_allclose(img.affine, np.diag([0.2, 0.3, 1.0, 1.0]))
+    np.testing.assert_allclose(img.affine, np.diag([-0.2, -0.3, 1.0, 1.0]))  # RAS of ITK's LPS identity
     # SimpleITK (as MONAI Label / Slicer read it): (H, W) array equal to the label map, spacing (sx, sy)
     s = sitk.ReadImage(str(path))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(s), landmark_label_map(pts, (h, w), 3.0))
     assert s.GetSpacing() == pytest.approx((0.2, 0.3))
+
+
+def test_label_map_lands_on_its_radiograph_in_physical_space(tmp_path):
+    """Resampled onto the radiograph as SimpleITK reads it (what 3D Slicer does), every label voxel keeps its pixel:
+    the label map is neither mirrored nor off the image."""
+    from PIL import Image
+
+    pts = _points(LATERAL.num_points)
+    h, w = 70, 50
+    Image.fromarray(np.zeros((h, w), np.uint8)).save(tmp_path / "radiograph.png")
+    radiograph = sitk.ReadImage(str(tmp_path / "radiograph.png"))
+    label = sitk.ReadImage(str(write_label_map_nifti(tmp_path / "lab.nii.gz", pts, (h, w), radius=3.0)))
+    if label.GetDimension() == 3:
+        label = label[:, :, 0]
+    on_image = sitk.GetArrayFromImage(sitk.Resample(label, radiograph, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    expected = landmark_label_map(pts, (h, w), 3.0)
+    assert (expected > 0).sum() > 100
+    assert np.array_equal(on_image, expected)
 
 
 def test_heatmaps_round_trip(tmp_path):

@@ -3,8 +3,10 @@
 Axis convention: NIfTI voxel ``(i, j)`` is pixel ``(x, y)`` = (column, row), i.e. the stored array is the image
 transposed, ``(W, H[, 1, C])``. That is how MONAI's readers (``LoadImage`` with PIL/ITK/Nibabel) present a 2-D
 image (first spatial axis = x), and how SimpleITK/ITK index it, so a file written here lines up with the
-radiograph in those tools. The affine is ``diag(sx, sy, 1)`` (mm; 1 when the spacing is unknown) with
-``qform_code = sform_code = 2`` (aligned). Files are written atomically.
+radiograph in those tools. The affine is ``diag(-sx, -sy, 1)`` in NIfTI's RAS (mm; 1 when the spacing is
+unknown) with ``qform_code = sform_code = 2`` (aligned): that is ITK's identity direction in LPS, the geometry
+SimpleITK (and so 3D Slicer) gives a PNG or a DX without a position, so the label map lands on the radiograph
+when both are placed in physical space. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ __all__ = [
 
 
 def spacing_affine(pixel_spacing: tuple[float, float] | None) -> np.ndarray:
-    """``4x4`` affine mapping voxel ``(i=x, j=y, k)`` to mm: ``diag(sx, sy, 1, 1)``."""
+    """``4x4`` RAS affine of voxel ``(i=x, j=y, k)``: ``diag(-sx, -sy, 1, 1)``, i.e. LPS ``(+x sx, +y sy)`` as ITK
+    places a radiograph's pixels (column to the patient's left, row to posterior) with an identity direction."""
     sx, sy = (1.0, 1.0) if pixel_spacing is None else (float(pixel_spacing[0]), float(pixel_spacing[1]))
     if not (np.isfinite([sx, sy]).all() and sx > 0 and sy > 0):
         raise ValueError(f"pixel spacing must be two positive numbers, got {pixel_spacing!r}")
-    return np.diag([sx, sy, 1.0, 1.0])
+    return np.diag([-sx, -sy, 1.0, 1.0])
 
 
 def landmark_label_map(points, shape_hw: tuple[int, int], radius: float = 3.0) -> np.ndarray:

@@ -327,11 +327,12 @@ def _write_dicom_outputs(path: Path, stage: Callable[[str], Path], name: str, re
 
 
 def _process(path: Path, out_dir: Path, predictor: Predictor, loader: Callable, used: set[str],
-             secondary_capture: bool) -> BatchItem:
+             secondary_capture: bool, facing: str = "auto") -> BatchItem:
     radiograph = loader(path)
     meta = dict(getattr(radiograph, "meta", {}) or {})
     digest = _sha256(path)
-    result = predictor.predict(radiograph)
+    # "auto" is every predictor's default; only the two-stage predictor takes a stated facing
+    result = predictor.predict(radiograph) if facing == "auto" else predictor.predict(radiograph, facing=facing)
     base_name = output_name(meta, digest)
     name = _claim_name(out_dir, base_name, digest, used)
     return _write_outputs(path, out_dir, radiograph, digest, result, name, base_name, secondary_capture)
@@ -447,7 +448,8 @@ def check_output_folder(out: Path) -> None:
 
 
 def _run_batched(files: Sequence[Path], out: Path, predictor, loader: Callable, used: set[str],
-                 secondary_capture: bool, progress: bool, batch_size: int, workers: int) -> list[BatchItem]:
+                 secondary_capture: bool, progress: bool, batch_size: int, workers: int,
+                 facing: str = "auto") -> list[BatchItem]:
     """The batched run (``--batch-size`` / ``--workers``): files read, hashed and pre-processed in ``workers``
     processes (:func:`lumbar_monai.batched.iter_predictions`), networks on batches, output names claimed here in
     input order and the writers in one background thread (with ``workers > 0``), off the device's path. At most
@@ -464,7 +466,7 @@ def _run_batched(files: Sequence[Path], out: Path, predictor, loader: Callable, 
     with library_messages_withheld() as withheld:  # one context for the run: it is not thread-safe
         try:
             preds = iter_predictions(predictor, files, batch_size=batch_size, workers=workers, loader=loader,
-                                     extra=_sha256)
+                                     extra=_sha256, facing=facing)
             for pred in tqdm(preds, total=n, desc="lumbar-monai", unit="image", disable=not progress):
                 path = files[pred.index]
                 if pred.error is not None:
@@ -540,6 +542,7 @@ def run_batch(
     progress: bool = True,
     batch_size: int = 1,
     workers: int = 0,
+    facing: str = "auto",
 ) -> BatchSummary:
     """Run ``predictor`` on every image found in ``inputs`` and write the outputs (see the module docstring).
 
@@ -554,6 +557,8 @@ def run_batch(
         batch_size, workers: with ``batch_size > 1`` or ``workers > 0`` (and a predictor with ``predict_batch``)
             the files are read in ``workers`` processes and the networks run on batches
             (:func:`_run_batched`); the outputs are the same.
+        facing: lateral views: ``"auto"`` (decide from each image), ``"left"`` or ``"right"`` (the side every
+            image's patient faces; skips the mirrored second pass), see :meth:`LandmarkPredictor.predict`.
 
     Raises:
         InputError: the output folder cannot be created or written, or holds summaries that cannot be merged
@@ -577,11 +582,11 @@ def run_batch(
     try:
         if (batch_size > 1 or workers > 0) and hasattr(predictor, "centres_batch"):
             items += _run_batched(files, out, predictor, loader, used, secondary_capture, progress, batch_size,
-                                  workers)
+                                  workers, facing)
         else:
             for i, path in enumerate(tqdm(files, desc="lumbar-monai", unit="image", disable=not progress), start=1):
                 items.append(_settle(i, n, path, lambda p=path: _process(p, out, predictor, loader, used,
-                                                                         secondary_capture)))
+                                                                         secondary_capture, facing)))
     except KeyboardInterrupt:  # interrupted: the images done so far keep their rows (their outputs are in place)
         _write_summaries(out, csv_path, fail_path, items)
         log.warning("interrupted after %d of %d image(s); their rows are in the summaries", len(items) - len(errors), n)

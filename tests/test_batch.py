@@ -198,3 +198,26 @@ def test_dicom_without_highdicom_still_gets_json_and_overlay(study_set, tmp_path
     assert (s.ok, s.exit_code) == (1, 0)
     assert "highdicom is not installed" in s.items[0].note
     assert sorted(Path(p).suffix for p in s.items[0].outputs) == [".json", ".png"]
+
+
+def test_a_stated_facing_reaches_the_predictor(study_set, tmp_path):
+    """``predict --facing left|right`` hands the stated facing to every image; ``auto`` leaves the predictor's own
+    default (and predictors without a facing argument keep working)."""
+    from lumbar_monai.cli import main
+
+    class Recording(GroundTruthPredictor):
+        def __init__(self, root):
+            super().__init__(root)
+            self.facings = []
+
+        def predict(self, radiograph, facing="auto"):
+            self.facings.append(facing)
+            return super().predict(radiograph)
+
+    pred = Recording(study_set)
+    run_batch(study_set / "images", tmp_path / "right", pred, progress=False, facing="right")
+    assert pred.facings == ["right"] * N
+    plain = GroundTruthPredictor(study_set)  # predict(radiograph) only
+    assert run_batch(study_set / "images", tmp_path / "auto", plain, progress=False).ok == N
+    with pytest.raises(SystemExit):
+        main(["predict", str(study_set / "images"), "--out", str(tmp_path / "x"), "--facing", "up"])

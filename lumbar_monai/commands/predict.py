@@ -32,6 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="images per network batch (default 1: one image at a time)")
     p.add_argument("--workers", type=_non_negative, default=0, metavar="W",
                    help="processes that read and pre-process the files while the networks run (default 0)")
+    p.add_argument("--facing", choices=("auto", "left", "right"), default="auto",
+                   help="lateral views: the image side the patient faces; 'auto' (default) decides from each image")
     p.set_defaults(func=run)
     return p
 
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = run_batch(args.inputs, args.out, predictor, secondary_capture=args.secondary_capture,
-                            progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers)
+                            progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers,
+                            facing=args.facing)
     except InputError as e:  # the output folder: not writable, not a folder, or holds a summary not ours
         print(f"lumbar-monai predict: {e}", file=sys.stderr)
         return 2

@@ -74,16 +74,17 @@ def test_png_label_and_markups_lie_on_the_image(study, tmp_path):
     assert np.nanmax(np.hypot(*(pts - study.points).T)) < 1.0
 
 
-def test_the_old_pixel_axes_label_missed_the_image(study, tmp_path):
-    """The regression: the label of the former writer (NIfTI RAS diag affine) lands nowhere on the PNG."""
+def test_the_nifti_writer_label_lands_on_the_png(study, tmp_path):
+    """The regression: the core NIfTI writer's label map (once RAS ``diag(sx, sy)``, which landed nowhere on the PNG)
+    now has RAS ``diag(-sx, -sy)``, ITK's identity in LPS, and lands on the right pixels."""
     from lumbar_monai.io.nifti import write_label_map_nifti
 
     png = _png(tmp_path / "case.png", study.image)
     h, w = study.image.shape
-    old = write_label_map_nifti(tmp_path / "old.nii.gz", study.points, (h, w), None,
-                                radius=disc_radius((w, h)))
-    frac, _ = label_hits(old, png, study.points)
-    assert frac == 0.0
+    label = write_label_map_nifti(tmp_path / "label.nii.gz", study.points, (h, w), None,
+                                  radius=disc_radius((w, h)))
+    frac, _ = label_hits(label, png, study.points)
+    assert frac == 1.0
 
 
 def test_dicom_label_and_markups_lie_on_the_image(study, tmp_path):

@@ -197,5 +197,9 @@ def write_dx(path, pixels: np.ndarray, spacing=(0.25, 0.25), photometric="MONOCH
         ds.PixelSpacingCalibrationType = "GEOMETRY"
         ds.PixelSpacingCalibrationDescription = "synthetic test image: magnification corrected"
     ds.PixelData = arr.tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    try:
+        ds.save_as(path, enforce_file_format=True)
+    except TypeError:  # pydicom 2.4 (the MONAI Label environment)
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(path, write_like_original=False)
     return Path(path)

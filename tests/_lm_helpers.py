@@ -203,3 +203,22 @@ def write_dx(path, pixels: np.ndarray, spacing=(0.25, 0.25), photometric="MONOCH
         ds.is_little_endian, ds.is_implicit_VR = True, False
         ds.save_as(path, write_like_original=False)
     return Path(path)
+
+
+def tiny_untrained_model(path: Path, seed: int = 0) -> Path:
+    """Save a tiny, untrained lateral predictor (seeded: its meaningless points do not depend on earlier tests) for
+    tests of the command-line tools, where what is checked is the plumbing, not the landmarks."""
+    import torch
+
+    from lumbar_monai.networks.mnet import MNet
+    from lumbar_monai.networks.posenet import PoseNet
+    from lumbar_monai.predictor import LandmarkPredictor, with_init_kwargs
+
+    torch.manual_seed(seed)
+    return LandmarkPredictor(
+        layout="lateral",
+        centre_net=with_init_kwargs(PoseNet, layout="lateral", width=4, kernel_size=7),
+        lumbar_net=with_init_kwargs(MNet, out_channels=5, channels=(4, 8), coordconv=2),
+        sacrum_net=with_init_kwargs(MNet, out_channels=3, channels=(4, 8), coordconv=2),
+        crop_size=32, stage1={"input_size": 64, "heatmap_size": 8}, device="cpu",
+    ).save(path)

@@ -9,29 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("highdicom")
 
-from lumbar_monai.networks.mnet import MNet  # noqa: E402
-from lumbar_monai.networks.posenet import PoseNet  # noqa: E402
-from lumbar_monai.predictor import LandmarkPredictor, with_init_kwargs  # noqa: E402
 from lumbar_monai.synthetic import SyntheticConfig, write_study_set  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _lm_helpers as H  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")
     write_study_set(tmp / "studies", 2, seed=3, config=SyntheticConfig(max_side=256), progress=False)
-    torch.manual_seed(0)  # the untrained model's (meaningless) points must not depend on the tests run before
-    pred = LandmarkPredictor(
-        layout="lateral",
-        centre_net=with_init_kwargs(PoseNet, layout="lateral", width=4, kernel_size=7),
-        lumbar_net=with_init_kwargs(MNet, out_channels=5, channels=(4, 8), coordconv=2),
-        sacrum_net=with_init_kwargs(MNet, out_channels=3, channels=(4, 8), coordconv=2),
-        crop_size=32, stage1={"input_size": 64, "heatmap_size": 8}, device="cpu",
-    )
-    model = pred.save(tmp / "model.pt")
+    model = H.tiny_untrained_model(tmp / "model.pt")
     bad = tmp / "bad"
     bad.mkdir()
     (bad / "not_an_image.dcm").write_bytes(b"\0" * 300)

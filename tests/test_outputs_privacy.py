@@ -14,15 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 pydicom = pytest.importorskip("pydicom", minversion="3.0")
 pytest.importorskip("highdicom")
 
 from lumbar_monai.batch import run_batch, scrub  # noqa: E402
-from lumbar_monai.networks.mnet import MNet  # noqa: E402
-from lumbar_monai.networks.posenet import PoseNet  # noqa: E402
-from lumbar_monai.predictor import LandmarkPredictor, with_init_kwargs  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _lm_helpers as H  # noqa: E402
@@ -47,15 +43,7 @@ def _marked_dx(path: Path, caret: bool, seed: int = 0) -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("privacy")
-    torch.manual_seed(0)
-    pred = LandmarkPredictor(
-        layout="lateral",
-        centre_net=with_init_kwargs(PoseNet, layout="lateral", width=4, kernel_size=7),
-        lumbar_net=with_init_kwargs(MNet, out_channels=5, channels=(4, 8), coordconv=2),
-        sacrum_net=with_init_kwargs(MNet, out_channels=3, channels=(4, 8), coordconv=2),
-        crop_size=32, stage1={"input_size": 64, "heatmap_size": 8}, device="cpu",
-    )
-    model = pred.save(tmp / "model.pt")
+    model = H.tiny_untrained_model(tmp / "model.pt")
     inp = tmp / "in"
     inp.mkdir()
     _marked_dx(inp / "caret.dcm", caret=True, seed=1)

@@ -201,20 +201,9 @@ def test_batch_predict_over_hostile_and_real_inputs(tmp_path):
     included), a padded JPEG 2000 DX and every real DICOM: no traceback, no decoder line, no patient name, every
     real DICOM read, peak memory (RSS of the command) under 4 GB."""
     pytest.importorskip("highdicom")
-    import torch
+    import _lm_helpers as H
 
-    from lumbar_monai.networks.mnet import MNet
-    from lumbar_monai.networks.posenet import PoseNet
-    from lumbar_monai.predictor import LandmarkPredictor, with_init_kwargs
-
-    torch.manual_seed(0)
-    model = LandmarkPredictor(
-        layout="lateral",
-        centre_net=with_init_kwargs(PoseNet, layout="lateral", width=4, kernel_size=7),
-        lumbar_net=with_init_kwargs(MNet, out_channels=5, channels=(4, 8), coordconv=2),
-        sacrum_net=with_init_kwargs(MNet, out_channels=3, channels=(4, 8), coordconv=2),
-        crop_size=32, stage1={"input_size": 64, "heatmap_size": 8}, device="cpu",
-    ).save(tmp_path / "model.pt")
+    model = H.tiny_untrained_model(tmp_path / "model.pt")
     (tmp_path / "bad").mkdir()
     corpus = build_corpus(tmp_path / "bad")
     bad = sorted({str(p) for p, _ in corpus.values() if p.exists() and p.is_file()})

@@ -146,6 +146,20 @@ def test_inference_posenet_matches_training():
     assert a.state_dict().keys() == b.state_dict().keys()
 
 
+def _run_centres(b: Path, data: Path, image, out: Path, **extra) -> tuple[ConfigWorkflow, list]:
+    """Run ``inference.json``'s ``centres`` mode through MONAI's ``ConfigWorkflow`` (as model-zoo's CI and MONAI
+    Label drive it) on one image; returns the workflow and the cases of ``predictions/centres.json``."""
+    extra.setdefault("ckpt_dir", str(b / "models"))
+    wf = ConfigWorkflow(config_file=str(b / "configs" / "inference.json"),
+                        meta_file=str(b / "configs" / "metadata.json"), logging_file=False, workflow_type="infer",
+                        bundle_root=str(b), dataset_dir=str(data), output_dir=str(out), input=str(image),
+                        run_id="centres", device="cpu", **extra)
+    wf.initialize()
+    assert not wf.check_properties()
+    wf.run()
+    return wf, json.loads((out / "predictions" / "centres.json").read_text())["cases"]
+
+
 def test_inference_workflow_centres_equal_the_predictor(copy, tmp_path):
     """inference.json's evaluator (preprocessing, network, inferer, postprocessing) gives the centres that the
     two-stage predictor's stage 1 gives with the same weights."""
@@ -155,13 +169,7 @@ def test_inference_workflow_centres_equal_the_predictor(copy, tmp_path):
 
     b, data = copy
     image = sorted((data / "images").iterdir())[0]
-    wf = ConfigWorkflow(config_file=str(b / "configs" / "inference.json"),
-                        meta_file=str(b / "configs" / "metadata.json"), logging_file=False, workflow_type="infer",
-                        bundle_root=str(b), dataset_dir=str(data), output_dir=str(tmp_path), input=str(image),
-                        ckpt_dir=str(b / "models"), run_id="centres", device="cpu")
-    wf.initialize()
-    wf.run()
-    case = json.loads((tmp_path / "predictions" / "centres.json").read_text())["cases"]
+    _, case = _run_centres(b, data, image, tmp_path)
     assert len(case) == 1
     got = np.array([[c["x"], c["y"]] for c in case[0]["centres"]])
 
@@ -258,16 +266,10 @@ def test_inference_workflow_drives_a_torchscript_model(copy, tmp_path):
                 bundle_root=str(b))
     image = str(sorted((data / "images").iterdir())[0])
     cases = []
-    for name, extra in (("eager", {"ckpt_dir": str(b / "models")}),
+    for name, extra in (("eager", {}),
                         ("script", {"torchscript_file": str(ts), "model_file": str(tmp_path / "absent.pt")})):
-        wf = ConfigWorkflow(config_file=str(b / "configs" / "inference.json"),
-                            meta_file=str(b / "configs" / "metadata.json"), logging_file=False, workflow_type="infer",
-                            bundle_root=str(b), dataset_dir=str(data), output_dir=str(tmp_path / name), input=image,
-                            run_id="centres", device="cpu", **extra)
-        wf.initialize()
-        assert not wf.check_properties()
-        wf.run()
-        cases.append(json.loads((tmp_path / name / "predictions" / "centres.json").read_text())["cases"])
+        wf, found = _run_centres(b, data, image, tmp_path / name, **extra)
+        cases.append(found)
     assert isinstance(wf.parser.get_parsed_content("network"), torch.jit.ScriptModule)
     assert cases[0] == cases[1] and len(cases[0]) == 1
 
@@ -307,13 +309,7 @@ def test_monailabel_bundle_infer_task_drives_inference_json(copy, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["labels"] == {"l1": 0, "l2": 1, "l3": 2, "l4": 3, "l5": 4, "s1": 5}
-    wf = ConfigWorkflow(config_file=str(b / "configs" / "inference.json"),
-                        meta_file=str(b / "configs" / "metadata.json"), logging_file=False, workflow_type="infer",
-                        bundle_root=str(b), dataset_dir=str(data), output_dir=str(tmp_path), input=str(image),
-                        ckpt_dir=str(b / "models"), run_id="centres", device="cpu")
-    wf.initialize()
-    wf.run()
-    case = json.loads((tmp_path / "predictions" / "centres.json").read_text())["cases"][0]
+    case = _run_centres(b, data, image, tmp_path)[1][0]
     np.testing.assert_allclose(got["points"], [[c["x"], c["y"]] for c in case["centres"]], atol=0.01)
 
 

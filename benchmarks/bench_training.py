@@ -2,7 +2,7 @@
 which side limits it: the data pipeline or the model.
 
     .venv/bin/python benchmarks/bench_training.py [--size demo|paper] [--images 16] [--batch 4] [--num-workers 0]
-        [--threads N] [--device cpu|cuda] [--stages posenet,mnet,baseline]
+        [--threads N] [--device cpu|cuda] [--stages posenet,mnet,baseline] [--data-only]
 
 Each stage is measured three ways, in samples per second (images for Pose-Net and the baseline, vertebra crops for
 the M-Net: every image gives one crop per lumbar vertebra, 5 on the lateral layout):
@@ -13,6 +13,8 @@ the M-Net: every image gives one crop per lumbar vertebra, 5 on the lateral layo
 * (b) model: the training step alone on one batch held in memory (on the device): forward, the stage's loss,
   backward, Adam step; median of ``--steps`` steps after one warm-up step;
 * (c) loop: one epoch of both together, as the bundle's trainer runs them (one warm-up step before it).
+
+``--data-only`` measures (a) alone (no network is built), for CPUs on which the paper-size steps take minutes.
 
 The bottleneck is "data" when (a) is slower than (b), else "model". The chains are the project's own training
 transforms with their augmentation: ``posenet_transforms(True, hp, layout)`` and ``mnet_transforms(True,
@@ -141,7 +143,8 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def measure(stage: Stage, items: list[dict], batch: int, workers: int, device: str, steps: int) -> dict:
+def measure(stage: Stage, items: list[dict], batch: int, workers: int, device: str, steps: int,
+            data_only: bool = False) -> dict:
     from monai.data import CacheDataset, DataLoader, Dataset
 
     dev = torch.device(device)
@@ -165,6 +168,9 @@ def measure(stage: Stage, items: list[dict], batch: int, workers: int, device: s
     for b in loader():
         n_a += _count(b)
     data_s = time.perf_counter() - t
+    if data_only:
+        return {"batch_samples": min(batch, len(items)) * (n_a // max(len(items), 1)), "samples": n_a,
+                "data": n_a / data_s, "rss": _peak_rss_mib()}
 
     torch.manual_seed(0)
     net = stage.build().to(dev).train()
@@ -234,6 +240,8 @@ def main() -> None:
     ap.add_argument("--stages", default="posenet,mnet,baseline", help="comma list of posenet, mnet, baseline")
     ap.add_argument("--max-side", type=int, default=768,
                     help="synthetic image size, px (default 768, the bundle's; 0: full clinical size)")
+    ap.add_argument("--data-only", action="store_true",
+                    help="measure only (a), the uncached DataLoader (no network is built or run)")
     ap.add_argument("--data-dir", default=None, help="where to generate the synthetic set (default: a temp folder)")
     args = ap.parse_args()
     if args.threads:
@@ -254,6 +262,19 @@ def main() -> None:
             f"{args.num_workers} DataLoader workers; device {device} ({dev_name}); "
             f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
         )
+        if args.data_only:
+            print("\nThroughput in samples/s (images; crops for the M-Net) of (a): the DataLoader alone, nothing "
+                  "cached (read, pre-processing, augmentation, targets).\n")
+            print("| stage | network | input | unit | batch | samples/epoch | (a) data /s | ms per sample | "
+                  "peak RSS MiB |")
+            print("|---|---|---|---|---:|---:|---:|---:|---:|")
+            for name in names:
+                st = stages[name]
+                r = measure(st, items, args.batch, args.num_workers, device, args.steps, data_only=True)
+                assert math.isfinite(r["data"])
+                print(f"| {st.name} | {st.network} | {st.input_desc} | {st.unit} | {r['batch_samples']} | "
+                      f"{r['samples']} | {r['data']:.2f} | {1000.0 / r['data']:.1f} | {r['rss']:.0f} |", flush=True)
+            return
         print("\nThroughput in samples/s (images; crops for the M-Net). (a) DataLoader alone, nothing cached; "
               "(b) training step alone on a batch in memory; (c) both, the real loop, nothing cached; "
               "(d) DataLoader alone and (e) the loop with MONAI's CacheDataset holding the deterministic part (the "

@@ -319,6 +319,10 @@ def _run_stages(predictor, image: np.ndarray, centres, timings) -> StageOutput:
         c = np.asarray(centres, dtype=np.float64).reshape(predictor.layout.num_vertebrae, 2)
         c_conf, repaired = np.full(predictor.layout.num_vertebrae, np.nan), False
     pts, conf = predictor.detect_corners(image, c, timings)
+    if centres is None:  # optional refinement of the Pose-Net centres from the corners (predictor docstring)
+        for _ in range(int(getattr(predictor, "centre_refinement", 0))):
+            c = predictor.refined_centres(c, pts)
+            pts, conf = predictor.detect_corners(image, c, timings)
     return StageOutput(np.asarray(c, dtype=np.float64), np.asarray(c_conf, dtype=np.float64), bool(repaired),
                        np.asarray(pts, dtype=np.float64), np.asarray(conf, dtype=np.float64))
 

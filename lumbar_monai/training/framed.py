@@ -161,9 +161,10 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
 
 
 def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
-               device: str = "cpu") -> dict[str, Any]:
+               device: str = "cpu", init: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The lumbar M-Net on Eq. 5 crops around the ground-truth centres (the chain and loss of
-    :func:`~lumbar_monai.training.stage2.train_stage2`, plus a wall-time limit)."""
+    :func:`~lumbar_monai.training.stage2.train_stage2`, plus a wall-time limit). ``init``: a stage checkpoint
+    (``{"kwargs", "state_dict"}``) to continue from."""
     from monai.data import DataLoader, Dataset
     from monai.utils import set_determinism
 
@@ -177,9 +178,13 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     s2 = Stage2Config(layout=layout, kind="lumbar", crop_size=int(cfg["crop_size"]),
                       channels=tuple(cfg["channels"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
                       max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
-                      seed=int(schedule.get("seed", 0)), device=device)
+                      seed=int(schedule.get("seed", 0)), device=device,
+                      **{k: (tuple(cfg[k]) if k == "scale" else float(cfg[k]))
+                         for k in ("translate", "rotate", "scale") if k in cfg})
     set_determinism(seed=s2.seed)
     net = with_init_kwargs(MNet, **s2.network_kwargs())
+    if init is not None:
+        net.load_state_dict(init["state_dict"])
 
     def loader(samples, train_mode: bool, seed: int):
         tf = stage2_transforms(s2, train=True, augment=train_mode)
@@ -235,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--layout", default="ap")
     p.add_argument("--model", help="export: the predictor checkpoint to write")
     p.add_argument("--trained-on", default="datalist training split")
-    p.add_argument("--init", help="posenet: continue from this stage checkpoint (e.g. DIR/posenet.pt of a first round)")
+    p.add_argument("--init", help="continue from this stage checkpoint (e.g. DIR/posenet.pt of a first round)")
     p.add_argument("--override", nargs=2, action="append", default=[], metavar=("STAGE.KEY", "JSON_VALUE"),
                    help="e.g. --override posenet.max_epochs 2 (the value is parsed as JSON, never evaluated)")
     a = p.parse_args(argv)
@@ -267,11 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         val = load_split(a.datalist, "validation", layout, long_side, out / f"cache_validation{tag}.npz")
         logger.info("%s: %d training / %d validation images cached in %.0f s", a.stage, len(train), len(val),
                     time.time() - t0)
+        init = torch.load(a.init, map_location="cpu", weights_only=True) if a.init else None
         if a.stage == "posenet":
-            init = torch.load(a.init, map_location="cpu", weights_only=True) if a.init else None
             res = train_posenet(train, val, schedule, layout, init=init)
         else:
-            res = train_mnet(train, val, schedule, layout)
+            res = train_mnet(train, val, schedule, layout, init=init)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """Score an AP predictor on a split of the AASCE datalist, once per number of stage-1 framing passes.
 
-``passes 1`` is the whole image only (pad to square and resize, the pre-framing input); ``2`` adds the lumbar window
-(the shipped setting); ``3`` one more window. Each run is the project's evaluate workflow
+``passes 1`` is the whole image only (pad to square and resize, the pre-framing input); ``2`` adds the lumbar window;
+``3`` one more window. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to the mean of
+their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine) pair. Each run is the project's evaluate workflow
 (:func:`~lumbar_monai.workflows.evaluate.evaluate_predictor`: tables, per-case CSV, overlays under
 ``OUT/passes<N>``); this prints one summary row per run:
 
@@ -28,16 +29,18 @@ def main() -> None:
     p.add_argument("--datalist", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--passes", type=int, nargs="+", default=[2])
+    p.add_argument("--refine", type=int, nargs="+", default=[0])
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    print("| framing passes | n | centre detection (%) | RD detected images, paper's Total (%) | RD all images (%) "
-          "| RD median image (%) | landmark outliers, detected images (%) | s / image |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n in a.passes:
-        out = Path(a.out) / f"passes{n}"
+    print("| framing passes | centre refinement | n | centre detection (%) | RD detected images, paper's Total (%) "
+          "| RD all images (%) | RD median image (%) | landmark outliers, detected images (%) | s / image |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, k in ((n, k) for n in a.passes for k in a.refine):
+        out = Path(a.out) / (f"passes{n}" if k == 0 else f"passes{n}_refine{k}")
         out.mkdir(parents=True, exist_ok=True)
         pred = LandmarkPredictor.load(a.model, device="cpu")
         pred.stage1.setdefault("framing", {"factor": 2.0})["passes"] = n
+        pred.centre_refinement = k
         ckpt = out / "model.pt"
         pred.save(ckpt)
         t0 = time.time()
@@ -48,7 +51,7 @@ def main() -> None:
         with open(out / "landmark_error.csv", newline="") as f:
             total = next(r for r in csv.DictReader(f) if r["vertebra"] == "Total")
         rd = s["landmark_rd_pct"]
-        print(f"| {n} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
+        print(f"| {n} | {k} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
               f"| {'n/a' if rd is None else f'{rd:.2f}'} | {s['landmark_rd_all_pct']:.2f} "
               f"| {np.median(mean_rd):.2f} | {total['outlier_pct']} | {per_image:.1f} |")
 

@@ -30,6 +30,7 @@ def fit(
     device: str | torch.device = "cpu",
     prepare_batch: Callable | None = None,
     max_seconds: float | None = None,
+    select_metric=None,
 ) -> dict[str, Any]:
     """Train ``net`` in place; returns ``{"history": [mean train loss per epoch], "val_history": [...]}``.
 
@@ -41,6 +42,10 @@ def fit(
         lr, max_epochs, patience, linear_lr_decay: the schedule.
         prepare_batch: MONAI ``prepare_batch`` callable (default: ``image``/``label`` keys).
         max_seconds: stop training after this wall time (Ignite's ``TimeLimit``; the best weights so far are kept).
+        select_metric: an Ignite metric built with ``output_transform=from_engine(["pred", "label"])`` (lower is
+            better, e.g.
+            :class:`~lumbar_monai.metrics.selection.PeakDistance`) that picks the best weights and drives early
+            stopping instead of the validation loss; ``val_history`` then holds it, ``val_loss_history`` the loss.
     """
     from ignite.engine import Events
     from ignite.handlers import EarlyStopping
@@ -76,17 +81,27 @@ def fit(
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, _epoch_mean)
     val_history: list[float] = []
+    val_loss_history: list[float] = []
     best: dict[str, Any] = {"loss": float("inf"), "state": None}
     if val_loader is not None:
+        from ..metrics.selection import LANDMARK_METRIC
+
+        loss_metric = Loss(val_loss or loss, output_transform=from_engine(["pred", "label"]))
+        if select_metric is None:
+            key, metrics = "val_loss", {"val_loss": loss_metric}
+        else:
+            key, metrics = LANDMARK_METRIC, {LANDMARK_METRIC: select_metric}
         evaluator = SupervisedEvaluator(
             device=device, val_data_loader=val_loader, network=net, prepare_batch=prepare_batch,
-            key_val_metric={"val_loss": Loss(val_loss or loss, output_transform=from_engine(["pred", "label"]))},
+            key_val_metric=metrics,
+            additional_metrics=None if select_metric is None else {"val_loss": loss_metric},
             metric_cmp_fn=lambda current, prev: prev < 0 or current < prev, decollate=False, amp=False,
         )
 
         def _record(engine) -> None:
-            v = float(engine.state.metrics["val_loss"])
+            v = float(engine.state.metrics[key])
             val_history.append(v)
+            val_loss_history.append(float(engine.state.metrics["val_loss"]))
             if v < best["loss"]:
                 best["loss"] = v
                 best["state"] = {k: t.detach().clone() for k, t in net.state_dict().items()}
@@ -94,11 +109,11 @@ def fit(
         evaluator.add_event_handler(Events.COMPLETED, _record)
         evaluator.add_event_handler(
             Events.COMPLETED,
-            EarlyStopping(patience=patience, score_function=lambda e: -e.state.metrics["val_loss"], trainer=trainer),
+            EarlyStopping(patience=patience, score_function=lambda e: -e.state.metrics[key], trainer=trainer),
         )
         ValidationHandler(validator=evaluator, interval=1, epoch_level=True).attach(trainer)
     trainer.run()
     if best["state"] is not None:
         net.load_state_dict(best["state"])
     net.eval()
-    return {"history": history, "val_history": val_history}
+    return {"history": history, "val_history": val_history, "val_loss_history": val_loss_history}

@@ -4,7 +4,8 @@ Stage 1 is Pose-Net on framed windows (:mod:`lumbar_monai.framing`); stage 2 is 
 :mod:`lumbar_monai.training.stage2` unchanged. Every image is read once into an in-memory cache (``uint8`` after
 min-max scaling: stage 2 full size, stage 1 with its long side cut to ``cache_long_side``), so epochs cost only the
 networks and the augmentation. Checkpoints are selected on the validation split (:func:`~.fit.fit` keeps the weights
-of the best validation loss); the test split is never read here.
+of the best landmark metric, heatmap-peak distance in input pixels; ``"select_by": "loss"`` in the schedule selects
+by the validation loss instead); the test split is never read here.
 
 Command line (``scripts/train_aasce_ap.sh`` runs it on AASCE)::
 
@@ -114,6 +115,22 @@ def posenet_transforms(cfg: Mapping[str, Any], layout: str, factor: float, train
     return Compose(chain)
 
 
+def _selection_metric(schedule: Mapping[str, Any], num_channels: int | None, scale: float):
+    """The validation metric that keeps the best weights: the landmark metric
+    (:class:`~lumbar_monai.metrics.selection.PeakDistance`, heatmap peaks in input pixels) unless the schedule says
+    ``"select_by": "loss"`` (the validation loss, as before)."""
+    from monai.handlers import from_engine
+
+    from ..metrics.selection import PeakDistance
+
+    by = str(schedule.get("select_by", "landmark"))
+    if by not in ("landmark", "loss"):
+        raise ValueError(f"select_by must be 'landmark' or 'loss', got {by!r}")
+    if by == "loss":
+        return None
+    return PeakDistance(num_channels=num_channels, scale=scale, output_transform=from_engine(["pred", "label"]))
+
+
 def posenet_kwargs(cfg: Mapping[str, Any], layout: str) -> dict[str, Any]:
     keys = ("width", "stage_channels", "kernel_size", "pre_convs", "stage_convs")
     return {"layout": layout, **{k: cfg[k] for k in keys if k in cfg}}
@@ -156,7 +173,7 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
     loss = PoseNetTupleLoss(layout)
     curves = fit(net, loader, loss, lr=float(cfg["lr"]), max_epochs=int(cfg["max_epochs"]), val_loader=val_loader,
                  patience=int(cfg["patience"]), device=device, prepare_batch=prepare,
-                 max_seconds=cfg.get("max_seconds"))
+                 max_seconds=cfg.get("max_seconds"), select_metric=_selection_metric(schedule, None, 8.0))
     return {"network": net, **curves}
 
 
@@ -168,6 +185,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     from monai.data import DataLoader, Dataset
     from monai.utils import set_determinism
 
+    from ..codecs.corner import vertebra_template
     from ..losses.corner import corner_loss_for
     from ..networks.mnet import MNet
     from ..predictor import with_init_kwargs
@@ -197,7 +215,8 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     loss = corner_loss_for(layout, "lumbar", paf=s2.paf, deep_supervision_levels=net.levels)
     curves = fit(net, loader(train, True, s2.seed), loss, lr=s2.lr, max_epochs=s2.max_epochs,
                  val_loader=loader(val, False, s2.seed + 1), val_loss=corner_loss_for(layout, "lumbar", paf=s2.paf),
-                 patience=s2.patience, device=device, max_seconds=cfg.get("max_seconds"))
+                 patience=s2.patience, device=device, max_seconds=cfg.get("max_seconds"),
+                 select_metric=_selection_metric(schedule, vertebra_template(layout, "lumbar").num_corners, 1.0))
     return {"network": net, **curves, "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma}
 
 
@@ -285,9 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {k: v for k, v in res.items() if k in ("crop_size", "crop_blur_sigma")}
     _save_stage(out / f"{name}.pt", net, extra)
     record = {"wall_seconds": time.time() - t0, "history": res["history"], "val_history": res["val_history"],
-              "epochs_run": len(res["history"])}
+              "val_loss_history": res.get("val_loss_history", []),
+              "selected_by": str(schedule.get("select_by", "landmark")), "epochs_run": len(res["history"])}
     (out / f"{name}.done.json").write_text(json.dumps(record, indent=1))
-    logger.info("%s done in %.0f s; best validation loss %.5f", name, record["wall_seconds"],
+    logger.info("%s done in %.0f s; best validation %s %.5f", name, record["wall_seconds"], record["selected_by"],
                 min(res["val_history"]) if res["val_history"] else float("nan"))
     return 0
 

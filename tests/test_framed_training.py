@@ -1,0 +1,49 @@
+"""The framed AP driver (``lumbar_monai.training.framed``) keeps its best weights by the landmark metric."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _lm_helpers as H  # noqa: E402
+
+from lumbar_monai.training.framed import train_mnet, train_posenet  # noqa: E402
+
+SCHEDULE = {
+    "seed": 0,
+    "framing": {"factor": 2.0, "passes": 2},
+    "posenet": {"input_size": 64, "width": 4, "stage_channels": 8, "kernel_size": 5, "pre_convs": 1,
+                "stage_convs": 1, "lr": 1e-3, "batch_size": 2, "max_epochs": 2, "patience": 5},
+    "mnet_lumbar": {"crop_size": 32, "channels": [4, 8], "lr": 1e-3, "batch_size": 2, "max_epochs": 2,
+                    "patience": 5, "translate": 0.2},
+}
+
+
+def _samples(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        pts = H.spine_points("ap", width=44.0 + 2 * i, height=26.0, disc=9.0, origin=(120.0 + 3 * i, 60.0))
+        img = H.render_spine_image(pts, layout="ap", size_wh=(240, 260), seed=i)
+        out.append({"image": (img / img.max() * 255).astype(np.uint8), "points": pts, "layout": "ap"})
+    return out
+
+
+@pytest.mark.parametrize("stage", ["posenet", "mnet"])
+def test_best_weights_by_landmark_metric(stage):
+    train, val = _samples(3), _samples(2)
+    fn = train_posenet if stage == "posenet" else train_mnet
+    res = fn(train, val, SCHEDULE, "ap")
+    # val_history is the heatmap-peak distance in input pixels, the loss is kept beside it
+    assert len(res["val_history"]) == len(res["val_loss_history"]) == 2
+    assert all(0.0 <= v < 200.0 for v in res["val_history"])
+    assert res["val_history"] != res["val_loss_history"]
+
+
+def test_select_by_loss_and_unknown_choice():
+    train, val = _samples(2), _samples(1)
+    res = train_mnet(train, val, {**SCHEDULE, "select_by": "loss"}, "ap")
+    assert res["val_history"] == res["val_loss_history"]
+    with pytest.raises(ValueError, match="select_by"):
+        train_mnet(train, val, {**SCHEDULE, "select_by": "psnr"}, "ap")

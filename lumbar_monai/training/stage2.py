@@ -3,9 +3,9 @@ Ignite engines.
 
 Chain per image sample ``{"image": (1, H, W) or (H, W), "points": (N, 2) original px}``:
 min-max scale the whole image to [0, 1] (the same as the predictor) -> :class:`~lumbar_monai.crops.VertebraCropsd`
-(Eq. 5 crops around the ground-truth centres, random translation / rotation / scale, resize, blur; one sample per
-vertebra of the chosen kind) -> random brightness / contrast (stage 1's
-:class:`~lumbar_monai.transforms.augment.RandBrightnessContrastd`) -> :class:`CornerTargetsd` (Eq. 6-9 targets).
+(Eq. 5 crops around the ground-truth centres, random translation / rotation / scale, resize; one sample per
+vertebra of the chosen kind) -> Gaussian blur of each crop (:class:`~lumbar_monai.transforms.blur.GaussianBlurd`)
+-> random brightness / contrast (stage 1's :class:`~lumbar_monai.transforms.augment.RandBrightnessContrastd`) -> :class:`CornerTargetsd` (Eq. 6-9 targets).
 
 Training follows Section 4.1 (Adam, lr 1e-4, batch 32, linear LR decay, up to 250 epochs, early stopping after 25
 epochs without validation-loss improvement); every number is a field of :class:`Stage2Config`. The augmentation
@@ -31,6 +31,7 @@ from ..crops import VertebraCropsd
 from ..losses.corner import corner_loss_for
 from ..metrics.landmark import relative_distance_error_vertebra
 from ..networks.mnet import MNet, mnet_kwargs_for
+from ..transforms.blur import GaussianBlurd
 
 __all__ = [
     "Stage2Config",
@@ -147,10 +148,13 @@ def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | Non
         ScaleIntensityd("image", minv=0.0, maxv=1.0),
         VertebraCropsd(
             "image", cfg.layout, points_key="points", vertebrae=cfg.kind, out_size=cfg.crop_size,
-            blur_sigma=cfg.crop_blur_sigma,
+            blur_sigma=0.0,
             translate=cfg.translate if augment else 0.0, rotate=cfg.rotate if augment else 0.0,
             scale=tuple(cfg.scale) if augment else (1.0, 1.0), prob=cfg.augment_prob,
         ),
+        # the crop blur of Section 3.3 (VertebraCropsd's blur_sigma, the predictor's crops): the same kernel and
+        # zero border, per crop, filtered by scipy in one thread (transforms/blur.py)
+        GaussianBlurd("image", sigma=cfg.crop_blur_sigma),
     ]
     if augment:
         from ..transforms.augment import RandBrightnessContrastd

@@ -32,7 +32,6 @@ from monai.transforms import (
     ApplyTransformToPoints,
     Compose,
     EnsureTyped,
-    GaussianSmoothd,
     InvertibleTransform,
     MapTransform,
     RandomizableTransform,
@@ -42,6 +41,7 @@ from monai.utils import TraceKeys, convert_to_dst_type
 
 from ..codecs.centre import CentreHeatmapd
 from ..points import monai_to_xy, xy_to_monai
+from .blur import GaussianBlurd
 from .cutout import make_cutout
 from .geometry import (
     _SWAP,
@@ -310,7 +310,8 @@ def stage1_preprocessing(
     chain.append(ScaleIntensityd(keys, minv=0.0, maxv=1.0, allow_missing_keys=True))
     sigma = blur_sigma * size / 512.0
     if sigma > 0:
-        chain.append(GaussianSmoothd(keys, sigma=sigma, allow_missing_keys=True))
+        # MONAI's GaussianSmooth kernel and zero border, filtered by scipy in one thread (transforms/blur.py)
+        chain.append(GaussianBlurd(keys, sigma=sigma, allow_missing_keys=True))
     if clahe:
         chain.append(CLAHEd(keys, clip_limit=clahe_clip, allow_missing_keys=True))
     return chain

@@ -43,8 +43,8 @@ def render_gaussians(
     inv = 1.0 / (2.0 * sig * sig)
     gx = torch.exp(-((xs - px[..., None]) ** 2) * inv[..., None])  # (..., K, W)
     gy = torch.exp(-((ys - py[..., None]) ** 2) * inv[..., None])  # (..., K, H)
-    maps = gy[..., :, None] * gx[..., None, :]
-    return maps * valid[..., None, None].to(maps.dtype)
+    gx = gx * valid[..., None].to(gx.dtype)  # zero rows for invalid points (on the 1-D factor: exact, and cheap)
+    return gy[..., :, None] * gx[..., None, :]
 
 
 def decode_peaks(maps: torch.Tensor, refine: str = "quadratic") -> tuple[torch.Tensor, torch.Tensor]:

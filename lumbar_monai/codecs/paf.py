@@ -3,13 +3,16 @@
 Unlike OpenPose's vector PAFs, the paper's PAF is a scalar map: the union of the end-plate segments drawn with a
 line width (4 px at a 256 x 256 crop; the ablation compares 2 / 4 / 6 and no PAF). Drawing is a vectorised
 distance-to-segment over the whole grid (no rasteriser loop). Shapes: points ``(..., K, 2)`` (x, y) in crop
-pixels, maps ``(..., 1, H, W)``.
+pixels, maps ``(..., 1, H, W)``. The target is drawn inside each segment's widened bounding box only (the same
+values, a fraction of the work).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
@@ -31,13 +34,18 @@ def segment_distance(a: torch.Tensor, b: torch.Tensor, height: int, width: int) 
         ``(..., S, H, W)`` distances.
     """
     dtype = a.dtype if a.is_floating_point() else torch.float32
-    a, b = a.to(dtype), b.to(dtype)
-    ys = torch.arange(height, dtype=dtype, device=a.device)[:, None]
-    xs = torch.arange(width, dtype=dtype, device=a.device)[None, :]
+    ys = torch.arange(height, dtype=dtype, device=a.device)
+    xs = torch.arange(width, dtype=dtype, device=a.device)
+    return _distance_on(a.to(dtype), b.to(dtype), ys, xs)
+
+
+def _distance_on(a: torch.Tensor, b: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """:func:`segment_distance` on the pixel centres ``ys`` x ``xs`` (1-D coordinate vectors)."""
+    ys, xs = ys[:, None], xs[None, :]
     ab = b - a
     ax = xs - a[..., 0, None, None]  # (..., S, 1, W)
     ay = ys - a[..., 1, None, None]  # (..., S, H, 1)
-    len2 = (ab * ab).sum(-1).clamp_min(torch.finfo(dtype).tiny)[..., None, None]
+    len2 = (ab * ab).sum(-1).clamp_min(torch.finfo(a.dtype).tiny)[..., None, None]
     t = ((ax * ab[..., 0, None, None] + ay * ab[..., 1, None, None]) / len2).clamp(0.0, 1.0)
     dx = ax - t * ab[..., 0, None, None]
     dy = ay - t * ab[..., 1, None, None]
@@ -88,18 +96,47 @@ class PAFCodec:
         """Line width in pixels of this codec's maps."""
         return self.width * self.size[1] / self.reference_size
 
+    def _value(self, d: torch.Tensor) -> torch.Tensor:
+        half = 0.5 * self.pixel_width
+        if self.mode == "exact":
+            return (d <= half).to(d.dtype)
+        return (half + 0.5 - d).clamp(0.0, 1.0)
+
     def encode(self, points) -> torch.Tensor:
-        """``(..., K, 2)`` corners -> ``(..., 1, H, W)`` PAF target."""
+        """``(..., K, 2)`` corners -> ``(..., 1, H, W)`` PAF target.
+
+        Each segment is drawn inside its bounding box widened by the line's reach (every pixel outside is 0 in both
+        modes), with the same arithmetic as the whole-grid :func:`segment_distance`, so the maps are identical; a
+        sample with a non-finite corner is drawn on the whole grid."""
         p = torch.as_tensor(points)
         if not p.is_floating_point():
             p = p.float()
-        ia = torch.tensor([s[0] for s in self.segments], device=p.device)
-        ib = torch.tensor([s[1] for s in self.segments], device=p.device)
-        d = segment_distance(p[..., ia, :], p[..., ib, :], *self.size).amin(dim=-3, keepdim=True)
-        half = 0.5 * self.pixel_width
-        if self.mode == "exact":
-            return (d <= half).to(p.dtype)
-        return (half + 0.5 - d).clamp(0.0, 1.0)
+        ia = [s[0] for s in self.segments]
+        ib = [s[1] for s in self.segments]
+        h, w = self.size
+        lead = p.shape[:-2]
+        flat = p.reshape(-1, *p.shape[-2:])
+        out = torch.zeros((flat.shape[0], 1, h, w), dtype=p.dtype, device=p.device)
+        reach = 0.5 * self.pixel_width + 1.0
+        ends = flat[:, ia + ib].detach().cpu().double().numpy()  # (B, 2S, 2), window bounds only
+        for i, q in enumerate(flat):
+            if not np.isfinite(ends[i]).all():
+                d = segment_distance(q[ia], q[ib], h, w).amin(dim=-3, keepdim=True)
+                out[i] = self._value(d)
+                continue
+            for j in range(len(ia)):
+                xa, ya = ends[i, j]
+                xb, yb = ends[i, len(ia) + j]
+                x0, x1 = max(0, math.floor(min(xa, xb) - reach)), min(w, math.ceil(max(xa, xb) + reach) + 1)
+                y0, y1 = max(0, math.floor(min(ya, yb) - reach)), min(h, math.ceil(max(ya, yb) + reach) + 1)
+                if x0 >= x1 or y0 >= y1:
+                    continue
+                ys = torch.arange(y0, y1, dtype=p.dtype, device=p.device)
+                xs = torch.arange(x0, x1, dtype=p.dtype, device=p.device)
+                v = self._value(_distance_on(q[ia[j]], q[ib[j]], ys, xs))
+                win = out[i, 0, y0:y1, x0:x1]
+                torch.maximum(win, v, out=win)
+        return out.reshape(*lead, 1, h, w)
 
     def segment_scores(self, paf: torch.Tensor, points: torch.Tensor, samples: int = 16) -> torch.Tensor:
         """Mean PAF value along each end plate between decoded corners (OpenPose's line integral), in [0, 1].

@@ -117,10 +117,13 @@ class CornerTargetsd(MapTransform):
         d = dict(data)
         for k in self.key_iterator(d):
             pts = torch.as_tensor(np.asarray(d[k], dtype=np.float64))
-            maps = [self.corner_codec.encode(pts)]
+            corners = self.corner_codec.encode(pts)
+            k_maps = corners.shape[0]
+            label = torch.empty((k_maps + (self.paf_codec is not None), *corners.shape[1:]), dtype=torch.float32)
+            label[:k_maps] = corners  # float64 maps rounded once to float32 (as torch.cat(...).float())
             if self.paf_codec is not None:
-                maps.append(self.paf_codec.encode(pts))
-            d[self.label_key] = torch.cat(maps, dim=0).float()
+                label[k_maps:] = self.paf_codec.encode(pts)
+            d[self.label_key] = label
         return d
 
 

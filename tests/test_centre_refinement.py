@@ -51,3 +51,18 @@ def test_negative_refinement_is_refused(model_path):
     ckpt["centre_refinement"] = -1
     with pytest.raises(ValueError, match="centre_refinement"):
         LandmarkPredictor.from_checkpoint(ckpt, device="cpu")
+
+
+def test_command_line_override(model_path, tmp_path):
+    from PIL import Image
+
+    from lumbar_monai.cli import main
+
+    img = H.render_spine_image(H.lateral_study_points())
+    Image.fromarray((img / 16).astype("uint8")).save(tmp_path / "study.png")
+    rc = main(["predict", str(tmp_path / "study.png"), "--out", str(tmp_path / "out"), "--model", str(model_path),
+               "--no-progress", "--facing", "left", "--centre-refinement", "1"])
+    assert rc == 0
+    with pytest.raises(SystemExit):
+        main(["predict", str(tmp_path / "study.png"), "--out", str(tmp_path / "o2"), "--model", str(model_path),
+              "--centre-refinement", "-1"])

@@ -34,6 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="processes that read and pre-process the files while the networks run (default 0)")
     p.add_argument("--facing", choices=("auto", "left", "right"), default="auto",
                    help="lateral views: the image side the patient faces; 'auto' (default) decides from each image")
+    p.add_argument("--centre-refinement", type=_non_negative, default=None, metavar="K",
+                   help="move the lumbar centres to the mean of their predicted corners and run stage 2 again, K "
+                        "times (0: the paper's Pose-Net centres; default: the model's own setting)")
     p.set_defaults(func=run)
     return p
 
@@ -56,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
     except InputError as e:
         print(f"lumbar-monai predict: {e} (train one with the bundle: see README)", file=sys.stderr)
         return 2
+    if args.centre_refinement is not None:
+        if not hasattr(predictor, "refined_centres"):
+            print(f"lumbar-monai predict: {Path(args.model).name}: --centre-refinement needs a two-stage model",
+                  file=sys.stderr)
+            return 2
+        predictor.centre_refinement = args.centre_refinement
     try:
         summary = run_batch(args.inputs, args.out, predictor, secondary_capture=args.secondary_capture,
                             progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers,

@@ -91,7 +91,8 @@ def test_stage2_chain_equals_former_composition():
         a, b = new(dict(sample)), old(dict(sample))
         assert len(a) == len(b) == 5
         for ca, cb in zip(a, b, strict=True):
-            torch.testing.assert_close(torch.as_tensor(ca["image"]), torch.as_tensor(cb["image"]), atol=2e-6, rtol=0)
+            assert type(ca["image"]) is type(cb["image"]) and ca["image"].dtype == torch.float32
+            torch.testing.assert_close(ca["image"], cb["image"], atol=2e-6, rtol=0)
             np.testing.assert_allclose(ca["points"], cb["points"], atol=1e-6)
             assert ca["label"].dtype == torch.float32
             torch.testing.assert_close(ca["label"], cb["label"], atol=1e-7, rtol=0)

@@ -13,7 +13,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
 from ..anatomy import Layout, VertebraSpec, get_layout
-from .gaussian import decode_peaks, render_gaussians
+from .gaussian import decode_peaks, gaussian_factors
 
 __all__ = ["CornerCodec", "vertebra_template", "CornerHeatmap", "CornerHeatmapd", "CornerHeatmapD",
            "CornerHeatmapDict"]
@@ -84,8 +84,9 @@ class CornerCodec:
             return self.sacrum_factor * torch.linalg.vector_norm(p[..., a, :] - p[..., b, :], dim=-1)
         raise ValueError(f"no sigma rule for a vertebra with {len(plates)} end plates")
 
-    def encode(self, points, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        """``(..., K, 2)`` corners -> ``(..., K, H, W)`` Gaussian maps (peak 1 at each exact corner)."""
+    def factors(self, points, sigma: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The separable factors ``(gy (..., K, H), gx (..., K, W))`` of :meth:`encode`'s maps (see
+        :func:`~lumbar_monai.codecs.gaussian.gaussian_factors`)."""
         p = torch.as_tensor(points)
         if not p.is_floating_point():
             p = p.float()
@@ -95,7 +96,12 @@ class CornerCodec:
         s = torch.as_tensor(s, dtype=p.dtype, device=p.device)
         if s.ndim == p.ndim - 2:  # one sigma per sample -> per corner
             s = s[..., None]
-        return render_gaussians(p, s, *self.size)
+        return gaussian_factors(p, s, *self.size)
+
+    def encode(self, points, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``(..., K, 2)`` corners -> ``(..., K, H, W)`` Gaussian maps (peak 1 at each exact corner)."""
+        gy, gx = self.factors(points, sigma)
+        return gy[..., :, None] * gx[..., None, :]
 
     def decode(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(..., K, H, W)`` maps -> ``((..., K, 2)`` sub-pixel (x, y), ``(..., K)`` peak heights)``."""

@@ -14,7 +14,30 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["render_gaussians", "decode_peaks"]
+__all__ = ["render_gaussians", "gaussian_factors", "decode_peaks"]
+
+
+def gaussian_factors(
+    points: torch.Tensor, sigma: torch.Tensor | float, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The separable factors of :func:`render_gaussians`: ``(gy (..., K, H), gx (..., K, W))``, the map being
+    ``gy[..., :, None] * gx[..., None, :]`` (``gx`` is zero for a non-finite point). Callers that write the maps
+    into a buffer of their own (numpy, float32) form the outer product there."""
+    pts = torch.as_tensor(points)
+    if not pts.is_floating_point():
+        pts = pts.float()
+    sig = torch.as_tensor(sigma, dtype=pts.dtype, device=pts.device)
+    sig = torch.broadcast_to(sig, pts.shape[:-1])
+    valid = torch.isfinite(pts).all(dim=-1)
+    px = torch.where(valid, pts[..., 0], torch.zeros_like(pts[..., 0]))
+    py = torch.where(valid, pts[..., 1], torch.zeros_like(pts[..., 1]))
+    xs = torch.arange(width, dtype=pts.dtype, device=pts.device)
+    ys = torch.arange(height, dtype=pts.dtype, device=pts.device)
+    inv = 1.0 / (2.0 * sig * sig)
+    gx = torch.exp(-((xs - px[..., None]) ** 2) * inv[..., None])  # (..., K, W)
+    gy = torch.exp(-((ys - py[..., None]) ** 2) * inv[..., None])  # (..., K, H)
+    gx = gx * valid[..., None].to(gx.dtype)  # zero rows for invalid points (on the 1-D factor: exact, and cheap)
+    return gy, gx
 
 
 def render_gaussians(
@@ -30,20 +53,7 @@ def render_gaussians(
     Returns:
         ``(..., K, H, W)`` float maps with values in (0, 1].
     """
-    pts = torch.as_tensor(points)
-    if not pts.is_floating_point():
-        pts = pts.float()
-    sig = torch.as_tensor(sigma, dtype=pts.dtype, device=pts.device)
-    sig = torch.broadcast_to(sig, pts.shape[:-1])
-    valid = torch.isfinite(pts).all(dim=-1)
-    px = torch.where(valid, pts[..., 0], torch.zeros_like(pts[..., 0]))
-    py = torch.where(valid, pts[..., 1], torch.zeros_like(pts[..., 1]))
-    xs = torch.arange(width, dtype=pts.dtype, device=pts.device)
-    ys = torch.arange(height, dtype=pts.dtype, device=pts.device)
-    inv = 1.0 / (2.0 * sig * sig)
-    gx = torch.exp(-((xs - px[..., None]) ** 2) * inv[..., None])  # (..., K, W)
-    gy = torch.exp(-((ys - py[..., None]) ** 2) * inv[..., None])  # (..., K, H)
-    gx = gx * valid[..., None].to(gx.dtype)  # zero rows for invalid points (on the 1-D factor: exact, and cheap)
+    gy, gx = gaussian_factors(points, sigma, height, width)
     return gy[..., :, None] * gx[..., None, :]
 
 

@@ -111,32 +111,42 @@ class PAFCodec:
         p = torch.as_tensor(points)
         if not p.is_floating_point():
             p = p.float()
-        ia = [s[0] for s in self.segments]
-        ib = [s[1] for s in self.segments]
         h, w = self.size
         lead = p.shape[:-2]
         flat = p.reshape(-1, *p.shape[-2:])
         out = torch.zeros((flat.shape[0], 1, h, w), dtype=p.dtype, device=p.device)
-        reach = 0.5 * self.pixel_width + 1.0
-        ends = flat[:, ia + ib].detach().cpu().double().numpy()  # (B, 2S, 2), window bounds only
         for i, q in enumerate(flat):
-            if not np.isfinite(ends[i]).all():
-                d = segment_distance(q[ia], q[ib], h, w).amin(dim=-3, keepdim=True)
-                out[i] = self._value(d)
-                continue
-            for j in range(len(ia)):
-                xa, ya = ends[i, j]
-                xb, yb = ends[i, len(ia) + j]
-                x0, x1 = max(0, math.floor(min(xa, xb) - reach)), min(w, math.ceil(max(xa, xb) + reach) + 1)
-                y0, y1 = max(0, math.floor(min(ya, yb) - reach)), min(h, math.ceil(max(ya, yb) + reach) + 1)
-                if x0 >= x1 or y0 >= y1:
-                    continue
-                ys = torch.arange(y0, y1, dtype=p.dtype, device=p.device)
-                xs = torch.arange(x0, x1, dtype=p.dtype, device=p.device)
-                v = self._value(_distance_on(q[ia[j]], q[ib[j]], ys, xs))
-                win = out[i, 0, y0:y1, x0:x1]
-                torch.maximum(win, v, out=win)
+            self.draw(q, out[i, 0])
         return out.reshape(*lead, 1, h, w)
+
+    def draw(self, points: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Draw one sample's ``(K, 2)`` corners into the zero ``(H, W)`` map ``out`` (in place, also returned):
+        what :meth:`encode` does per sample, for callers with a buffer of their own (e.g. a numpy label through
+        ``torch.from_numpy``; the values are computed in the points' dtype and stored in ``out``'s)."""
+        q = torch.as_tensor(points)
+        if not q.is_floating_point():
+            q = q.float()
+        ia = [s[0] for s in self.segments]
+        ib = [s[1] for s in self.segments]
+        h, w = self.size
+        ends = q[ia + ib].detach().cpu().double().numpy()  # (2S, 2), window bounds only
+        if not np.isfinite(ends).all():
+            out.copy_(self._value(segment_distance(q[ia], q[ib], h, w).amin(dim=-3)))
+            return out
+        reach = 0.5 * self.pixel_width + 1.0
+        for j in range(len(ia)):
+            xa, ya = ends[j]
+            xb, yb = ends[len(ia) + j]
+            x0, x1 = max(0, math.floor(min(xa, xb) - reach)), min(w, math.ceil(max(xa, xb) + reach) + 1)
+            y0, y1 = max(0, math.floor(min(ya, yb) - reach)), min(h, math.ceil(max(ya, yb) + reach) + 1)
+            if x0 >= x1 or y0 >= y1:
+                continue
+            ys = torch.arange(y0, y1, dtype=q.dtype, device=q.device)
+            xs = torch.arange(x0, x1, dtype=q.dtype, device=q.device)
+            v = self._value(_distance_on(q[ia[j]], q[ib[j]], ys, xs)).to(out.dtype)
+            win = out[y0:y1, x0:x1]
+            torch.maximum(win, v, out=win)
+        return out
 
     def segment_scores(self, paf: torch.Tensor, points: torch.Tensor, samples: int = 16) -> torch.Tensor:
         """Mean PAF value along each end plate between decoded corners (OpenPose's line integral), in [0, 1].

@@ -117,13 +117,15 @@ class CornerTargetsd(MapTransform):
         d = dict(data)
         for k in self.key_iterator(d):
             pts = torch.as_tensor(np.asarray(d[k], dtype=np.float64))
-            corners = self.corner_codec.encode(pts)
-            k_maps = corners.shape[0]
-            label = torch.empty((k_maps + (self.paf_codec is not None), *corners.shape[1:]), dtype=torch.float32)
-            label[:k_maps] = corners  # float64 maps rounded once to float32 (as torch.cat(...).float())
+            gy, gx = self.corner_codec.factors(pts)  # (K, H), (K, W) float64
+            k_maps = gy.shape[0]
+            label = np.zeros((k_maps + (self.paf_codec is not None), gy.shape[1], gx.shape[1]), dtype=np.float32)
+            # the float64 outer product rounded once to float32, as torch.cat([encode(...), ...]).float() was; in
+            # numpy (one thread: per-sample work gains nothing from torch's pool and loses much on a shared CPU)
+            np.multiply(gy.numpy()[:, :, None], gx.numpy()[:, None, :], out=label[:k_maps])
             if self.paf_codec is not None:
-                label[k_maps:] = self.paf_codec.encode(pts)
-            d[self.label_key] = label
+                self.paf_codec.draw(pts, torch.from_numpy(label[k_maps]))
+            d[self.label_key] = torch.from_numpy(label)
         return d
 
 

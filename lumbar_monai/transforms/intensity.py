@@ -54,11 +54,13 @@ __all__ = [
 
 def minmax_scale(arr: np.ndarray) -> np.ndarray:
     """Scale to [0, 1] (a constant image becomes all zeros)."""
-    a = np.asarray(arr, dtype=np.float64)
+    a = np.array(arr, dtype=np.float64)  # a copy, scaled in place
     lo, hi = float(np.min(a)), float(np.max(a))
     if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
         return np.zeros_like(a)
-    return (a - lo) / (hi - lo)
+    a -= lo
+    a /= hi - lo
+    return a
 
 
 class CLAHE(Transform):

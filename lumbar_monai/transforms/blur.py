@@ -30,14 +30,15 @@ def gaussian_kernel(sigma: float, truncated: float = 4.0) -> np.ndarray:
     return gaussian_1d(torch.as_tensor(float(sigma)), truncated=truncated, approx="erf").double().numpy()
 
 
-def gaussian_blur(img, sigma: float, spatial_dims: int = 2, truncated: float = 4.0):
+def gaussian_blur(img, sigma: float, spatial_dims: int = 2, truncated: float = 4.0, kernel: np.ndarray | None = None):
     """Blur the last ``spatial_dims`` axes of ``img`` (numpy array or tensor, any leading axes) with
-    :func:`gaussian_kernel`; zeros outside the image. Returns float32 of the input's array type (tensors keep
-    their device and, for MetaTensors, their metadata); ``sigma <= 0`` returns the input as float32."""
+    :func:`gaussian_kernel` (or the given ``kernel`` of it); zeros outside the image. Returns float32 of the input's
+    array type (tensors keep their device and, for MetaTensors, their metadata); ``sigma <= 0`` returns the input
+    as float32."""
     arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
     arr = np.asarray(arr, dtype=np.float32)
     if sigma is not None and sigma > 0:
-        k = gaussian_kernel(sigma, truncated)
+        k = gaussian_kernel(sigma, truncated) if kernel is None else kernel
         for axis in range(arr.ndim - spatial_dims, arr.ndim):
             arr = correlate1d(arr, k, axis=axis, mode="constant", cval=0.0)
     return convert_to_dst_type(arr, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
@@ -53,9 +54,10 @@ class GaussianBlur(Transform):
         self.sigma = float(sigma)
         self.spatial_dims = int(spatial_dims)
         self.truncated = float(truncated)
+        self.kernel = gaussian_kernel(self.sigma, self.truncated) if self.sigma > 0 else None
 
     def __call__(self, img):
-        return gaussian_blur(img, self.sigma, self.spatial_dims, self.truncated)
+        return gaussian_blur(img, self.sigma, self.spatial_dims, self.truncated, kernel=self.kernel)
 
 
 class GaussianBlurd(MapTransform):

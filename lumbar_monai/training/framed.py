@@ -266,14 +266,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="export: the predictor's centre_refinement (choose it on the validation split)")
     p.add_argument("--init", help="continue from this stage checkpoint (e.g. DIR/posenet.pt of a first round)")
     p.add_argument("--override", nargs=2, action="append", default=[], metavar=("STAGE.KEY", "JSON_VALUE"),
-                   help="e.g. --override posenet.max_epochs 2 (the value is parsed as JSON, never evaluated)")
+                   help="e.g. --override posenet.max_epochs 2 or --override select_by '\"loss\"' (the value is parsed "
+                        "as JSON, never evaluated)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         schedule = json.loads(Path(a.schedule).read_text())
         for key, value in a.override:
             stage, _, name = key.partition(".")
-            schedule.setdefault(stage, {})[name] = json.loads(value)
+            if name:
+                schedule.setdefault(stage, {})[name] = json.loads(value)
+            else:  # a top-level key, e.g. select_by
+                schedule[stage] = json.loads(value)
     except (OSError, ValueError) as e:
         print(f"error: {a.schedule}: {e}", file=sys.stderr)
         return 2

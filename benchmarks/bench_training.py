@@ -14,7 +14,9 @@ the M-Net: every image gives one crop per lumbar vertebra, 5 on the lateral layo
   backward, Adam step; median of ``--steps`` steps after one warm-up step;
 * (c) loop: one epoch of both together, as the bundle's trainer runs them (one warm-up step before it).
 
-``--data-only`` measures (a) alone (no network is built), for CPUs on which the paper-size steps take minutes.
+``--data-only`` measures (a) alone (no network is built), for CPUs on which the paper-size steps take minutes, and
+adds the main process's CPU time per sample (with 0 workers and 1 thread: the pipeline's work, robust on a CPU
+shared with other jobs, where the wall time measures the share the process got).
 
 The bottleneck is "data" when (a) is slower than (b), else "model". The chains are the project's own training
 transforms with their augmentation: ``posenet_transforms(True, hp, layout)`` and ``mnet_transforms(True,
@@ -165,12 +167,14 @@ def measure(stage: Stage, items: list[dict], batch: int, workers: int, device: s
     # (a) data alone: one epoch
     n_a = 0
     t = time.perf_counter()
+    cpu = time.process_time()
     for b in loader():
         n_a += _count(b)
     data_s = time.perf_counter() - t
+    cpu_s = time.process_time() - cpu
     if data_only:
         return {"batch_samples": min(batch, len(items)) * (n_a // max(len(items), 1)), "samples": n_a,
-                "data": n_a / data_s, "rss": _peak_rss_mib()}
+                "data": n_a / data_s, "cpu_ms": 1000.0 * cpu_s / max(n_a, 1), "rss": _peak_rss_mib()}
 
     torch.manual_seed(0)
     net = stage.build().to(dev).train()
@@ -264,16 +268,19 @@ def main() -> None:
         )
         if args.data_only:
             print("\nThroughput in samples/s (images; crops for the M-Net) of (a): the DataLoader alone, nothing "
-                  "cached (read, pre-processing, augmentation, targets).\n")
+                  "cached (read, pre-processing, augmentation, targets); 'CPU ms per sample': the main process's "
+                  "CPU time (all its threads; not the workers') over the epoch, per sample: the work itself, "
+                  "whatever share of a busy CPU the process got.\n")
             print("| stage | network | input | unit | batch | samples/epoch | (a) data /s | ms per sample | "
-                  "peak RSS MiB |")
-            print("|---|---|---|---|---:|---:|---:|---:|---:|")
+                  "CPU ms per sample | peak RSS MiB |")
+            print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
             for name in names:
                 st = stages[name]
                 r = measure(st, items, args.batch, args.num_workers, device, args.steps, data_only=True)
                 assert math.isfinite(r["data"])
                 print(f"| {st.name} | {st.network} | {st.input_desc} | {st.unit} | {r['batch_samples']} | "
-                      f"{r['samples']} | {r['data']:.2f} | {1000.0 / r['data']:.1f} | {r['rss']:.0f} |", flush=True)
+                      f"{r['samples']} | {r['data']:.2f} | {1000.0 / r['data']:.1f} | {r['cpu_ms']:.1f} | "
+                      f"{r['rss']:.0f} |", flush=True)
             return
         print("\nThroughput in samples/s (images; crops for the M-Net). (a) DataLoader alone, nothing cached; "
               "(b) training step alone on a batch in memory; (c) both, the real loop, nothing cached; "

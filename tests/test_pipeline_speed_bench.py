@@ -31,7 +31,7 @@ def test_bench_training_data_only(tmp_path):
                "--data-dir", str(tmp_path), "--stages", "posenet,mnet", "--data-only")
     header, rows = _rows(out)
     assert header == ["stage", "network", "input", "unit", "batch", "samples/epoch", "(a) data /s", "ms per sample",
-                      "peak RSS MiB"]
+                      "CPU ms per sample", "peak RSS MiB"]
     got = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
     assert list(got) == ["stage 1", "stage 2"]
     assert got["stage 1"]["samples/epoch"] == "2" and got["stage 1"]["batch"] == "2"
@@ -39,6 +39,7 @@ def test_bench_training_data_only(tmp_path):
     for row in got.values():
         rate, ms = float(row["(a) data /s"]), float(row["ms per sample"])
         assert math.isfinite(rate) and rate > 0 and abs(ms - 1000.0 / rate) < 0.1 + 0.01 * ms
+        assert float(row["CPU ms per sample"]) > 0
     assert "(b) model" not in out  # no network built
 
 

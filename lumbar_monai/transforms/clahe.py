@@ -58,15 +58,35 @@ def _clip_histograms(hist: np.ndarray, clip_limit: int) -> np.ndarray:
 
 
 def equalize_adapthist_fast(
-    image: np.ndarray, kernel_size: int | Sequence[int] | None = None, clip_limit: float = 0.01, nbins: int = 256
+    image: np.ndarray,
+    kernel_size: int | Sequence[int] | None = None,
+    clip_limit: float = 0.01,
+    nbins: int = 256,
+    rescale: bool = False,
+    dtype=np.float64,
 ) -> np.ndarray:
-    """CLAHE of a 2-D float image with values in [0, 1]; float64 in [0, 1], as
-    ``skimage.exposure.equalize_adapthist(image, kernel_size, clip_limit, nbins)``."""
-    img = np.asarray(image, dtype=np.float64)
+    """CLAHE of a 2-D float image with values in [0, 1], as
+    ``skimage.exposure.equalize_adapthist(image, kernel_size, clip_limit, nbins)`` (values in [0, 1]).
+
+    ``rescale``: min-max scale ``image`` (any range) to [0, 1] first, in float64, as
+    :func:`~lumbar_monai.transforms.intensity.minmax_scale` (a constant image gives zeros), without the copies.
+    ``dtype``: of the result (the final min-max rescale is computed in it; scikit-image's is float64)."""
+    img = np.asarray(image)
     if img.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {img.shape}")
-    if img.size and (img.min() < 0.0 or img.max() > 1.0):
-        raise ValueError("expected values in [0, 1]")
+    if rescale:
+        lo, hi = float(np.min(img)), float(np.max(img))
+        if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+            img = np.zeros(img.shape)
+        else:
+            t = img.astype(np.float64)  # (a - lo) / (hi - lo), then img_as_uint's scaling, in place
+            t -= lo
+            t /= hi - lo
+            img = t
+    else:
+        img = np.asarray(img, dtype=np.float64)
+        if img.size and (img.min() < 0.0 or img.max() > 1.0):
+            raise ValueError("expected values in [0, 1]")
     # img_as_uint (values already in [0, 1], so no clip), then the 14-bit rescale of scikit-image, in place
     t = img * 65535.0
     np.rint(t, out=t)
@@ -74,7 +94,7 @@ def equalize_adapthist_fast(
     if lo == hi:  # constant image: scikit-image's own path (a rare edge case)
         from skimage.exposure import equalize_adapthist
 
-        return equalize_adapthist(img, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins)
+        return equalize_adapthist(img, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins).astype(dtype)
     t -= lo
     t /= hi - lo
     t *= float(NR_OF_GRAY - 1)
@@ -137,8 +157,10 @@ def equalize_adapthist_fast(
     bottom *= rfrac
     result = top
     result += bottom
-    out = result.astype(np.uint16).astype(np.float64)
+    out = result.astype(np.uint16).astype(dtype)
     lo, hi = float(out.min()), float(out.max())
     if lo == hi:
         return np.clip(out, 0.0, 1.0)
-    return (out - lo) / (hi - lo)
+    out -= lo
+    out /= hi - lo
+    return out

@@ -90,13 +90,14 @@ class CLAHE(Transform):
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         if arr.ndim != 3:
             raise ValueError(f"expected a (C, H, W) image, got shape {arr.shape}")
-        equalize = equalize_adapthist_fast if self.fast else equalize_adapthist
-        out = np.stack(
-            [
-                equalize(minmax_scale(ch), kernel_size=self.kernel_size, clip_limit=self.clip_limit, nbins=self.nbins)
-                for ch in arr
-            ]
-        ).astype(np.float32)
+        out = np.empty(arr.shape, dtype=np.float32)
+        for c, ch in enumerate(arr):
+            if self.fast:  # min-max scaling folded in, result in float32 (within float32 rounding of the below)
+                out[c] = equalize_adapthist_fast(ch, kernel_size=self.kernel_size, clip_limit=self.clip_limit,
+                                                 nbins=self.nbins, rescale=True, dtype=np.float32)
+            else:
+                out[c] = equalize_adapthist(minmax_scale(ch), kernel_size=self.kernel_size,
+                                            clip_limit=self.clip_limit, nbins=self.nbins)
         return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
 
 

@@ -1,8 +1,9 @@
 """Intensity pre-processing of Section 3.2: CLAHE (scikit-image's), plus the MONAI pieces it is used with.
 
 The paper blurs with a Gaussian and applies contrast limited adaptive histogram equalisation (CLAHE, Zuiderveld
-1994) "to minimise noise and ensure the distinction between the spine and the background". Gaussian blur is
-MONAI's :class:`~monai.transforms.GaussianSmooth` and min-max scaling MONAI's
+1994) "to minimise noise and ensure the distinction between the spine and the background". Gaussian blur is the
+output of MONAI's :class:`~monai.transforms.GaussianSmooth` (computed by scipy in one thread:
+:class:`~lumbar_monai.transforms.blur.GaussianBlurd`) and min-max scaling MONAI's
 :class:`~monai.transforms.ScaleIntensity`; MONAI has no CLAHE (its ``HistogramNormalize`` is global), so
 :class:`CLAHE` runs scikit-image's algorithm (:func:`skimage.exposure.equalize_adapthist`), by default in the
 faster re-write of :mod:`lumbar_monai.transforms.clahe`. The paper gives no CLAHE or blur parameters;

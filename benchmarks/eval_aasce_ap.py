@@ -1,7 +1,7 @@
 """Score an AP predictor on a split of the AASCE datalist, once per number of stage-1 framing passes.
 
 ``passes 1`` is the whole image only (pad to square and resize, the pre-framing input); ``2`` adds the lumbar window;
-``3`` one more window. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to the mean of
+``3`` one more window. ``--repair argmax|subpixel`` overrides the peaks Algorithm 1 decides on. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to the mean of
 their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine) pair. Each run is the project's evaluate workflow
 (:func:`~lumbar_monai.workflows.evaluate.evaluate_predictor`: tables, per-case CSV, overlays under
 ``OUT/passes<N>``); this prints one summary row per run:
@@ -30,6 +30,8 @@ def main() -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--passes", type=int, nargs="+", default=[2])
     p.add_argument("--refine", type=int, nargs="+", default=[0])
+    p.add_argument("--repair", choices=("model", "argmax", "subpixel"), default="model",
+                   help="Algorithm 1's peaks: the model's setting, the paper's integer argmax or sub-pixel peaks")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     print("| framing passes | centre refinement | n | centre detection (%) | RD detected images, paper's Total (%) "
@@ -41,6 +43,8 @@ def main() -> None:
         pred = LandmarkPredictor.load(a.model, device="cpu")
         pred.stage1.setdefault("framing", {"factor": 2.0})["passes"] = n
         pred.centre_refinement = k
+        if a.repair != "model":
+            pred.stage1["repair"] = {**(pred.stage1.get("repair") or {}), "rule_peaks": a.repair}
         ckpt = out / "model.pt"
         pred.save(ckpt)
         t0 = time.time()

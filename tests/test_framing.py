@@ -123,6 +123,8 @@ def test_shipped_model_is_small_and_self_describing(shipped):
     assert shipped.layout.name == "ap"
     assert shipped.stage1["framing"]["passes"] >= 2
     assert "AASCE" in str(shipped.meta.get("trained_on"))
+    # Algorithm 1 on sub-pixel peaks: integer peaks of its 24x24 maps trip the 1.4x rule on complete spines
+    assert shipped.stage1["repair"].get("rule_peaks") == "subpixel"
 
 
 def test_shipped_model_on_a_real_aasce_test_image(shipped):

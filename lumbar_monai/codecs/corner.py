@@ -6,14 +6,13 @@ Shapes: points ``(..., K, 2)`` (x, y) in crop pixels (pixel centres at integers)
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 
 from ..anatomy import Layout, VertebraSpec, get_layout
 from .gaussian import decode_peaks, gaussian_factors
+from .mapd import PointsToMapd
 
 __all__ = ["CornerCodec", "vertebra_template", "CornerHeatmap", "CornerHeatmapd", "CornerHeatmapD",
            "CornerHeatmapDict"]
@@ -122,24 +121,15 @@ class CornerHeatmap(Transform):
         return self.codec.encode(torch.as_tensor(points, dtype=torch.float64)).float()
 
 
-class CornerHeatmapd(MapTransform):
+class CornerHeatmapd(PointsToMapd):
     """Dictionary :class:`CornerHeatmap`: the corners under ``keys`` -> maps under ``output_key`` (for several keys
     ``<key>_<output_key>``)."""
 
     def __init__(self, keys: KeysCollection, layout: Layout | str, kind: str = "lumbar",
                  size: int | tuple[int, int] = 256, lumbar_factor: float = 0.1, sacrum_factor: float = 1.0 / 6.0,
                  output_key: str = "corner_heatmap", allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.heatmap = CornerHeatmap(layout, kind, size=size, lumbar_factor=lumbar_factor,
-                                     sacrum_factor=sacrum_factor)
-        self.output_key = output_key
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        keys = list(self.key_iterator(d))
-        for k in keys:
-            d[self.output_key if len(keys) == 1 else f"{k}_{self.output_key}"] = self.heatmap(d[k])
-        return d
+        super().__init__(keys, CornerHeatmap(layout, kind, size=size, lumbar_factor=lumbar_factor,
+                                             sacrum_factor=sacrum_factor), output_key, allow_missing_keys)
 
 
 CornerHeatmapD = CornerHeatmapDict = CornerHeatmapd

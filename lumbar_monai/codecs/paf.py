@@ -10,15 +10,15 @@ values, a fraction of the work).
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 
 from ..anatomy import Layout, get_layout
 from .corner import vertebra_template
+from .mapd import PointsToMapd
 
 __all__ = ["PAFCodec", "segment_distance", "PAFMap", "PAFMapd", "PAFMapD", "PAFMapDict"]
 
@@ -187,23 +187,15 @@ class PAFMap(Transform):
         return self.codec.encode(torch.as_tensor(points, dtype=torch.float64)).float()
 
 
-class PAFMapd(MapTransform):
+class PAFMapd(PointsToMapd):
     """Dictionary :class:`PAFMap`: the corners under ``keys`` -> the PAF under ``output_key`` (for several keys
     ``<key>_<output_key>``)."""
 
     def __init__(self, keys: KeysCollection, layout: Layout | str, kind: str = "lumbar",
                  size: int | tuple[int, int] = 256, width: float = 4.0, reference_size: int = 256,
                  mode: str = "exact", output_key: str = "paf", allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.paf = PAFMap(layout, kind, size=size, width=width, reference_size=reference_size, mode=mode)
-        self.output_key = output_key
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        keys = list(self.key_iterator(d))
-        for k in keys:
-            d[self.output_key if len(keys) == 1 else f"{k}_{self.output_key}"] = self.paf(d[k])
-        return d
+        super().__init__(keys, PAFMap(layout, kind, size=size, width=width, reference_size=reference_size,
+                                      mode=mode), output_key, allow_missing_keys)
 
 
 PAFMapD = PAFMapDict = PAFMapd

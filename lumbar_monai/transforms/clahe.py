@@ -3,13 +3,14 @@
 The same algorithm, step for step and in the same floating-point order (14-bit grey levels, reflect-padded
 contextual regions, clipped histograms with scikit-image's redistribution, bilinear blending of the four
 neighbouring regions' mappings, truncation to integers, min-max rescale), so that the output equals
-scikit-image's to one grey level (``tests/test_pipeline_speed_clahe.py``). What changes is how it is computed: one
-``bincount`` for all region histograms instead of one per region, the clip of all histograms at once (only the
+scikit-image's to two of its 16383 grey levels (``tests/test_pipeline_speed_clahe.py``). Written by hand because
+scikit-image loops over the contextual regions in Python, the larger part of a stage-1 training sample's time; what
+changes is how it is computed: one ``bincount`` for all region histograms instead of one per region, the clip of all histograms at once (only the
 final one-by-one redistribution of a few left-over counts loops, as in scikit-image), and the blending on the
 unpadded pixels only, in float32, with flat look-ups instead of four ``take_along_axis`` over the padded image
 (scikit-image sums float64 products rounded to float32, then truncates to integers: a pixel whose sum lies within
-float32 rounding of an integer can land one of the 16383 grey levels lower or higher, at most 6.2e-5 after the final
-rescale). Single-threaded numpy, like scikit-image.
+float32 rounding of an integer can land a grey level lower or higher; after the final rescale the test bounds
+the difference by two levels, 1.2e-4). Single-threaded numpy, like scikit-image.
 """
 
 from __future__ import annotations

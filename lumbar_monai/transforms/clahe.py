@@ -4,7 +4,7 @@ The same algorithm, step for step and in the same floating-point order (14-bit g
 contextual regions, clipped histograms with scikit-image's redistribution, bilinear blending of the four
 neighbouring regions' mappings, truncation to integers, min-max rescale), so that the output equals
 scikit-image's to two of its 16383 grey levels (``tests/test_pipeline_speed_clahe.py``). Written by hand because
-scikit-image loops over the contextual regions in Python, the larger part of a stage-1 training sample's time; what
+scikit-image loops over the contextual regions in Python (a cost paid per training sample); what
 changes is how it is computed: one ``bincount`` for all region histograms instead of one per region, the clip of all histograms at once (only the
 final one-by-one redistribution of a few left-over counts loops, as in scikit-image), and the blending on the
 unpadded pixels only, in float32, with flat look-ups instead of four ``take_along_axis`` over the padded image

@@ -1,7 +1,7 @@
 """Score an AP predictor on a split of the AASCE datalist, once per number of stage-1 framing passes.
 
 ``passes 1`` is the whole image only (pad to square and resize, the pre-framing input); ``2`` adds the lumbar window;
-``3`` one more window. ``--repair argmax|subpixel`` overrides the peaks Algorithm 1 decides on. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to the mean of
+``3`` one more window. ``--repair argmax|subpixel`` overrides the peaks Algorithm 1 decides on. ``--tta none|mirror`` sets its test-time augmentation. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to the mean of
 their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine) pair. Each run is the project's evaluate workflow
 (:func:`~lumbar_monai.workflows.evaluate.evaluate_predictor`: tables, per-case CSV, overlays under
 ``OUT/passes<N>``); this prints one summary row per run:
@@ -32,17 +32,21 @@ def main() -> None:
     p.add_argument("--refine", type=int, nargs="+", default=[0])
     p.add_argument("--repair", choices=("model", "argmax", "subpixel"), default="model",
                    help="Algorithm 1's peaks: the model's setting, the paper's integer argmax or sub-pixel peaks")
+    p.add_argument("--tta", nargs="+", choices=("none", "mirror"), default=["model"],
+                   help="test-time augmentation rows: none, mirror (default: the model's setting)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    print("| framing passes | centre refinement | n | centre detection (%) | RD detected images, paper's Total (%) "
+    print("| framing passes | centre refinement | TTA | n | centre detection (%) | RD detected images, paper's Total (%) "
           "| RD all images (%) | RD median image (%) | landmark outliers, detected images (%) | s / image |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, k in ((n, k) for n in a.passes for k in a.refine):
-        out = Path(a.out) / (f"passes{n}" if k == 0 else f"passes{n}_refine{k}")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for n, k, tta in ((n, k, t) for n in a.passes for k in a.refine for t in a.tta):
+        out = Path(a.out) / ((f"passes{n}" if k == 0 else f"passes{n}_refine{k}") + ("" if tta == "model" else f"_{tta}"))
         out.mkdir(parents=True, exist_ok=True)
         pred = LandmarkPredictor.load(a.model, device="cpu")
         pred.stage1.setdefault("framing", {"factor": 2.0})["passes"] = n
         pred.centre_refinement = k
+        if tta != "model":
+            pred.tta = tta
         if a.repair != "model":
             pred.stage1["repair"] = {**(pred.stage1.get("repair") or {}), "rule_peaks": a.repair}
         ckpt = out / "model.pt"
@@ -55,7 +59,7 @@ def main() -> None:
         with open(out / "landmark_error.csv", newline="") as f:
             total = next(r for r in csv.DictReader(f) if r["vertebra"] == "Total")
         rd = s["landmark_rd_pct"]
-        print(f"| {n} | {k} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
+        print(f"| {n} | {k} | {pred.tta} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
               f"| {'n/a' if rd is None else f'{rd:.2f}'} | {s['landmark_rd_all_pct']:.2f} "
               f"| {np.median(mean_rd):.2f} | {total['outlier_pct']} | {per_image:.1f} |")
 

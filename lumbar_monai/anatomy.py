@@ -37,6 +37,7 @@ __all__ = [
     "get_layout",
     "image_side_aliases",
     "resolve_corner_name",
+    "side_swap_order",
 ]
 
 LUMBAR_LATERAL_CORNERS = ("superior_anterior", "superior_posterior", "inferior_anterior", "inferior_posterior")
@@ -133,6 +134,16 @@ class Layout:
     def point_names(self) -> tuple[str, ...]:
         """Qualified names ``"<vertebra>_<corner>"`` in storage order, e.g. ``"L1_superior_anterior"``."""
         return tuple(f"{v.name}_{c}" for v in self.vertebrae for c in v.corners)
+
+    @cached_property
+    def mirror_order(self) -> tuple[int, ...] | None:
+        """Rows of the points of this layout's mirror image (:func:`side_swap_order` of :attr:`point_names`): an AP
+        image mirrored left-right shows the patient's right corners where the left ones were. ``None`` for a layout
+        without sided corners (lateral: a mirrored lateral image keeps its anatomical names, it faces the other
+        way)."""
+        if not any("left" in n or "right" in n for n in self.point_names):
+            return None
+        return tuple(side_swap_order(self.point_names))
 
     @cached_property
     def point_vertebra(self) -> np.ndarray:
@@ -267,3 +278,16 @@ def resolve_corner_name(layout: Layout, vertebra: VertebraSpec, corner: str, fac
     if key in aliases:
         return aliases[key]
     raise KeyError(f"{vertebra.name}: unknown corner name {corner!r}; expected one of {vertebra.corners} or {tuple(aliases)}")
+
+
+def side_swap_order(names) -> list[int]:
+    """Order of ``names`` with sides swapped: item ``i`` is the index of ``names[i]`` with ``left`` and ``right``
+    exchanged (itself when it has neither). Raises ``ValueError`` when a sided name has no partner."""
+    names = list(names)
+    order = []
+    for n in names:
+        twin = n.replace("left", "\0").replace("right", "left").replace("\0", "right")
+        if twin not in names:
+            raise ValueError(f"{n!r} has no mirror partner {twin!r}")
+        order.append(names.index(twin))
+    return order

@@ -33,7 +33,7 @@ import dataclasses
 import io
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,10 @@ class LandmarkPredictor:
         centre_refinement: after stage 2, move each lumbar centre to the mean of its four predicted corners and
             run stage 2 again on the new crops, this many times (*ours*; 0, the default, is the paper: the
             Pose-Net centres are final). Only Pose-Net centres are refined, never centres given to :meth:`predict`.
+        tta: ``"none"`` (the paper) or ``"mirror"`` (*ours*): every network call averages its maps over the input
+            and its left-right mirror (:class:`~lumbar_monai.networks.mirror.MirrorEnsemble`, left/right corner
+            channels swapped back). Only for layouts whose mirror image is the same anatomy with sides swapped (AP);
+            twice the network work.
     """
 
     def __init__(
@@ -128,8 +132,10 @@ class LandmarkPredictor:
         meta: Mapping[str, Any] | None = None,
         amp: bool | None = None,
         centre_refinement: int = 0,
+        tta: str = "none",
     ) -> None:
         self.layout = get_layout(layout)
+        self.tta = check_tta(tta, self.layout)
         if int(centre_refinement) < 0:
             raise ValueError(f"centre_refinement must be >= 0, got {centre_refinement}")
         self.centre_refinement = int(centre_refinement)
@@ -202,6 +208,15 @@ class LandmarkPredictor:
 
         return stage1_input(self._stage1_transforms(), image, device)
 
+    def _with_tta(self, net: torch.nn.Module, channel_names: Sequence[str] | None = None) -> torch.nn.Module:
+        """``net`` as the predictor calls it: wrapped in a :class:`MirrorEnsemble` when ``tta`` is ``"mirror"``
+        (``channel_names``: the names of its map channels that have sides; ``None``: no channel has a side)."""
+        if self.tta != "mirror":
+            return net
+        from .networks.mirror import MirrorEnsemble, mirror_channel_order
+
+        return MirrorEnsemble(net, None if channel_names is None else mirror_channel_order(channel_names))
+
     def _net(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One network call: on the device, channels-last and autocast where enabled; float32 maps out."""
         x = x.to(self.device, non_blocking=True)
@@ -222,7 +237,7 @@ class LandmarkPredictor:
         from .postprocess import postprocess_centres
 
         t = _Timer(self.device, timings)
-        maps = self._net(self.centre_net, inputs)
+        maps = self._net(self._with_tta(self.centre_net), inputs)
         t.lap("stage1_network")
         out = postprocess_centres(maps.cpu(), self._centre_decoder(), geometry=np.asarray(geometries, np.float64),
                                   repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))
@@ -248,9 +263,9 @@ class LandmarkPredictor:
 
         t = _Timer(self.device, timings)
         fr = self.stage1["framing"]
-        out = detect_centres_framed(self.centre_net, image, self._centre_decoder(), passes=int(fr.get("passes", 2)),
-                                    factor=float(fr.get("factor", 2.0)), preprocessing=self.stage1["preprocessing"],
-                                    repair=self.stage1["repair"], device=self.device)
+        out = detect_centres_framed(self._with_tta(self.centre_net), image, self._centre_decoder(),
+                                    passes=int(fr.get("passes", 2)), factor=float(fr.get("factor", 2.0)),
+                                    preprocessing=self.stage1["preprocessing"], repair=self.stage1["repair"], device=self.device)
         t.lap("stage1_framed")
         return out["original"], out["confidence"], out["centre_repaired"]
 
@@ -285,7 +300,7 @@ class LandmarkPredictor:
         decoded = []
         for idx, net, codec in groups:
             sel = [b * v + i for b in range(n) for i in idx]
-            maps = self._net(net, crops[sel])
+            maps = self._net(self._with_tta(net, codec.spec.corners), crops[sel])
             decoded.append((idx, sel, codec, maps[:, : codec.num_corners]))
         t.lap("stage2_network")
         points = np.zeros((n, lay.num_points, 2))
@@ -437,6 +452,7 @@ class LandmarkPredictor:
             "crop_blur_sigma": self.crop_blur_sigma,
             "confidence_threshold": self.confidence_threshold,
             "centre_refinement": self.centre_refinement,
+            "tta": self.tta,
             "meta": dict(self.meta),
         }
 
@@ -473,12 +489,27 @@ class LandmarkPredictor:
             device=device,
             meta=ckpt.get("meta"),
             centre_refinement=int(ckpt.get("centre_refinement", 0)),
+            tta=str(ckpt.get("tta", "none")),
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> LandmarkPredictor:
         """Read a checkpoint file with ``torch.load(weights_only=True)``."""
         return _from_file(cls, path, device)
+
+
+#: test-time augmentations of :class:`LandmarkPredictor` (its ``tta`` argument).
+TTA_MODES = ("none", "mirror")
+
+
+def check_tta(tta: str, layout: Layout) -> str:
+    """``tta`` checked against :data:`TTA_MODES` and the layout: mirroring needs corners with sides (AP); a lateral
+    image mirrored faces the other way, which the networks are not trained to see through."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    if tta == "mirror" and not any("left" in c or "right" in c for v in layout.vertebrae for c in v.corners):
+        raise ValueError(f"tta 'mirror' needs a layout with left/right corners (AP), not {layout.name!r}")
+    return tta
 
 
 def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:

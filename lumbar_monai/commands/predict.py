@@ -37,6 +37,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--centre-refinement", type=_non_negative, default=None, metavar="K",
                    help="move the lumbar centres to the mean of their predicted corners and run stage 2 again, K "
                         "times (0: the paper's Pose-Net centres; default: the model's own setting)")
+    p.add_argument("--tta", choices=("none", "mirror"), default=None,
+                   help="test-time augmentation: 'mirror' averages every network over the image and its left-right "
+                        "mirror (AP models only; twice the network time); default: the model's own setting")
     p.set_defaults(func=run)
     return p
 
@@ -65,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         predictor.centre_refinement = args.centre_refinement
+    if args.tta is not None:
+        from ..predictor import check_tta
+
+        try:
+            predictor.tta = check_tta(args.tta, predictor.layout)
+        except (AttributeError, ValueError) as e:
+            print(f"lumbar-monai predict: {Path(args.model).name}: --tta {args.tta}: {e}", file=sys.stderr)
+            return 2
     try:
         summary = run_batch(args.inputs, args.out, predictor, secondary_capture=args.secondary_capture,
                             progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers,

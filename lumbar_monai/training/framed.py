@@ -86,18 +86,23 @@ class _ToUnit:
 
 
 def posenet_transforms(cfg: Mapping[str, Any], layout: str, factor: float, train: bool):
-    """RandFramed -> intensity pre-processing -> (train: brightness/contrast, RSC) -> centre-map target."""
+    """(train: mirror, ``mirror_prob``) -> RandFramed -> intensity pre-processing -> (train: brightness/contrast, RSC) ->
+    centre-map target."""
     from monai.transforms import Compose, GaussianSmoothd, ScaleIntensityd
 
+    from ..anatomy import get_layout
     from ..codecs.centre import CentreHeatmapd
     from ..framing import RandFramed
-    from ..transforms.augment import RandBrightnessContrastd
+    from ..transforms.augment import RandBrightnessContrastd, RandMirrord
     from ..transforms.cutout import make_cutout
     from ..transforms.intensity import CLAHEd
 
     size = int(cfg["input_size"])
+    mirror = float(cfg.get("mirror_prob", 0.0)) if train else 0.0
     chain: list = [
         _ToUnit(),
+        *([RandMirrord("image", point_keys=("points",), prob=mirror, point_order=get_layout(layout).mirror_order)]
+          if mirror > 0 else []),
         RandFramed("image", "points", layout=layout, size=size, factor=factor,
                    whole_prob=float(cfg.get("whole_prob", 0.3)), fov_crop_prob=float(cfg.get("fov_crop_prob", 0.25)),
                    jitter=train),
@@ -198,7 +203,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
                       max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
                       seed=int(schedule.get("seed", 0)), device=device,
                       **{k: (tuple(cfg[k]) if k == "scale" else float(cfg[k]))
-                         for k in ("translate", "rotate", "scale") if k in cfg})
+                         for k in ("translate", "rotate", "scale", "mirror_prob") if k in cfg})
     set_determinism(seed=s2.seed)
     net = with_init_kwargs(MNet, **s2.network_kwargs())
     if init is not None:

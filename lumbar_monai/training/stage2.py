@@ -60,6 +60,7 @@ class Stage2Config:
     brightness: float = 0.1
     contrast: float = 0.2
     intensity_prob: float = 0.5
+    mirror_prob: float = 0.0  # *ours*: left-right mirrors (AP: sides swapped, Layout.mirror_order; lateral: names kept)
     paf: bool = True
     paf_width: float = 4.0
     paf_mode: str = "exact"
@@ -150,6 +151,7 @@ def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | Non
     chain: list = [
         EnsureTyped("image", data_type="tensor", dtype=torch.float32, track_meta=False),
         _ChannelFirst("image"),
+        *_mirror(cfg, augment),
         ScaleIntensityd("image", minv=0.0, maxv=1.0),
         VertebraCropsd(
             "image", cfg.layout, points_key="points", vertebrae=cfg.kind, out_size=cfg.crop_size,
@@ -168,6 +170,17 @@ def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | Non
                                              contrast=cfg.contrast))
     chain.append(CornerTargetsd("points", corner, paf))
     return Compose(chain)
+
+
+def _mirror(cfg: Stage2Config, augment: bool) -> list:
+    """``[RandMirrord]`` when augmenting with ``mirror_prob`` > 0, else ``[]``."""
+    if not augment or cfg.mirror_prob <= 0:
+        return []
+    from ..anatomy import get_layout
+    from ..transforms.augment import RandMirrord
+
+    return [RandMirrord("image", point_keys=("points",), prob=cfg.mirror_prob,
+                        point_order=get_layout(cfg.layout).mirror_order)]
 
 
 class _ChannelFirst(MapTransform):

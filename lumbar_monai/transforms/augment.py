@@ -218,12 +218,16 @@ class RandAffinePointsd(RandomizableTransform, MapTransform, InvertibleTransform
 
 
 class RandMirrord(RandomizableTransform, MapTransform, InvertibleTransform):
-    """Random left-right mirror of images and their landmarks; point rows (anatomical names) are kept.
+    """Random left-right mirror of images and their landmarks; point rows (anatomical names) are kept, or
+    reordered by ``point_order``.
 
     Args:
         keys: ``(C, H, W)`` image keys (all mirrored together).
         point_keys: ``(N, 2)`` (x, y) point arrays: ``x -> W - 1 - x``.
         prob: probability of the mirror.
+        point_order: rows of the mirrored points (``None``: names kept, the lateral rule). An AP layout's
+            :attr:`~lumbar_monai.anatomy.Layout.mirror_order` swaps each left corner with its right twin: the
+            patient's sides change places on a mirrored AP image.
         facing_key: a ``"left"``/``"right"`` entry flipped with the image (left alone when absent).
         geometry_key: where the ``original -> current`` matrix is composed.
 
@@ -232,10 +236,11 @@ class RandMirrord(RandomizableTransform, MapTransform, InvertibleTransform):
 
     def __init__(self, keys: KeysCollection = "image", point_keys: KeysCollection = ("points",), prob: float = 0.5,
                  facing_key: str = "facing", geometry_key: str = GEOMETRY_KEY,
-                 allow_missing_keys: bool = False) -> None:
+                 allow_missing_keys: bool = False, point_order: Sequence[int] | None = None) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.point_keys = (point_keys,) if isinstance(point_keys, str) else tuple(point_keys)
+        self.point_order = None if point_order is None else list(point_order)
         self.facing_key = facing_key
         self.geometry_key = geometry_key
 
@@ -243,6 +248,10 @@ class RandMirrord(RandomizableTransform, MapTransform, InvertibleTransform):
         from ..facing import mirror_sample
 
         d = mirror_sample(d, keys, self.point_keys, self.facing_key, self.geometry_key)
+        if self.point_order is not None:  # its own inverse: a swap of pairs
+            for k in self.point_keys:
+                if d.get(k) is not None:
+                    d[k] = d[k][self.point_order]
         for k in keys:
             if isinstance(d[k], MetaTensor):
                 w = int(d[k].shape[-1])
@@ -255,6 +264,8 @@ class RandMirrord(RandomizableTransform, MapTransform, InvertibleTransform):
         keys = list(self.key_iterator(d))
         if self._do_transform:
             d = self._mirror(d, keys)
+        elif keys and self.geometry_key not in d:  # every sample carries the matrix, so that batches collate
+            d[self.geometry_key] = np.eye(3)
         for k in keys:  # MetaTensors record the step (drawn or not), so that Compose.inverse can undo it
             if isinstance(d[k], MetaTensor) and get_track_meta():
                 self.push_transform(d[k])

@@ -38,8 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="move the lumbar centres to the mean of their predicted corners and run stage 2 again, K "
                         "times (0: the paper's Pose-Net centres; default: the model's own setting)")
     p.add_argument("--tta", choices=("none", "mirror"), default=None,
-                   help="test-time augmentation: 'mirror' averages every network over the image and its left-right "
-                        "mirror (AP models only; twice the network time); default: the model's own setting")
+                   help="test-time augmentation: 'mirror' averages the corner network over each crop and its "
+                        "left-right mirror (AP models only; twice the stage-2 time); default: the model's own setting")
     p.set_defaults(func=run)
     return p
 

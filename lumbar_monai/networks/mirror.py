@@ -2,7 +2,10 @@
 
 An AP radiograph mirrored left-right shows the same anatomy with the patient's sides swapped, so a map network's
 answer on the mirror, flipped back and with its left/right channels swapped, is a second opinion on the same
-image. :class:`MirrorEnsemble` runs both in one batch and averages them. (MONAI's ``TestTimeAugmentation`` inverts
+image. :class:`MirrorEnsemble` runs both in one batch and averages them. The predictor wraps its corner M-Nets in it
+(``LandmarkPredictor(tta="mirror")``) and not Pose-Net: mirrored, Pose-Net found all centres on fewer AASCE
+validation images (see the predictor's ``tta``); its window holds asymmetric anatomy (liver, stomach, heart), a likely
+cue to the levels, where a vertebra crop is close to symmetric. (MONAI's ``TestTimeAugmentation`` inverts
 random transforms on a dictionary pipeline and returns the spread of the outputs; here one deterministic flip of a
 network's input and output is all that is needed, so the wrapper is a few lines of tensor code.)
 

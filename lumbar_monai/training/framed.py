@@ -233,9 +233,9 @@ def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> N
 
 
 def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: Path, meta: Mapping[str, Any],
-           centre_refinement: int = 0):
+           centre_refinement: int = 0, tta: str = "none"):
     """Both stages of ``out_dir`` into one :class:`~lumbar_monai.predictor.LandmarkPredictor` checkpoint
-    (``centre_refinement``: the predictor setting of that name, chosen on the validation split)."""
+    (``centre_refinement``, ``tta``: the predictor settings of those names, chosen on the validation split)."""
     from ..networks.mnet import MNet
     from ..networks.posenet import PoseNet
     from ..predictor import LandmarkPredictor, _build
@@ -251,7 +251,7 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
                 "preprocessing": {"blur_sigma": float(cfg.get("blur_sigma", 1.0)),
                                   "clahe_clip": float(cfg.get("clahe_clip", 0.01))},
                 "repair": schedule.get("repair", {}), "framing": dict(schedule["framing"])},
-        centre_refinement=centre_refinement,
+        centre_refinement=centre_refinement, tta=tta,
     )
     return pred.save(model_path)
 
@@ -269,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trained-on", default="datalist training split")
     p.add_argument("--centre-refinement", type=int, default=0,
                    help="export: the predictor's centre_refinement (choose it on the validation split)")
+    p.add_argument("--tta", choices=("none", "mirror"), default="none",
+                   help="export: the predictor's test-time augmentation (choose it on the validation split)")
     p.add_argument("--init", help="continue from this stage checkpoint (e.g. DIR/posenet.pt of a first round)")
     p.add_argument("--override", nargs=2, action="append", default=[], metavar=("STAGE.KEY", "JSON_VALUE"),
                    help="e.g. --override posenet.max_epochs 2 or --override select_by '\"loss\"' (the value is parsed "
@@ -297,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 p.error("export needs --model")
             meta = {"trained_on": a.trained_on, "schedule": Path(a.schedule).name,
                     "framing": dict(schedule["framing"])}
-            print(export(out, schedule, layout, Path(a.model), meta, centre_refinement=a.centre_refinement))
+            print(export(out, schedule, layout, Path(a.model), meta, centre_refinement=a.centre_refinement,
+                         tta=a.tta))
             return 0
         long_side = int(schedule.get("cache_long_side", 1024)) if a.stage == "posenet" else None
         tag = f"_{long_side}" if long_side else ""

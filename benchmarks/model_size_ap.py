@@ -2,7 +2,8 @@
 
 The shipped AP model (``bundles/lumbar_landmarks/models/aasce_ap.pt``) must stay under 10 MB; this prints what the
 paper-size configuration would cost. FLOPs are counted by ``torch.utils.flop_counter`` on the meta device (no
-computation), one multiply-add = 2 FLOPs; stage 1 runs ``passes`` times per image, stage 2 once per lumbar vertebra.
+computation), one multiply-add = 2 FLOPs; stage 1 runs ``passes`` times per image, stage 2 once per lumbar vertebra
+(twice with the mirror averaging of the shipped checkpoint, ``tta: "mirror"``).
 
     .venv/bin/python benchmarks/model_size_ap.py [--schedule configs/framed/aasce_ap_cpu.json]
 """
@@ -37,21 +38,22 @@ def main() -> None:
     s = json.loads(Path(a.schedule).read_text())
     pc, mc = s["posenet"], s["mnet_lumbar"]
     passes = int(s["framing"]["passes"])
+    compact = ({k: pc[k] for k in ("width", "stage_channels", "kernel_size", "pre_convs", "stage_convs")},
+               int(pc["input_size"]), passes, tuple(mc["channels"]), int(mc["crop_size"]))
     rows = [
-        ("paper (An et al. 2022)", dict(width=32), 512, 1, (32, 64, 128, 256), 256),
-        ("compact (shipped)", {k: pc[k] for k in ("width", "stage_channels", "kernel_size", "pre_convs",
-                                                   "stage_convs")}, int(pc["input_size"]), passes,
-         tuple(mc["channels"]), int(mc["crop_size"])),
+        ("paper (An et al. 2022)", dict(width=32), 512, 1, (32, 64, 128, 256), 256, 1),
+        ("compact, no mirror averaging", *compact, 1),
+        ("compact (shipped: M-Net mirror averaging)", *compact, 2),
     ]
     print("| configuration | Pose-Net params | M-Net params | checkpoint MiB (float32) | stage-1 input | passes "
           "| crop | GFLOPs per image |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, pkw, size, n_pass, ch, crop in rows:
+    for name, pkw, size, n_pass, ch, crop, stage2_runs in rows:
         pp, pf = _count(lambda pkw=pkw: PoseNet("ap", **pkw), (1, 1, size, size))
         mp, mf = _count(lambda ch=ch: MNet(**mnet_kwargs_for("ap", "lumbar", channels=ch)), (5, 1, crop, crop))
         mb = 4 * (pp + mp) / 2**20
         print(f"| {name} | {pp / 1e6:.2f} M | {mp / 1e6:.2f} M | {mb:.1f} | {size} | {n_pass} | {crop} "
-              f"| {n_pass * pf + mf:.1f} |")
+              f"| {n_pass * pf + stage2_runs * mf:.1f} |")
 
 
 if __name__ == "__main__":

@@ -125,6 +125,7 @@ def test_shipped_model_is_small_and_self_describing(shipped):
     assert "AASCE" in str(shipped.meta.get("trained_on"))
     # Algorithm 1 on sub-pixel peaks: integer peaks of its 24x24 maps trip the 1.4x rule on complete spines
     assert shipped.stage1["repair"].get("rule_peaks") == "subpixel"
+    assert shipped.tta == "mirror"  # the corner M-Net averaged with its mirror (chosen on the validation split)
 
 
 def test_shipped_model_on_a_real_aasce_test_image(shipped):

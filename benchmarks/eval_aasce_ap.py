@@ -1,8 +1,9 @@
 """Score an AP predictor on a split of the AASCE datalist, once per number of stage-1 framing passes.
 
 ``passes 1`` is the whole image only (pad to square and resize, the pre-framing input); ``2`` adds the lumbar window;
-``3`` one more window. ``--repair argmax|subpixel`` overrides the peaks Algorithm 1 decides on. ``--tta none|mirror`` sets its test-time augmentation. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to the mean of
-their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine) pair. Each run is the project's evaluate workflow
+``3`` one more window. ``--repair argmax|subpixel`` overrides the peaks Algorithm 1 decides on, ``--tta none|mirror``
+the mirror averaging of the M-Net. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to
+the mean of their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine, tta). Each run is the project's evaluate workflow
 (:func:`~lumbar_monai.workflows.evaluate.evaluate_predictor`: tables, per-case CSV, overlays under
 ``OUT/passes<N>``); this prints one summary row per run:
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lumbar_monai.predictor import LandmarkPredictor
+from lumbar_monai.predictor import TTA_MODES, LandmarkPredictor
 from lumbar_monai.workflows.evaluate import evaluate_predictor
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     p.add_argument("--refine", type=int, nargs="+", default=[0])
     p.add_argument("--repair", choices=("model", "argmax", "subpixel"), default="model",
                    help="Algorithm 1's peaks: the model's setting, the paper's integer argmax or sub-pixel peaks")
-    p.add_argument("--tta", nargs="+", choices=("none", "mirror"), default=["model"],
+    p.add_argument("--tta", nargs="+", choices=TTA_MODES, default=["model"],
                    help="test-time augmentation rows: none, mirror (default: the model's setting)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
@@ -40,7 +41,8 @@ def main() -> None:
           "| RD all images (%) | RD median image (%) | landmark outliers, detected images (%) | s / image |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for n, k, tta in ((n, k, t) for n in a.passes for k in a.refine for t in a.tta):
-        out = Path(a.out) / ((f"passes{n}" if k == 0 else f"passes{n}_refine{k}") + ("" if tta == "model" else f"_{tta}"))
+        name = (f"passes{n}" if k == 0 else f"passes{n}_refine{k}") + ("" if tta == "model" else f"_{tta}")
+        out = Path(a.out) / name
         out.mkdir(parents=True, exist_ok=True)
         pred = LandmarkPredictor.load(a.model, device="cpu")
         pred.stage1.setdefault("framing", {"factor": 2.0})["passes"] = n

@@ -136,7 +136,7 @@ class LandmarkPredictor:
         tta: str = "none",
     ) -> None:
         self.layout = get_layout(layout)
-        self.tta = check_tta(tta, self.layout)
+        self.tta = tta
         if int(centre_refinement) < 0:
             raise ValueError(f"centre_refinement must be >= 0, got {centre_refinement}")
         self.centre_refinement = int(centre_refinement)
@@ -209,14 +209,24 @@ class LandmarkPredictor:
 
         return stage1_input(self._stage1_transforms(), image, device)
 
+    @property
+    def tta(self) -> str:
+        """The test-time augmentation (see the class docstring); set it to change it, checked by :func:`check_tta`."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, value: str) -> None:
+        self._tta = check_tta(value, self.layout)
+
     def _with_tta(self, net: torch.nn.Module, channel_names: Sequence[str]) -> torch.nn.Module:
         """A corner M-Net as the predictor calls it: wrapped in a :class:`MirrorEnsemble` when ``tta`` is
         ``"mirror"`` (``channel_names``: its corner channels, whose sides swap in the mirror)."""
         if self.tta != "mirror":
             return net
-        from .networks.mirror import MirrorEnsemble, mirror_channel_order
+        from .anatomy import side_swap_order
+        from .networks.mirror import MirrorEnsemble
 
-        return MirrorEnsemble(net, mirror_channel_order(channel_names))
+        return MirrorEnsemble(net, side_swap_order(channel_names))
 
     def _net(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One network call: on the device, channels-last and autocast where enabled; float32 maps out."""
@@ -264,9 +274,9 @@ class LandmarkPredictor:
 
         t = _Timer(self.device, timings)
         fr = self.stage1["framing"]
-        out = detect_centres_framed(self.centre_net, image, self._centre_decoder(),
-                                    passes=int(fr.get("passes", 2)), factor=float(fr.get("factor", 2.0)),
-                                    preprocessing=self.stage1["preprocessing"], repair=self.stage1["repair"], device=self.device)
+        out = detect_centres_framed(self.centre_net, image, self._centre_decoder(), passes=int(fr.get("passes", 2)),
+                                    factor=float(fr.get("factor", 2.0)), preprocessing=self.stage1["preprocessing"],
+                                    repair=self.stage1["repair"], device=self.device)
         t.lap("stage1_framed")
         return out["original"], out["confidence"], out["centre_repaired"]
 
@@ -508,7 +518,7 @@ def check_tta(tta: str, layout: Layout) -> str:
     image mirrored faces the other way, which the networks are not trained to see through."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
-    if tta == "mirror" and not any("left" in c or "right" in c for v in layout.vertebrae for c in v.corners):
+    if tta == "mirror" and layout.mirror_order is None:
         raise ValueError(f"tta 'mirror' needs a layout with left/right corners (AP), not {layout.name!r}")
     return tta
 

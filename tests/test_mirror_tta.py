@@ -2,6 +2,7 @@
 and the predictor's mirror test-time augmentation of stage 2 (``LandmarkPredictor(tta="mirror")``,
 issue 15)."""
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -13,8 +14,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _lm_helpers as H  # noqa: E402
 
 from lumbar_monai.anatomy import get_layout, side_swap_order  # noqa: E402
+from lumbar_monai.commands.predict import add_parser  # noqa: E402
 from lumbar_monai.networks.mirror import MirrorEnsemble  # noqa: E402
-from lumbar_monai.predictor import LandmarkPredictor, check_tta  # noqa: E402
+from lumbar_monai.predictor import TTA_MODES, LandmarkPredictor, check_tta  # noqa: E402
 
 
 def test_side_swap_pairs_left_with_right_and_keeps_the_rest():
@@ -93,10 +95,14 @@ def test_mirror_tta_is_refused_for_lateral_models_and_unknown_modes(tmp_path):
         check_tta("mirror", lateral)
     with pytest.raises(ValueError, match="tta must be"):
         check_tta("flip", get_layout("ap"))
-    ckpt = LandmarkPredictor.load(H.tiny_untrained_model(tmp_path / "lat.pt"), device="cpu").checkpoint()
+    lateral_model = LandmarkPredictor.load(H.tiny_untrained_model(tmp_path / "lat.pt"), device="cpu")
+    ckpt = lateral_model.checkpoint()
     ckpt["tta"] = "mirror"
     with pytest.raises(ValueError, match="left/right"):
         LandmarkPredictor.from_checkpoint(ckpt, device="cpu")
+    with pytest.raises(ValueError, match="left/right"):  # setting it later is checked too
+        lateral_model.tta = "mirror"
+    assert lateral_model.tta == "none"
 
 
 def test_command_line_tta(tmp_path, capsys):
@@ -112,10 +118,20 @@ def test_command_line_tta(tmp_path, capsys):
                  "--no-progress", "--tta", "mirror"]) == 0
     lateral = H.tiny_untrained_model(tmp_path / "lat.pt")
     capsys.readouterr()
+    tta_action = next(a for a in add_parser(argparse.ArgumentParser().add_subparsers())._actions if a.dest == "tta")
+    assert tuple(tta_action.choices) == TTA_MODES  # the parser's literal copy stays in step
     assert main(["predict", str(tmp_path / "ap.png"), "--out", str(tmp_path / "o2"), "--model", str(lateral),
                  "--no-progress", "--tta", "mirror"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "left/right" in err[0] and "Traceback" not in err[0]
+
+
+def test_mirror_point_order_must_swap_pairs():
+    from lumbar_monai.transforms.augment import RandMirrord
+
+    with pytest.raises(ValueError, match="in pairs"):
+        RandMirrord("image", point_order=[1, 2, 0])
+    RandMirrord("image", point_order=get_layout("ap").mirror_order)
 
 
 def test_ap_mirror_augmentation_swaps_sides_in_both_stages():

@@ -37,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--centre-refinement", type=_non_negative, default=None, metavar="K",
                    help="move the lumbar centres to the mean of their predicted corners and run stage 2 again, K "
                         "times (0: the paper's Pose-Net centres; default: the model's own setting)")
+    # the choices are lumbar_monai.predictor.TTA_MODES, written out so that building the parser does not import torch
     p.add_argument("--tta", choices=("none", "mirror"), default=None,
                    help="test-time augmentation: 'mirror' averages the corner network over each crop and its "
                         "left-right mirror (AP models only; twice the stage-2 time); default: the model's own setting")
@@ -69,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         predictor.centre_refinement = args.centre_refinement
     if args.tta is not None:
-        from ..predictor import check_tta
-
+        if not hasattr(predictor, "tta"):
+            print(f"lumbar-monai predict: {Path(args.model).name}: --tta needs a two-stage model", file=sys.stderr)
+            return 2
         try:
-            predictor.tta = check_tta(args.tta, predictor.layout)
-        except (AttributeError, ValueError) as e:
+            predictor.tta = args.tta
+        except ValueError as e:
             print(f"lumbar-monai predict: {Path(args.model).name}: --tta {args.tta}: {e}", file=sys.stderr)
             return 2
     try:

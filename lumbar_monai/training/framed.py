@@ -258,6 +258,7 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ..errors import InputError
+    from ..predictor import TTA_MODES
 
     p = argparse.ArgumentParser(prog="python -m lumbar_monai.training.framed", description=__doc__.split("\n")[0])
     p.add_argument("stage", choices=("posenet", "mnet", "export"))
@@ -269,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trained-on", default="datalist training split")
     p.add_argument("--centre-refinement", type=int, default=0,
                    help="export: the predictor's centre_refinement (choose it on the validation split)")
-    p.add_argument("--tta", choices=("none", "mirror"), default="none",
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="export: the predictor's test-time augmentation (choose it on the validation split)")
     p.add_argument("--init", help="continue from this stage checkpoint (e.g. DIR/posenet.pt of a first round)")
     p.add_argument("--override", nargs=2, action="append", default=[], metavar=("STAGE.KEY", "JSON_VALUE"),

@@ -241,6 +241,9 @@ class RandMirrord(RandomizableTransform, MapTransform, InvertibleTransform):
         RandomizableTransform.__init__(self, prob)
         self.point_keys = (point_keys,) if isinstance(point_keys, str) else tuple(point_keys)
         self.point_order = None if point_order is None else list(point_order)
+        if self.point_order is not None and [self.point_order[i] for i in self.point_order] != list(
+                range(len(self.point_order))):  # the mirror is its own inverse, and so must the reordering be
+            raise ValueError(f"point_order must swap rows in pairs (be its own inverse), got {self.point_order}")
         self.facing_key = facing_key
         self.geometry_key = geometry_key
 
@@ -248,7 +251,7 @@ class RandMirrord(RandomizableTransform, MapTransform, InvertibleTransform):
         from ..facing import mirror_sample
 
         d = mirror_sample(d, keys, self.point_keys, self.facing_key, self.geometry_key)
-        if self.point_order is not None:  # its own inverse: a swap of pairs
+        if self.point_order is not None:
             for k in self.point_keys:
                 if d.get(k) is not None:
                     d[k] = d[k][self.point_order]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["equalize_adapthist_fast"]
+__all__ = ["equalize_adapthist_fast", "minmax_scale"]
 
 NR_OF_GRAY = 2**14  # scikit-image's grey levels
 
@@ -58,6 +58,17 @@ def _clip_histograms(hist: np.ndarray, clip_limit: int) -> np.ndarray:
     return hist
 
 
+def minmax_scale(arr: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] in float64 (a constant image becomes all zeros)."""
+    a = np.array(arr, dtype=np.float64)  # a copy, scaled in place
+    lo, hi = float(np.min(a)), float(np.max(a))
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros_like(a)
+    a -= lo
+    a /= hi - lo
+    return a
+
+
 def equalize_adapthist_fast(
     image: np.ndarray,
     kernel_size: int | Sequence[int] | None = None,
@@ -69,21 +80,13 @@ def equalize_adapthist_fast(
     """CLAHE of a 2-D float image with values in [0, 1], as
     ``skimage.exposure.equalize_adapthist(image, kernel_size, clip_limit, nbins)`` (values in [0, 1]).
 
-    ``rescale``: min-max scale ``image`` (any range) to [0, 1] first, in float64, as
-    :func:`~lumbar_monai.transforms.intensity.minmax_scale` (a constant image gives zeros), without the copies.
+    ``rescale``: :func:`minmax_scale` ``image`` (any range) to [0, 1] first (no range check then).
     ``dtype``: of the result (the final min-max rescale is computed in it; scikit-image's is float64)."""
     img = np.asarray(image)
     if img.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {img.shape}")
     if rescale:
-        lo, hi = float(np.min(img)), float(np.max(img))
-        if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
-            img = np.zeros(img.shape)
-        else:
-            t = img.astype(np.float64)  # (a - lo) / (hi - lo), then img_as_uint's scaling, in place
-            t -= lo
-            t /= hi - lo
-            img = t
+        img = minmax_scale(img)
     else:
         img = np.asarray(img, dtype=np.float64)
         if img.size and (img.min() < 0.0 or img.max() > 1.0):

@@ -38,7 +38,7 @@ from monai.transforms import (
 from monai.utils import convert_to_dst_type
 from skimage.exposure import equalize_adapthist
 
-from .clahe import equalize_adapthist_fast
+from .clahe import equalize_adapthist_fast, minmax_scale
 
 __all__ = [
     "CLAHE",
@@ -51,17 +51,6 @@ __all__ = [
     "RandBrightnessContrastDict",
     "minmax_scale",
 ]
-
-
-def minmax_scale(arr: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] (a constant image becomes all zeros)."""
-    a = np.array(arr, dtype=np.float64)  # a copy, scaled in place
-    lo, hi = float(np.min(a)), float(np.max(a))
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
-        return np.zeros_like(a)
-    a -= lo
-    a /= hi - lo
-    return a
 
 
 class CLAHE(Transform):

@@ -100,3 +100,21 @@ def test_zero_initialised_head_starts_at_the_all_zero_solution():
     assert maps.shape == (1, get_layout("lateral").num_points, 32, 32) and torch.count_nonzero(maps) == 0
     torch.manual_seed(0)
     assert torch.count_nonzero(build_network("lateral", features=(4, 4, 8, 8, 16, 4), zero_init_head=False)(x)) > 0
+
+
+def test_command_line_refuses_two_stage_options_for_a_one_stage_model(tmp_path, capsys):
+    from PIL import Image
+
+    from lumbar_monai.cli import main
+
+    net = build_network("ap", features=(4, 4, 8, 8, 16, 4))
+    path = OneStagePredictor("ap", net, input_size=64, network_kwargs={"features": [4, 4, 8, 8, 16, 4]},
+                             device="cpu").save(tmp_path / "one_stage.pt")
+    img, _ = _study(1, "ap", 120)
+    Image.fromarray((img / img.max() * 255).astype("uint8")).save(tmp_path / "ap.png")
+    for option in (["--tta", "mirror"], ["--centre-refinement", "1"]):
+        capsys.readouterr()
+        rc = main(["predict", str(tmp_path / "ap.png"), "--out", str(tmp_path / option[0].strip("-")),
+                   "--model", str(path), "--no-progress", *option])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "two-stage model" in err[0]

@@ -139,11 +139,15 @@ def detect_centres_framed(
     preprocessing: Mapping[str, Any] | None = None,
     repair: Mapping[str, Any] | bool | None = None,
     device: torch.device | str = "cpu",
+    first_window: tuple[Sequence[float], float] | None = None,
 ) -> dict[str, Any]:
     """Pose-Net centres of an ``(H, W)`` image through ``passes`` framings (whole image, then lumbar windows).
 
     Returns ``{"original": (V, 2), "confidence": (V,), "centre_repaired": bool, "windows": [(centre, side)]}``;
-    Algorithm 1 (``repair``: its kwargs, or ``False``) runs on the last pass only.
+    Algorithm 1 (``repair``: its kwargs, or ``False``) runs on the last pass only. ``first_window`` (``(centre,
+    side)`` in image pixels) replaces the whole image as the first framing: e.g. the window around the ground-truth
+    centres, which separates what framing gets wrong from what the network gets wrong
+    (``benchmarks/stage1_failures.py``).
     """
     from .postprocess import postprocess_centres
 
@@ -152,6 +156,8 @@ def detect_centres_framed(
     img = minmax_scale(np.asarray(image)).astype(np.float32)
     centre, side = whole_image_window(img.shape)
     full = side
+    if first_window is not None:
+        centre, side = np.asarray(first_window[0], dtype=np.float64), float(first_window[1])
     windows = []
     out: dict[str, Any] = {}
     for p in range(max(int(passes), 1)):
@@ -160,6 +166,7 @@ def detect_centres_framed(
         x = torch.as_tensor(prep(resample_window(img, a, size)), dtype=torch.float32)[None].to(device)
         maps = net(x)
         maps = maps[0] if isinstance(maps, (tuple, list)) else maps
+        maps = maps[:, : codec.num_channels]  # channels beyond the layout's are auxiliary training targets
         last = p == max(int(passes), 1) - 1
         do_repair = last and repair is not False
         out = postprocess_centres(maps[0].float().cpu(), codec, geometry=np.linalg.inv(a), repair=do_repair,
@@ -193,6 +200,7 @@ class RandFramed(RandomizableTransform, MapTransform):
         aspect: aspect factor range.
         fov_crop_prob: probability of zeroing outside a random box that keeps every landmark.
         jitter: draw the random parts (``False``: plain framing).
+        aux_keys: further ``(K, 2)`` point arrays moved with the window (e.g. auxiliary centres).
     """
 
     def __init__(
@@ -213,8 +221,10 @@ class RandFramed(RandomizableTransform, MapTransform):
         jitter: bool = True,
         framing_key: str = "framing",
         geometry_key: str = GEOMETRY_KEY,
+        aux_keys: Sequence[str] = (),
     ) -> None:
         MapTransform.__init__(self, keys)
+        self.aux_keys = tuple(aux_keys)
         RandomizableTransform.__init__(self, 1.0)
         self.point_key = point_key
         self.layout = get_layout(layout)
@@ -277,6 +287,8 @@ class RandFramed(RandomizableTransform, MapTransform):
         geometry = np.linalg.inv(a)
         d[key] = out
         d[self.point_key] = transform_points(pts, geometry)
+        for k in self.aux_keys:
+            d[k] = transform_points(np.asarray(d[k], dtype=np.float64), geometry)
         d[self.geometry_key] = geometry
         d[self.framing_key] = kind
         return d

@@ -248,7 +248,8 @@ class LandmarkPredictor:
         from .postprocess import postprocess_centres
 
         t = _Timer(self.device, timings)
-        maps = self._net(self.centre_net, inputs)
+        # channels beyond the layout's are auxiliary training targets (e.g. T11/T12, framed training's aux_vertebrae)
+        maps = self._net(self.centre_net, inputs)[:, : self.layout.num_vertebrae]
         t.lap("stage1_network")
         out = postprocess_centres(maps.cpu(), self._centre_decoder(), geometry=np.asarray(geometries, np.float64),
                                   repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))

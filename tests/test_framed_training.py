@@ -47,3 +47,42 @@ def test_select_by_loss_and_unknown_choice():
     assert res["val_history"] == res["val_loss_history"]
     with pytest.raises(ValueError, match="select_by"):
         train_mnet(train, val, {**SCHEDULE, "select_by": "psnr"}, "ap")
+
+
+def test_workers_train_the_same_schedule():
+    # augmentation in a DataLoader worker process (MONAI seeds each worker's transforms): the schedule still runs
+    train, val = _samples(3), _samples(1)
+    res = train_posenet(train, val, SCHEDULE, "ap", workers=1)
+    assert len(res["history"]) == 2 and np.isfinite(res["history"]).all()
+
+
+def test_device_choice():
+    import torch
+
+    from lumbar_monai.training.framed import _amp, resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unsupported device|unknown device"):
+        resolve_device("tpu")
+    # mixed precision only where MONAI's engines autocast (CUDA), whatever the schedule says
+    assert not _amp({"amp": True}, "cpu")
+    assert not _amp({}, "cpu")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cli_refuses_cuda_without_one_line(tmp_path, capsys):
+    import json
+
+    from lumbar_monai.training.framed import main
+
+    sched = tmp_path / "s.json"
+    sched.write_text(json.dumps(SCHEDULE))
+    rc = main(["posenet", "--datalist", str(tmp_path / "none.json"), "--schedule", str(sched),
+               "--out", str(tmp_path / "run"), "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--device" in err[0] and "CUDA" in err[0]
+    rc = main(["posenet", "--datalist", str(tmp_path / "none.json"), "--schedule", str(sched),
+               "--out", str(tmp_path / "run"), "--device", "cpu", "--workers", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--workers" in err[0]

@@ -38,7 +38,7 @@ from ..anatomy import Layout, get_layout
 from .gaussian import decode_peaks, render_gaussians
 
 __all__ = ["CentreHeatmapCodec", "CentreDecoding", "CentreHeatmap", "CentreHeatmapd", "CentreHeatmapD",
-           "CentreHeatmapDict"]
+           "CentreHeatmapDict", "AppendCentreMapsd"]
 
 
 @dataclass
@@ -245,3 +245,35 @@ class CentreHeatmapd(MapTransform):
 
 
 CentreHeatmapD = CentreHeatmapDict = CentreHeatmapd
+
+
+class AppendCentreMapsd(MapTransform):
+    """Append auxiliary centre maps to a sample's stage-1 target: one Eq. 1 Gaussian per row of ``keys`` (``(K, 2)``
+    centres in input pixels, e.g. T11 and T12 of an AASCE spine), the image's sigma (the L5 rule of ``codec``, from
+    ``point_key``). The maps follow the layout's channels (L5 keeps its index, so Eq. 2's pre-prediction target is
+    unchanged); a network trained on them has ``V + K`` outputs of which inference reads the first ``V``.
+
+    Why by hand: MONAI's ``GenerateHeatmap`` normalises and truncates its Gaussians; these must match Eq. 1 maps of
+    :class:`CentreHeatmapCodec` exactly (same renderer, same sigma).
+    """
+
+    def __init__(self, keys: KeysCollection = "aux_points", point_key: str = "points",
+                 output_key: str = "centre_heatmap", layout: str | Layout = "ap", input_size: int = 512,
+                 heatmap_size: int = 64, sigma_scale: float = 0.5, min_sigma: float = 0.5) -> None:
+        super().__init__(keys)
+        self.point_key = point_key
+        self.output_key = output_key
+        self.codec = CentreHeatmapCodec(layout, input_size=input_size, heatmap_size=heatmap_size,
+                                        sigma_scale=sigma_scale, min_sigma=min_sigma)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        maps = torch.as_tensor(d[self.output_key])
+        sigma = torch.as_tensor(self.codec.sigma(np.asarray(d[self.point_key], dtype=np.float64)), dtype=torch.float64)
+        extra = []
+        for k in self.key_iterator(d):
+            c = np.asarray(d[k], dtype=np.float64).reshape(-1, 2)
+            xy = torch.as_tensor(self.codec.input_to_heatmap(c), dtype=torch.float64)
+            extra.append(render_gaussians(xy, sigma, self.codec.heatmap_size, self.codec.heatmap_size).to(maps.dtype))
+        d[self.output_key] = torch.cat([maps, *extra], dim=0)
+        return d

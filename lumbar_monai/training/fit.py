@@ -31,6 +31,7 @@ def fit(
     prepare_batch: Callable | None = None,
     max_seconds: float | None = None,
     select_metric=None,
+    amp: bool = False,
 ) -> dict[str, Any]:
     """Train ``net`` in place; returns ``{"history": [mean train loss per epoch], "val_history": [...]}``.
 
@@ -46,6 +47,7 @@ def fit(
             better, e.g.
             :class:`~lumbar_monai.metrics.selection.PeakDistance`) that picks the best weights and drives early
             stopping instead of the validation loss; ``val_history`` then holds it, ``val_loss_history`` the loss.
+        amp: mixed precision in MONAI's trainer and evaluator (``torch.autocast`` and a gradient scaler; CUDA only).
     """
     from ignite.engine import Events
     from ignite.handlers import EarlyStopping
@@ -64,7 +66,7 @@ def fit(
         handlers.append(LrScheduleHandler(sched, print_lr=False))
     trainer = SupervisedTrainer(
         device=device, max_epochs=int(max_epochs), train_data_loader=train_loader, network=net, optimizer=opt,
-        loss_function=loss, train_handlers=handlers, prepare_batch=prepare_batch, decollate=False, amp=False,
+        loss_function=loss, train_handlers=handlers, prepare_batch=prepare_batch, decollate=False, amp=amp,
     )
     if max_seconds is not None:
         from ignite.handlers import TimeLimit
@@ -95,7 +97,7 @@ def fit(
             device=device, val_data_loader=val_loader, network=net, prepare_batch=prepare_batch,
             key_val_metric=metrics,
             additional_metrics=None if select_metric is None else {"val_loss": loss_metric},
-            metric_cmp_fn=lambda current, prev: prev < 0 or current < prev, decollate=False, amp=False,
+            metric_cmp_fn=lambda current, prev: prev < 0 or current < prev, decollate=False, amp=amp,
         )
 
         def _record(engine) -> None:

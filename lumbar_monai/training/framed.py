@@ -1,4 +1,4 @@
-"""Train the framed two-stage predictor from a landmark datalist on the CPU (the shipped AP model's recipe).
+"""Train the framed two-stage predictor from a landmark datalist on the CPU or a CUDA GPU (the AP model recipe).
 
 Stage 1 is Pose-Net on framed windows (:mod:`lumbar_monai.framing`); stage 2 is the lumbar M-Net of
 :mod:`lumbar_monai.training.stage2` unchanged. Every image is read once into an in-memory cache (``uint8`` after
@@ -30,7 +30,8 @@ import torch
 
 from ..anatomy import get_layout
 
-__all__ = ["load_split", "train_posenet", "train_mnet", "export", "main"]
+__all__ = ["load_split", "attach_aux_centres", "load_init", "train_posenet", "train_mnet", "export",
+           "resolve_device", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,48 @@ def _load_split(datalist: str | Path, split: str, layout: str, long_side: int | 
     return out
 
 
+def attach_aux_centres(samples: list[dict[str, Any]], datalist: str | Path, split: str,
+                       vertebrae: Sequence[str]) -> list[dict[str, Any]]:
+    """Add ``"aux_points"`` ``(K, 2)`` to each sample: the centres of ``vertebrae`` (e.g. ``["T11", "T12"]``) from
+    the AASCE copy that holds the sample's image (``images_training/`` beside ``labels_training/``), in the sample's
+    pixels (its image may be a shrunk copy). Auxiliary stage-1 targets: vertebrae the layout does not have, which
+    show the network where the chain it must name sits in the spine (T12 carries the last ribs).
+
+    Raises:
+        InputError: an image that is not in an AASCE copy, or a vertebra the AASCE files do not have.
+    """
+    from ..errors import InputError
+    from ..io.aasce import AASCE_VERTEBRAE, aasce_layout, read_aasce
+    from ..io.datalist import load_landmark_datalist
+
+    unknown = [v for v in vertebrae if v not in AASCE_VERTEBRAE]
+    if unknown:
+        raise InputError(Path(datalist), f"aux_vertebrae {unknown} are not AASCE vertebrae "
+                                         f"({', '.join(AASCE_VERTEBRAE)})")
+    items = load_landmark_datalist(datalist, split)
+    if len(items) != len(samples):
+        raise InputError(Path(datalist), f"split {split!r} has {len(items)} items but {len(samples)} cached samples")
+    spine = aasce_layout(lumbar_only=False)
+    rows = [spine.vertebra_names.index(v) for v in vertebrae]
+    by_root: dict[Path, dict[str, tuple[np.ndarray, tuple[int, int]]]] = {}
+    out = []
+    for item, sample in zip(items, samples):
+        image = Path(item["image"])
+        root, split_name = image.parent.parent, image.parent.name.removeprefix("images_")
+        if root not in by_root:
+            if not (root / f"labels_{split_name}" / "landmarks.csv").is_file():
+                raise InputError(image, "aux_vertebrae need the image inside an AASCE copy (labels_*/landmarks.csv)")
+            by_root[root] = {p.name: (spine.centres(np.asarray(a.points, dtype=np.float64))[rows], a.image_size)
+                             for p, a in read_aasce(root, lumbar_only=False, split=split_name, outside="keep")}
+        if image.name not in by_root[root]:
+            raise InputError(image, "not listed in its AASCE copy's filenames.csv")
+        centres, (w, h) = by_root[root][image.name]
+        nh, nw = np.shape(sample["image"])[-2:]
+        scale = np.array([nw / w, nh / h])
+        out.append({**sample, "aux_points": (centres + 0.5) * scale - 0.5})
+    return out
+
+
 class _ToUnit:
     """``uint8`` image -> ``(1, H, W)`` float32 in [0, 1] (a picklable transform)."""
 
@@ -97,15 +140,21 @@ def posenet_transforms(cfg: Mapping[str, Any], layout: str, factor: float, train
     from ..transforms.cutout import make_cutout
     from ..transforms.intensity import CLAHEd
 
+    from ..codecs.centre import AppendCentreMapsd
+
     size = int(cfg["input_size"])
     mirror = float(cfg.get("mirror_prob", 0.0)) if train else 0.0
+    aux = list(cfg.get("aux_vertebrae") or [])
+    if aux and float(cfg.get("mirror_prob", 0.0)) > 0:
+        raise ValueError("posenet.aux_vertebrae and posenet.mirror_prob cannot be combined (the mirror reorders "
+                         "only the layout's points)")
     chain: list = [
         _ToUnit(),
         *([RandMirrord("image", point_keys=("points",), prob=mirror, point_order=get_layout(layout).mirror_order)]
           if mirror > 0 else []),
         RandFramed("image", "points", layout=layout, size=size, factor=factor,
                    whole_prob=float(cfg.get("whole_prob", 0.3)), fov_crop_prob=float(cfg.get("fov_crop_prob", 0.25)),
-                   jitter=train),
+                   jitter=train, aux_keys=("aux_points",) if aux else ()),
         ScaleIntensityd("image", minv=0.0, maxv=1.0),
         GaussianSmoothd("image", sigma=float(cfg.get("blur_sigma", 1.0)) * size / 512.0),
         CLAHEd("image", clip_limit=float(cfg.get("clahe_clip", 0.01))),
@@ -117,6 +166,8 @@ def posenet_transforms(cfg: Mapping[str, Any], layout: str, factor: float, train
         if cut is not None:
             chain.append(cut)
     chain.append(CentreHeatmapd(layout=layout, input_size=size, heatmap_size=size // 8))
+    if aux:
+        chain.append(AppendCentreMapsd("aux_points", layout=layout, input_size=size, heatmap_size=size // 8))
     return Compose(chain)
 
 
@@ -137,14 +188,40 @@ def _selection_metric(schedule: Mapping[str, Any], num_channels: int | None, sca
 
 
 def posenet_kwargs(cfg: Mapping[str, Any], layout: str) -> dict[str, Any]:
+    """Pose-Net constructor arguments of a schedule; ``aux_vertebrae`` add output channels after the layout's."""
     keys = ("width", "stage_channels", "kernel_size", "pre_convs", "stage_convs")
-    return {"layout": layout, **{k: cfg[k] for k in keys if k in cfg}}
+    kw = {"layout": layout, **{k: cfg[k] for k in keys if k in cfg}}
+    aux = list(cfg.get("aux_vertebrae") or [])
+    if aux:
+        kw["out_channels"] = get_layout(layout).num_vertebrae + len(aux)
+    return kw
+
+
+def load_init(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Load a stage checkpoint's weights into ``net``; a tensor whose first dimension grew (output channels added,
+    e.g. auxiliary Pose-Net maps) keeps the checkpoint's rows and its fresh initialisation for the new ones. Any
+    other difference is an error."""
+    own = net.state_dict()
+    missing = set(own) ^ set(state)
+    if missing:
+        raise ValueError(f"init checkpoint and network differ in layers: {sorted(missing)[:4]}")
+    merged = {}
+    for k, v in state.items():
+        t = own[k]
+        if v.shape == t.shape:
+            merged[k] = v
+        elif v.ndim == t.ndim and v.shape[1:] == t.shape[1:] and v.shape[0] < t.shape[0]:
+            merged[k] = torch.cat([v.to(t.dtype), t[v.shape[0]:]], dim=0)
+        else:
+            raise ValueError(f"init checkpoint tensor {k} {tuple(v.shape)} does not fit {tuple(t.shape)}")
+    net.load_state_dict(merged)
 
 
 def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
-                  device: str = "cpu", init: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  device: str = "cpu", init: Mapping[str, Any] | None = None, workers: int = 0) -> dict[str, Any]:
     """Pose-Net on random framings; validation: every validation image framed whole and as its lumbar window.
-    ``init``: a stage checkpoint (``{"kwargs", "state_dict"}``) to continue from."""
+    ``init``: a stage checkpoint (``{"kwargs", "state_dict"}``) to continue from; ``workers``: DataLoader worker
+    processes for the training augmentation (MONAI's DataLoader seeds each worker's transforms)."""
     from monai.data import CacheDataset, DataLoader, Dataset
     from monai.utils import set_determinism
 
@@ -159,14 +236,15 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
     set_determinism(seed=seed)
     net = with_init_kwargs(PoseNet, **posenet_kwargs(cfg, layout))
     if init is not None:
-        net.load_state_dict(init["state_dict"])
+        load_init(net, init["state_dict"])
     net = net.to(device)
     tr = posenet_transforms(cfg, layout, factor, train=True)
     tr.set_random_state(seed=seed)
     g = torch.Generator()
     g.manual_seed(seed)
-    loader = DataLoader(Dataset(list(train), tr), batch_size=int(cfg["batch_size"]), shuffle=True, num_workers=0,
-                        generator=g)
+    loader = DataLoader(Dataset(list(train), tr), batch_size=int(cfg["batch_size"]), shuffle=True,
+                        num_workers=int(workers), generator=g, persistent_workers=int(workers) > 0,
+                        pin_memory=torch.device(device).type == "cuda")
     val_items = [{**s, "framing": kind} for s in val for kind in ("whole", "lumbar")]
     val_ds = CacheDataset(val_items, posenet_transforms(cfg, layout, factor, train=False), progress=False)
     val_loader = DataLoader(val_ds, batch_size=int(cfg["batch_size"]), shuffle=False, num_workers=0)
@@ -178,15 +256,17 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
     loss = PoseNetTupleLoss(layout)
     curves = fit(net, loader, loss, lr=float(cfg["lr"]), max_epochs=int(cfg["max_epochs"]), val_loader=val_loader,
                  patience=int(cfg["patience"]), device=device, prepare_batch=prepare,
-                 max_seconds=cfg.get("max_seconds"), select_metric=_selection_metric(schedule, None, 8.0))
+                 max_seconds=cfg.get("max_seconds"),
+                 select_metric=_selection_metric(schedule, get_layout(layout).num_vertebrae, 8.0),
+                 amp=_amp(schedule, device))
     return {"network": net, **curves}
 
 
 def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
-               device: str = "cpu", init: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               device: str = "cpu", init: Mapping[str, Any] | None = None, workers: int = 0) -> dict[str, Any]:
     """The lumbar M-Net on Eq. 5 crops around the ground-truth centres (the chain and loss of
     :func:`~lumbar_monai.training.stage2.train_stage2`, plus a wall-time limit). ``init``: a stage checkpoint
-    (``{"kwargs", "state_dict"}``) to continue from."""
+    (``{"kwargs", "state_dict"}``) to continue from; ``workers``: DataLoader worker processes for training."""
     from monai.data import DataLoader, Dataset
     from monai.utils import set_determinism
 
@@ -208,6 +288,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     net = with_init_kwargs(MNet, **s2.network_kwargs())
     if init is not None:
         net.load_state_dict(init["state_dict"])
+    net = net.to(device)
 
     def loader(samples, train_mode: bool, seed: int):
         tf = stage2_transforms(s2, train=True, augment=train_mode)
@@ -215,14 +296,39 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
         keep = [{"image": s["image"], "points": np.asarray(s["points"], dtype=np.float64)} for s in samples]
         g = torch.Generator()
         g.manual_seed(seed)
-        return DataLoader(Dataset(keep, tf), batch_size=s2.batch_size, shuffle=train_mode, num_workers=0, generator=g)
+        n = int(workers) if train_mode else 0
+        return DataLoader(Dataset(keep, tf), batch_size=s2.batch_size, shuffle=train_mode, num_workers=n, generator=g,
+                          persistent_workers=n > 0, pin_memory=torch.device(device).type == "cuda")
 
     loss = corner_loss_for(layout, "lumbar", paf=s2.paf, deep_supervision_levels=net.levels)
     curves = fit(net, loader(train, True, s2.seed), loss, lr=s2.lr, max_epochs=s2.max_epochs,
                  val_loader=loader(val, False, s2.seed + 1), val_loss=corner_loss_for(layout, "lumbar", paf=s2.paf),
                  patience=s2.patience, device=device, max_seconds=cfg.get("max_seconds"),
-                 select_metric=_selection_metric(schedule, vertebra_template(layout, "lumbar").num_corners, 1.0))
+                 select_metric=_selection_metric(schedule, vertebra_template(layout, "lumbar").num_corners, 1.0),
+                 amp=_amp(schedule, device))
     return {"network": net, **curves, "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma}
+
+
+def _amp(schedule: Mapping[str, Any], device: str | torch.device) -> bool:
+    """Mixed precision when the schedule asks for it (``"amp": true``) and the device is CUDA (MONAI's engines
+    autocast for CUDA only)."""
+    return bool(schedule.get("amp", False)) and torch.device(device).type == "cuda"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; a CUDA device that is not there
+    is a :class:`ValueError` with one line."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this torch build sees no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r} (auto, cpu, cuda, cuda:N)")
+    return dev
 
 
 def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> None:
@@ -272,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="export: the predictor's centre_refinement (choose it on the validation split)")
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="export: the predictor's test-time augmentation (choose it on the validation split)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes for the training augmentation (0: in the main process)")
     p.add_argument("--init", help="continue from this stage checkpoint (e.g. DIR/posenet.pt of a first round)")
     p.add_argument("--override", nargs=2, action="append", default=[], metavar=("STAGE.KEY", "JSON_VALUE"),
                    help="e.g. --override posenet.max_epochs 2 or --override select_by '\"loss\"' (the value is parsed "
@@ -288,6 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 schedule[stage] = json.loads(value)
     except (OSError, ValueError) as e:
         print(f"error: {a.schedule}: {e}", file=sys.stderr)
+        return 2
+    try:
+        device = resolve_device(a.device)
+    except ValueError as e:
+        print(f"error: --device: {e}", file=sys.stderr)
+        return 2
+    if a.workers < 0:
+        print(f"error: --workers must be >= 0, got {a.workers}", file=sys.stderr)
         return 2
     torch.manual_seed(int(schedule.get("seed", 0)))
     layout = get_layout(a.layout).name
@@ -307,13 +424,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         tag = f"_{long_side}" if long_side else ""
         train = load_split(a.datalist, "training", layout, long_side, out / f"cache_training{tag}.npz")
         val = load_split(a.datalist, "validation", layout, long_side, out / f"cache_validation{tag}.npz")
+        aux = list(schedule.get("posenet", {}).get("aux_vertebrae") or []) if a.stage == "posenet" else []
+        if aux:
+            train = attach_aux_centres(train, a.datalist, "training", aux)
+            val = attach_aux_centres(val, a.datalist, "validation", aux)
         logger.info("%s: %d training / %d validation images cached in %.0f s", a.stage, len(train), len(val),
                     time.time() - t0)
         init = torch.load(a.init, map_location="cpu", weights_only=True) if a.init else None
+        logger.info("%s on %s, %d DataLoader workers, amp %s", a.stage, device, a.workers, _amp(schedule, device))
         if a.stage == "posenet":
-            res = train_posenet(train, val, schedule, layout, init=init)
+            res = train_posenet(train, val, schedule, layout, device=str(device), init=init, workers=a.workers)
         else:
-            res = train_mnet(train, val, schedule, layout, init=init)
+            res = train_mnet(train, val, schedule, layout, device=str(device), init=init, workers=a.workers)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

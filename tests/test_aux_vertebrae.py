@@ -1,0 +1,135 @@
+"""Auxiliary stage-1 targets (issue 15): Pose-Net trained with extra centre maps of vertebrae the layout does not
+have (T11, T12 of an AASCE spine). The maps follow the layout's channels, move with the framing, come from the
+AASCE copy in the sample's pixels; inference reads only the layout's channels; a 5-channel checkpoint grows into
+the wider network."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _lm_helpers as H  # noqa: E402
+from _paths import SHARED  # noqa: E402
+
+from lumbar_monai.codecs.centre import AppendCentreMapsd, CentreHeatmapCodec, CentreHeatmapd  # noqa: E402
+from lumbar_monai.codecs.gaussian import decode_peaks  # noqa: E402
+from lumbar_monai.errors import InputError  # noqa: E402
+from lumbar_monai.framing import RandFramed, detect_centres_framed  # noqa: E402
+from lumbar_monai.networks.posenet import PoseNet  # noqa: E402
+from lumbar_monai.training.framed import (  # noqa: E402
+    attach_aux_centres,
+    load_init,
+    posenet_kwargs,
+    posenet_transforms,
+)
+from lumbar_monai.transforms.geometry import transform_points  # noqa: E402
+
+AASCE = SHARED / "data" / "aasce16"
+
+
+def _spine():
+    pts = H.spine_points("ap", width=44.0, height=26.0, disc=9.0, origin=(100.0, 120.0))
+    img = H.render_spine_image(pts, layout="ap", size_wh=(240, 400))
+    return pts, (img / img.max() * 255).astype(np.uint8)
+
+
+def test_appended_maps_follow_the_layout_channels_with_its_sigma():
+    pts, _ = _spine()
+    aux = np.array([[100.0, 40.0], [104.0, 80.0]])  # above L1, in input pixels
+    d = CentreHeatmapd(layout="ap", input_size=256, heatmap_size=32)({"points": pts, "layout": "ap"})
+    out = AppendCentreMapsd("aux_points", layout="ap", input_size=256, heatmap_size=32)({**d, "aux_points": aux})
+    maps = out["centre_heatmap"]
+    assert maps.shape == (7, 32, 32)
+    torch.testing.assert_close(maps[:5], d["centre_heatmap"])  # L1-L5 untouched, L5 keeps its index
+    codec = CentreHeatmapCodec("ap", input_size=256, heatmap_size=32)
+    xy, height = decode_peaks(maps[None, 5:])
+    np.testing.assert_allclose(codec.heatmap_to_input(xy[0].double().numpy()), aux, atol=0.05)
+    # same Eq. 1 sigma as the layout's maps: an aux map drawn at L1's centre equals L1's map
+    same = AppendCentreMapsd("aux_points", layout="ap", input_size=256, heatmap_size=32)(
+        {**d, "aux_points": codec.centres(pts)[:1]})
+    torch.testing.assert_close(same["centre_heatmap"][5], d["centre_heatmap"][0])
+
+
+def test_framing_moves_aux_points_with_the_window():
+    pts, img = _spine()
+    aux = np.array([[100.0, 50.0], [102.0, 90.0]])
+    tf = RandFramed("image", "points", layout="ap", size=64, aux_keys=("aux_points",))
+    tf.set_random_state(3)
+    out = tf({"image": torch.as_tensor(img[None] / 255.0, dtype=torch.float32), "points": pts, "aux_points": aux})
+    np.testing.assert_allclose(out["aux_points"], transform_points(aux, out["geometry"]))
+    np.testing.assert_allclose(out["points"], transform_points(pts, out["geometry"]))
+
+
+def test_posenet_chain_with_aux_and_its_refusals():
+    pts, img = _spine()
+    cfg = {"input_size": 64, "cutout_prob": 0.0, "aux_vertebrae": ["T11", "T12"]}
+    assert posenet_kwargs(cfg, "ap")["out_channels"] == 7 and "out_channels" not in posenet_kwargs({}, "ap")
+    out = posenet_transforms(cfg, "ap", 2.0, train=True)(
+        {"image": img, "points": pts, "layout": "ap", "aux_points": np.array([[100.0, 60.0], [101.0, 95.0]])})
+    assert out["centre_heatmap"].shape == (7, 8, 8)
+    with pytest.raises(ValueError, match="mirror_prob"):
+        posenet_transforms({**cfg, "mirror_prob": 0.5}, "ap", 2.0, train=True)
+
+
+def test_a_checkpoint_grows_into_more_output_channels_and_inference_reads_the_layout_channels():
+    torch.manual_seed(0)
+    small = PoseNet("ap", width=4, kernel_size=5, pre_convs=1, stage_convs=1)
+    wide = PoseNet("ap", width=4, kernel_size=5, pre_convs=1, stage_convs=1, out_channels=7)
+    fresh = {k: v.clone() for k, v in wide.state_dict().items()}
+    load_init(wide, small.state_dict())
+    grown = [k for k, v in small.state_dict().items() if v.shape != fresh[k].shape]
+    assert grown  # the last layer's weight and bias
+    for k, v in wide.state_dict().items():
+        if k in grown:
+            torch.testing.assert_close(v[: small.state_dict()[k].shape[0]], small.state_dict()[k])
+            torch.testing.assert_close(v[small.state_dict()[k].shape[0]:], fresh[k][small.state_dict()[k].shape[0]:])
+        else:
+            torch.testing.assert_close(v, small.state_dict()[k])
+    small.eval(), wide.eval()
+    img = np.random.default_rng(0).random((200, 90)).astype(np.float32)
+    codec = CentreHeatmapCodec("ap", input_size=64, heatmap_size=8)
+    a = detect_centres_framed(small, img, codec, passes=2)
+    b = detect_centres_framed(wide, img, codec, passes=2)
+    np.testing.assert_allclose(a["original"], b["original"])  # the two extra maps are not read
+    other = PoseNet("ap", width=8, kernel_size=5, pre_convs=1, stage_convs=1)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_init(wide, other.state_dict())
+
+
+@pytest.mark.skipif(not (AASCE / "labels_training" / "landmarks.csv").is_file(), reason="no AASCE copy")
+def test_aux_centres_come_from_the_aasce_copy_in_the_sample_pixels(tmp_path):
+    from lumbar_monai.io.aasce import read_aasce
+    from lumbar_monai.io.annotations import write_annotation_json
+
+    pairs = read_aasce(AASCE, outside="skip")[:2]
+    items, samples = [], []
+    for i, (image, ann) in enumerate(pairs):
+        label = write_annotation_json(tmp_path / f"{i}.json", ann)
+        items.append({"image": str(image), "label": str(label)})
+        w, h = ann.image_size
+        k = 0.5  # a sample cached at half size
+        samples.append({"image": np.zeros((round(h * k), round(w * k)), np.uint8),
+                        "points": (np.asarray(ann.points) + 0.5) * k - 0.5})
+    dl = tmp_path / "datalist.json"
+    dl.write_text(json.dumps({"training": items}))
+    out = attach_aux_centres(samples, dl, "training", ["T11", "T12"])
+    for s in out:
+        from lumbar_monai.anatomy import AP
+
+        c = AP.centres(s["points"])
+        gap = np.median(np.diff(c[:, 1]))
+        t11, t12 = s["aux_points"]
+        assert t11[1] < t12[1] < c[0, 1]  # T11 above T12 above L1, in the sample's pixels
+        assert 0.5 * gap < c[0, 1] - t12[1] < 1.6 * gap and abs(c[0, 0] - t12[0]) < 2 * gap
+    with pytest.raises(InputError, match="not AASCE vertebrae"):
+        attach_aux_centres(samples, dl, "training", ["C7"])
+    outside = tmp_path / "elsewhere" / "images_training"
+    outside.mkdir(parents=True)
+    (outside / "x.jpg").write_bytes(b"")
+    dl.write_text(json.dumps({"training": [{"image": str(outside / "x.jpg"), "label": items[0]["label"]}]}))
+    with pytest.raises(InputError, match="AASCE copy"):
+        attach_aux_centres(samples[:1], dl, "training", ["T12"])

@@ -102,7 +102,7 @@ def attach_aux_centres(samples: list[dict[str, Any]], datalist: str | Path, spli
     rows = [spine.vertebra_names.index(v) for v in vertebrae]
     by_root: dict[Path, dict[str, tuple[np.ndarray, tuple[int, int]]]] = {}
     out = []
-    for item, sample in zip(items, samples):
+    for item, sample in zip(items, samples, strict=True):
         image = Path(item["image"])
         root, split_name = image.parent.parent, image.parent.name.removeprefix("images_")
         if root not in by_root:
@@ -134,13 +134,11 @@ def posenet_transforms(cfg: Mapping[str, Any], layout: str, factor: float, train
     from monai.transforms import Compose, GaussianSmoothd, ScaleIntensityd
 
     from ..anatomy import get_layout
-    from ..codecs.centre import CentreHeatmapd
+    from ..codecs.centre import AppendCentreMapsd, CentreHeatmapd
     from ..framing import RandFramed
     from ..transforms.augment import RandBrightnessContrastd, RandMirrord
     from ..transforms.cutout import make_cutout
     from ..transforms.intensity import CLAHEd
-
-    from ..codecs.centre import AppendCentreMapsd
 
     size = int(cfg["input_size"])
     mirror = float(cfg.get("mirror_prob", 0.0)) if train else 0.0

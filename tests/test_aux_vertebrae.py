@@ -133,3 +133,20 @@ def test_aux_centres_come_from_the_aasce_copy_in_the_sample_pixels(tmp_path):
     dl.write_text(json.dumps({"training": [{"image": str(outside / "x.jpg"), "label": items[0]["label"]}]}))
     with pytest.raises(InputError, match="AASCE copy"):
         attach_aux_centres(samples[:1], dl, "training", ["T12"])
+
+
+def test_export_names_the_auxiliary_channels(tmp_path):
+    from lumbar_monai.networks.mnet import MNet
+    from lumbar_monai.predictor import LandmarkPredictor, with_init_kwargs
+    from lumbar_monai.training.framed import _save_stage, export
+
+    pose = with_init_kwargs(PoseNet, layout="ap", width=4, kernel_size=5, pre_convs=1, stage_convs=1, out_channels=7)
+    _save_stage(tmp_path / "posenet.pt", pose, {"aux_vertebrae": ["T11", "T12"]})
+    mnet = with_init_kwargs(MNet, out_channels=5, channels=(4, 8), coordconv=2)
+    _save_stage(tmp_path / "mnet_lumbar.pt", mnet, {"crop_size": 32, "crop_blur_sigma": 0.0})
+    schedule = {"framing": {"factor": 2.0, "passes": 2}, "posenet": {"input_size": 64}}
+    path = export(tmp_path, schedule, "ap", tmp_path / "model.pt", {"trained_on": "test"})
+    pred = LandmarkPredictor.load(path, device="cpu")
+    assert pred.meta["stage1_aux_vertebrae"] == ["T11", "T12"] and pred.centre_net.out_channels == 7
+    res = pred.predict(np.random.default_rng(1).random((300, 120)).astype(np.float32))
+    assert res.centres.shape == (5, 2)  # the layout's centres, whatever the network's channel count

@@ -126,6 +126,9 @@ def test_shipped_model_is_small_and_self_describing(shipped):
     # Algorithm 1 on sub-pixel peaks: integer peaks of its 24x24 maps trip the 1.4x rule on complete spines
     assert shipped.stage1["repair"].get("rule_peaks") == "subpixel"
     assert shipped.tta == "mirror"  # the corner M-Net averaged with its mirror (chosen on the validation split)
+    # Pose-Net trained with auxiliary T11/T12 maps after L1-L5; inference reads the layout's five channels
+    assert shipped.meta.get("stage1_aux_vertebrae") == ["T11", "T12"]
+    assert shipped.centre_net.out_channels == shipped.layout.num_vertebrae + 2
 
 
 def test_shipped_model_on_a_real_aasce_test_image(shipped):

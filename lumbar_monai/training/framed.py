@@ -348,6 +348,8 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
     s2 = torch.load(out_dir / "mnet_lumbar.pt", map_location="cpu", weights_only=True)
     cfg = schedule["posenet"]
     size = int(cfg["input_size"])
+    if s1.get("aux_vertebrae"):  # auxiliary training maps: inference reads the layout's channels only
+        meta = {**meta, "stage1_aux_vertebrae": list(s1["aux_vertebrae"])}
     pred = LandmarkPredictor(
         layout=layout, lumbar_net=_build(MNet, s2), centre_net=_build(PoseNet, s1), crop_size=int(s2["crop_size"]),
         crop_blur_sigma=float(s2["crop_blur_sigma"]), device="cpu", meta=meta,
@@ -440,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     net = res.pop("network")
     name = "posenet" if a.stage == "posenet" else "mnet_lumbar"
     extra = {k: v for k, v in res.items() if k in ("crop_size", "crop_blur_sigma")}
+    if a.stage == "posenet" and schedule["posenet"].get("aux_vertebrae"):
+        extra["aux_vertebrae"] = list(schedule["posenet"]["aux_vertebrae"])  # names of the channels after the layout's
     _save_stage(out / f"{name}.pt", net, extra)
     record = {"wall_seconds": time.time() - t0, "history": res["history"], "val_history": res["val_history"],
               "val_loss_history": res.get("val_loss_history", []),

@@ -162,3 +162,40 @@ def test_baseline_head_init_starts_the_zero_head_at_the_all_zero_loss():
     by = {(r[0], r[1]): r for r in rows}
     assert float(by["zero init", "0"][2]) == zero_loss  # the zero head predicts all-zero maps
     assert float(by["MONAI default init", "0"][2]) != zero_loss
+
+
+def test_stage1_failures_compares_model_framing_with_the_ground_truth_window(tmp_path):
+    import json
+
+    import pytest
+    from _paths import SHARED
+
+    aasce = SHARED / "data" / "aasce16"
+    model = REPO / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
+    if not (aasce / "labels_training" / "landmarks.csv").is_file() or not model.is_file():
+        pytest.skip("AASCE copy or shipped AP model not found")
+    from lumbar_monai.io.aasce import read_aasce
+    from lumbar_monai.io.annotations import write_annotation_json
+
+    items = []
+    for i, (image, ann) in enumerate(read_aasce(aasce, outside="skip")[:2]):
+        items.append({"image": str(image), "label": str(write_annotation_json(tmp_path / f"{i}.json", ann))})
+    (tmp_path / "datalist.json").write_text(json.dumps({"validation": items}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/stage1_failures.py", "--model", str(model), "--datalist",
+                           str(tmp_path / "datalist.json"), "--split", "validation", "--out", str(tmp_path / "f.csv")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    header, rows = _table(proc.stdout)
+    assert header[0] == "stage-1 framing" and [r[0] for r in rows] == ["model framing", "ground-truth window"]
+    for r in rows:
+        n, detection, counts = int(r[1]), float(r[2]), [int(c) for c in r[3:]]
+        assert n == 2 and 0.0 <= detection <= 100.0
+        assert sum(counts) == round(n * (1 - detection / 100))  # every outlier in exactly one class
+    text = (tmp_path / "f.csv").read_text()
+    assert "sunhl" not in text and len(text.splitlines()) == 5  # header + 2 images x 2 framings, no file names
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from stage1_failures import classify
+
+    assert [classify(False, 2.0), classify(True, 0.8), classify(True, -0.6), classify(True, 0.3)] == [
+        "ok", "caudal shift", "cranial shift", "partial"]

@@ -150,3 +150,19 @@ def test_export_names_the_auxiliary_channels(tmp_path):
     assert pred.meta["stage1_aux_vertebrae"] == ["T11", "T12"] and pred.centre_net.out_channels == 7
     res = pred.predict(np.random.default_rng(1).random((300, 120)).astype(np.float32))
     assert res.centres.shape == (5, 2)  # the layout's centres, whatever the network's channel count
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"aux_vertebrae": ["T12"], "mirror_prob": 0.5}, "cannot be combined"),
+    ({"aux_vertebrae": ["C7"]}, "not AASCE vertebrae"),
+])
+def test_cli_refuses_a_contradictory_schedule_with_one_line(tmp_path, capsys, override, words):
+    from lumbar_monai.training.framed import main
+
+    sched = tmp_path / "s.json"
+    sched.write_text(json.dumps({"framing": {"factor": 2.0, "passes": 2},
+                                 "posenet": {"input_size": 64, **override}}))
+    rc = main(["posenet", "--datalist", str(tmp_path / "none.json"), "--schedule", str(sched),
+               "--out", str(tmp_path / "run"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and words in err[0] and "s.json" in err[0]

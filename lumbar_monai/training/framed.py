@@ -31,7 +31,7 @@ import torch
 from ..anatomy import get_layout
 
 __all__ = ["load_split", "attach_aux_centres", "load_init", "train_posenet", "train_mnet", "export",
-           "resolve_device", "main"]
+           "check_schedule", "resolve_device", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +307,23 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     return {"network": net, **curves, "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma}
 
 
+def check_schedule(schedule: Mapping[str, Any]) -> None:
+    """``ValueError`` (one line) for a schedule that contradicts itself, before any data is read."""
+    from ..io.aasce import AASCE_VERTEBRAE
+
+    by = str(schedule.get("select_by", "landmark"))
+    if by not in ("landmark", "loss"):
+        raise ValueError(f"select_by must be 'landmark' or 'loss', got {by!r}")
+    pose = schedule.get("posenet") or {}
+    aux = list(pose.get("aux_vertebrae") or [])
+    unknown = [v for v in aux if v not in AASCE_VERTEBRAE]
+    if unknown:
+        raise ValueError(f"posenet.aux_vertebrae {unknown} are not AASCE vertebrae ({', '.join(AASCE_VERTEBRAE)})")
+    if aux and float(pose.get("mirror_prob", 0.0)) > 0:
+        raise ValueError("posenet.aux_vertebrae and posenet.mirror_prob cannot be combined (the mirror reorders "
+                         "only the layout's points)")
+
+
 def _amp(schedule: Mapping[str, Any], device: str | torch.device) -> bool:
     """Mixed precision when the schedule asks for it (``"amp": true``) and the device is CUDA (MONAI's engines
     autocast for CUDA only)."""
@@ -405,6 +422,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if a.workers < 0:
         print(f"error: --workers must be >= 0, got {a.workers}", file=sys.stderr)
+        return 2
+    try:
+        check_schedule(schedule)
+    except ValueError as e:
+        print(f"error: {a.schedule}: {e}", file=sys.stderr)
         return 2
     torch.manual_seed(int(schedule.get("seed", 0)))
     layout = get_layout(a.layout).name

@@ -81,7 +81,8 @@ OMP_NUM_THREADS=1 "$PY" -m lumbar_monai.training.framed mnet --datalist "$R3/dat
 # the AASCE copy; inference reads L1-L5 only), lr 1e-3, 200-epoch linear decay capped at 3400 s (127 epochs on one
 # thread), selected by the landmark metric; beside it the same schedule without the auxiliary maps (the control,
 # exported with round 3's M-Net for the README's ablation row). Validation: all centres on 82.3 % of the images with the
-# maps, 75.8 % without, 79.0 % for round 2.
+# maps, 75.8 % without, 79.0 % for round 2. A fifth round from round 4's weights (lr 5e-4, 1800 s) found 80.6 % and
+# was not kept.
 R4="$RUN/round4"; R4C="$RUN/round4_control"
 for d in "$R4" "$R4C"; do
     mkdir -p "$d"; cp "$RUN/datalist.json" "$d/"; cp -r "$RUN/datalist_labels" "$d/"

@@ -166,3 +166,17 @@ def test_cli_refuses_a_contradictory_schedule_with_one_line(tmp_path, capsys, ov
                "--out", str(tmp_path / "run"), "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and words in err[0] and "s.json" in err[0]
+
+
+def test_bundle_centre_decoder_reads_the_layout_channels():
+    from lumbar_monai.workflows.inference import CentresFromMapsd
+
+    codec = CentreHeatmapCodec("ap", input_size=64, heatmap_size=8)
+    pts, _ = _spine()
+    maps = codec.encode(pts * 64 / 400)
+    extra = torch.rand(2, 8, 8)
+    dec = CentresFromMapsd(layout="ap", input_size=64, heatmap_size=8, repair=False)
+    a = dec({"pred": maps, "geometry": np.eye(3)})
+    b = dec({"pred": torch.cat([maps, extra]), "geometry": np.eye(3)})
+    torch.testing.assert_close(a["points"], b["points"])
+    assert a["points"].shape == (5, 2)

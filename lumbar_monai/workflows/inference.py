@@ -113,7 +113,8 @@ class CentresFromMapsd(MapTransform):
         geometry = np.asarray(torch.as_tensor(d[self.geometry_key]).cpu(), np.float64)
         kwargs = dict(self.repair) if isinstance(self.repair, Mapping) else {}
         for key in self.key_iterator(d):
-            maps = torch.as_tensor(d[key]).detach().float().cpu()
+            # channels beyond the layout's are auxiliary training targets (framed training's aux_vertebrae)
+            maps = torch.as_tensor(d[key]).detach().float().cpu()[: self.codec.num_channels]
             out = postprocess_centres(maps, self.codec, geometry=geometry, repair=self.repair is not False, **kwargs)
             d["points"] = torch.as_tensor(out["original"], dtype=torch.float32)
             d["confidence"] = torch.as_tensor(out["confidence"], dtype=torch.float32)

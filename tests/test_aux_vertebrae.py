@@ -22,9 +22,11 @@ from lumbar_monai.framing import RandFramed, detect_centres_framed  # noqa: E402
 from lumbar_monai.networks.posenet import PoseNet  # noqa: E402
 from lumbar_monai.training.framed import (  # noqa: E402
     attach_aux_centres,
+    check_schedule,
     load_init,
     posenet_kwargs,
     posenet_transforms,
+    train_posenet,
 )
 from lumbar_monai.transforms.geometry import transform_points  # noqa: E402
 
@@ -72,7 +74,9 @@ def test_posenet_chain_with_aux_and_its_refusals():
         {"image": img, "points": pts, "layout": "ap", "aux_points": np.array([[100.0, 60.0], [101.0, 95.0]])})
     assert out["centre_heatmap"].shape == (7, 8, 8)
     with pytest.raises(ValueError, match="mirror_prob"):
-        posenet_transforms({**cfg, "mirror_prob": 0.5}, "ap", 2.0, train=True)
+        check_schedule({"posenet": {**cfg, "mirror_prob": 0.5}})
+    with pytest.raises(ValueError, match="aux_points"):  # samples without their auxiliary centres
+        train_posenet([{"image": img, "points": pts, "layout": "ap"}], [], {"posenet": cfg}, "ap")
 
 
 def test_a_checkpoint_grows_into_more_output_channels_and_inference_reads_the_layout_channels():

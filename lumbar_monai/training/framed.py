@@ -142,10 +142,7 @@ def posenet_transforms(cfg: Mapping[str, Any], layout: str, factor: float, train
 
     size = int(cfg["input_size"])
     mirror = float(cfg.get("mirror_prob", 0.0)) if train else 0.0
-    aux = list(cfg.get("aux_vertebrae") or [])
-    if aux and float(cfg.get("mirror_prob", 0.0)) > 0:
-        raise ValueError("posenet.aux_vertebrae and posenet.mirror_prob cannot be combined (the mirror reorders "
-                         "only the layout's points)")
+    aux = list(cfg.get("aux_vertebrae") or [])  # with mirror_prob refused by check_schedule
     chain: list = [
         _ToUnit(),
         *([RandMirrord("image", point_keys=("points",), prob=mirror, point_order=get_layout(layout).mirror_order)]
@@ -177,10 +174,7 @@ def _selection_metric(schedule: Mapping[str, Any], num_channels: int | None, sca
 
     from ..metrics.selection import PeakDistance
 
-    by = str(schedule.get("select_by", "landmark"))
-    if by not in ("landmark", "loss"):
-        raise ValueError(f"select_by must be 'landmark' or 'loss', got {by!r}")
-    if by == "loss":
+    if str(schedule.get("select_by", "landmark")) == "loss":  # any other value: refused by check_schedule
         return None
     return PeakDistance(num_channels=num_channels, scale=scale, output_transform=from_engine(["pred", "label"]))
 
@@ -228,7 +222,10 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
     from .fit import fit
     from .stage1 import PoseNetTupleLoss
 
+    check_schedule(schedule)
     cfg = dict(schedule["posenet"])
+    if cfg.get("aux_vertebrae") and any("aux_points" not in s for s in (*train, *val)):
+        raise ValueError("posenet.aux_vertebrae needs the samples' aux_points (attach_aux_centres)")
     seed = int(schedule.get("seed", 0))
     factor = float(schedule.get("framing", {}).get("factor", 2.0))
     set_determinism(seed=seed)
@@ -275,6 +272,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     from .fit import fit
     from .stage2 import Stage2Config, stage2_transforms
 
+    check_schedule(schedule)
     cfg = dict(schedule["mnet_lumbar"])
     s2 = Stage2Config(layout=layout, kind="lumbar", crop_size=int(cfg["crop_size"]),
                       channels=tuple(cfg["channels"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),

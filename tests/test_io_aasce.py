@@ -16,6 +16,7 @@ from lumbar_monai.errors import InputError
 from lumbar_monai.io.aasce import (
     aasce_layout,
     aasce_patient,
+    anatomical_order,
     build_aasce_datalist,
     read_aasce,
     write_aasce_datalist,
@@ -155,3 +156,36 @@ def test_fake_copy_missing_image(tmp_path):
     (tmp_path / "a" / "images_training" / "sunhl-1th-02-Jan-2017-201 A AP.jpg").unlink()
     with pytest.raises(InputError, match=r"filenames.csv:2: image .* not found"):
         read_aasce(tmp_path / "a")
+
+
+def test_real_rows_out_of_order_are_put_in_anatomical_order(real):
+    """Row 'sunhl-...-237 B' lists T1 last: read as filed, its "L5" is the topmost vertebra."""
+    name = "sunhl-1th-10-Jan-2017-237 B AP.jpg"
+    filed = {p.name: a for p, a in read_aasce(AASCE, lumbar_only=False, outside="keep", order="file")}[name]
+    fixed = {p.name: a for p, a in read_aasce(AASCE, lumbar_only=False, outside="keep")}[name]
+    spine = aasce_layout(False)
+    filed_y, fixed_y = spine.centres(filed.points)[:, 1], spine.centres(fixed.points)[:, 1]
+    assert filed_y[16] < filed_y[0]  # the file's 17th group is above its first
+    assert np.all(np.diff(fixed_y) > 0) and fixed.meta["reordered"] is True
+    np.testing.assert_allclose(fixed.points[:4], filed.points[64:68])  # T1
+    np.testing.assert_allclose(fixed.points[4:], filed.points[:64])
+    lumbar = {p.name: a for p, a in real[0]}[name]
+    np.testing.assert_allclose(lumbar.points, filed.points[44:64])  # L1-L5 are the file's groups 12-16
+    # rows in order are left alone
+    pairs, _ = real
+    assert sum(bool(a.meta.get("reordered")) for _, a in pairs) == 25  # 26 rows, one left out (outside)
+    assert "reordered" not in pairs[0][1].meta
+
+
+def test_anatomical_order_fixes_groups_plates_and_sides():
+    spine = np.stack([np.tile([10.0, 20.0, 11.0, 21.0], 3), np.repeat([0.0, 10.0, 20.0], 4) + [0, 0, 5, 5] * 3], 1)
+    ordered, moved = anatomical_order(spine)
+    assert not moved and np.array_equal(ordered, spine)
+    shuffled = spine.reshape(3, 4, 2)[[2, 0, 1]].copy()
+    shuffled[1] = shuffled[1][[2, 3, 0, 1]]  # lower end plate listed first
+    shuffled[2] = shuffled[2][[1, 0, 2, 3]]  # right corner first
+    ordered, moved = anatomical_order(shuffled.reshape(-1, 2))
+    assert moved and np.array_equal(ordered, spine)
+    # a tilted vertebra (upper plate's right corner below the lower plate's left corner) keeps its plates
+    tilted = np.array([[0.0, 0.0], [10.0, 8.0], [-3.0, 6.0], [7.0, 14.0]])
+    assert np.array_equal(anatomical_order(tilted)[0], tilted)

@@ -15,8 +15,13 @@ a 3000 px image); the original annotation (the ``.mat``) is in whole pixels, so 
 0.05 px of integers is snapped to them, which reproduces the ``.mat`` exactly. (The ``.mat`` values may be
 MATLAB 1-based; nothing in the data set says so, so no offset is applied.)
 
-Known slips in the public training set, kept as they are: one image has an L4 corner below the image (see
-``read_aasce(outside=...)``) and 6 images have a vertebra whose corners are out of image-side order or far off.
+Known slips in the public training set: one image has an L4 corner below the image (see
+``read_aasce(outside=...)``). The files also list some vertebrae out of order: in 23 of the 481 rows one
+group of four corners is listed out of place (in 18 rows the group listed last, read as "L5", is the topmost
+vertebra, so the rows read as "L1-L5" are anatomically L2-L5 and T1), and a few groups list their lower end plate
+first or their right corners first. By default the reader puts each row in anatomical order
+(:func:`anatomical_order`: groups cranial to caudal, i.e. top to bottom of an upright AP image; each group's upper
+end plate first, then image-left before image-right); ``order="file"`` keeps the files' order.
 
 Patients: names look like ``"sunhl-1th-02-Jan-2017-162 A AP.jpg"``; the number before the letter is the patient
 (``162``; the same number recurs on other dates with letters B, C, ...). Names without that pattern (e.g.
@@ -45,6 +50,7 @@ __all__ = [
     "AASCE_CORNERS",
     "aasce_layout",
     "aasce_patient",
+    "anatomical_order",
     "read_aasce",
     "build_aasce_datalist",
     "write_aasce_datalist",
@@ -92,6 +98,25 @@ def aasce_patient(name: str) -> str:
     return m.group(1) if m else Path(name).stem
 
 
+def anatomical_order(points: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Put an upright AP spine's ``(4 * V, 2)`` corners (V vertebrae, corners top-left, top-right, bottom-left,
+    bottom-right) in anatomical order: vertebrae by centre from the top of the image down, each vertebra's
+    upper end plate (the corner pair with the smaller mean y) first, each end plate's image-left corner first.
+
+    Comparing end-plate means rather than single corners keeps the order right for tilted (scoliotic)
+    vertebrae. Returns the reordered copy and whether anything moved.
+    """
+    groups = np.asarray(points, dtype=np.float64).reshape(-1, 4, 2)
+    groups = groups[np.argsort(groups.mean(axis=1)[:, 1], kind="stable")]
+    plates = groups.reshape(-1, 2, 2, 2)  # vertebra, end plate, corner, xy
+    upper_last = plates[:, 0, :, 1].mean(axis=1) > plates[:, 1, :, 1].mean(axis=1)
+    plates[upper_last] = plates[upper_last, ::-1]
+    right_first = plates[:, :, 0, 0] > plates[:, :, 1, 0]
+    plates[right_first] = plates[right_first][:, ::-1]
+    ordered = plates.reshape(-1, 2)
+    return ordered, bool(np.any(ordered != np.asarray(points, dtype=np.float64)))
+
+
 def _read_lines(p: Path) -> list[tuple[int, list[str]]]:
     text = read_text_file(p, encoding="utf-8-sig")
     return [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)]
@@ -103,6 +128,7 @@ def read_aasce(
     split: str = "training",
     outside: str = "error",
     excluded: list[tuple[Path, str]] | None = None,
+    order: str = "anatomical",
 ) -> list[tuple[Path, LandmarkAnnotation]]:
     """Read an AASCE / SpineWeb-16 copy into ``(image path, LandmarkAnnotation)`` pairs in file order.
 
@@ -115,6 +141,8 @@ def read_aasce(
             to ``excluded``) or ``"keep"``. The public training set has one such image (``landmarks.csv`` row
             395: an L4 corner 57 px below the bottom edge), so full-set readers pass ``"skip"`` or ``"keep"``.
         excluded: receives the skipped images when ``outside="skip"``.
+        order: ``"anatomical"`` (default: each row through :func:`anatomical_order`, which fixes the rows that
+            list a vertebra out of place; such an annotation gets ``meta["reordered"] = True``) or ``"file"``.
 
     Raises:
         InputError: naming the file and line for a row that is not 136 numbers, a NaN, a missing image, or a
@@ -124,6 +152,8 @@ def read_aasce(
 
     if outside not in ("error", "skip", "keep"):
         raise ValueError(f"outside must be 'error', 'skip' or 'keep', got {outside!r}")
+    if order not in ("anatomical", "file"):
+        raise ValueError(f"order must be 'anatomical' or 'file', got {order!r}")
     base = Path(root)
     labels_dir, images_dir = base / f"labels_{split}", base / f"images_{split}"
     names_csv, marks_csv = labels_dir / "filenames.csv", labels_dir / "landmarks.csv"
@@ -157,10 +187,17 @@ def read_aasce(
         snapped = np.rint(xy)
         if np.abs(xy - snapped).max() < _SNAP_TOL:
             xy = snapped
-        points = xy[rows]
+        reordered = False
+        # the file's own rows are checked first, so that a message names the point as the file has it
+        candidates = [xy[rows]]
+        if order == "anatomical":
+            xy, reordered = anatomical_order(xy)
+            candidates.append(xy[rows])
+        points = candidates[-1]
         if outside != "keep":
             try:
-                check_points_in_image(points, (w, h), marks_csv, names=layout.point_names, lines=[line] * len(points))
+                for pts in candidates:
+                    check_points_in_image(pts, (w, h), marks_csv, names=layout.point_names, lines=[line] * len(pts))
             except InputError as e:
                 if outside != "skip":
                     raise
@@ -173,7 +210,7 @@ def read_aasce(
             image=name,
             image_size=(int(w), int(h)),
             facing="left",
-            meta={"source_format": "aasce16", "case": aasce_patient(name)},
+            meta={"source_format": "aasce16", "case": aasce_patient(name), **({"reordered": True} if reordered else {})},
             lines=(line,) * len(points),
         )
         out.append((image, ann))

@@ -21,6 +21,7 @@ from lumbar_monai.io.aasce import (
     read_aasce,
     write_aasce_datalist,
 )
+from lumbar_monai.io.annotations import read_annotation_json
 from lumbar_monai.io.datalist import LoadLandmarkSampled, assign_split, load_landmark_datalist
 
 pytestmark = pytest.mark.compat
@@ -189,3 +190,27 @@ def test_anatomical_order_fixes_groups_plates_and_sides():
     # a tilted vertebra (upper plate's right corner below the lower plate's left corner) keeps its plates
     tilted = np.array([[0.0, 0.0], [10.0, 8.0], [-3.0, 6.0], [7.0, 14.0]])
     assert np.array_equal(anatomical_order(tilted)[0], tilted)
+
+
+def test_fake_copy_row_listing_t1_last(tmp_path):
+    """A row whose 17th group sits above the others: read in anatomical order unless order='file' (datalists too)."""
+
+    def t1_last(row):
+        for j in range(64, 68):
+            row = _set(row, 68 + j, "0.00000")
+        return row
+
+    pts = _fake_copy(tmp_path / "aasce", edit=t1_last)
+    fixed = read_aasce(tmp_path / "aasce")[1][1]
+    filed = read_aasce(tmp_path / "aasce", order="file")[1][1]
+    np.testing.assert_allclose(fixed.points, pts[1][44:64], atol=1e-9)  # L1-L5 = the file's groups 12-16 (1-based)
+    assert fixed.meta["reordered"] is True and "reordered" not in filed.meta
+    assert filed.points[-1][1] == 0.0
+    for order, first_y in (("anatomical", pts[1][44][1]), ("file", pts[1][48][1])):
+        dl = write_aasce_datalist(tmp_path / "aasce", tmp_path / order / "datalist.json", order=order)
+        items = [i for s in ("training", "validation", "test") for i in load_landmark_datalist(dl, s)]
+        label = next(i["label"] for i in items if "-201 " in Path(i["image"]).name)
+        assert read_annotation_json(label).points[0][1] == first_y
+        assert ("files' order" in json.loads(dl.read_text())["description"]) == (order == "file")
+    with pytest.raises(ValueError, match="order must be"):
+        read_aasce(tmp_path / "aasce", order="sorted")

@@ -222,19 +222,21 @@ def write_aasce_datalist(
     datalist_path: str | os.PathLike,
     labels_dir: str | os.PathLike | None = None,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    order: str = "anatomical",
 ) -> Path:
     """Write one annotation JSON per image and a datalist JSON at ``datalist_path``, split by patient.
 
     Labels use the ``AP`` layout (L1-L5) and go to ``labels_dir`` (default: ``<datalist stem>_labels/`` beside
     the datalist). Images with L1-L5 landmarks outside the image are left out and named in the datalist's
     description. The source copy is only read. Items: ``{"image", "label", "case", "layout"}``, paths relative
-    to the datalist's folder. Returns ``datalist_path``.
+    to the datalist's folder. ``order`` as in :func:`read_aasce` (``"file"`` reproduces the labels of models
+    trained before the reader fixed the rows listed out of order). Returns ``datalist_path``.
     """
     dl = Path(datalist_path)
     labels = Path(labels_dir) if labels_dir is not None else dl.parent / f"{dl.stem}_labels"
     items: list[dict[str, Any]] = []
     excluded: list[tuple[Path, str]] = []
-    for image, ann in read_aasce(root, lumbar_only=True, outside="skip", excluded=excluded):
+    for image, ann in read_aasce(root, lumbar_only=True, outside="skip", excluded=excluded, order=order):
         label = labels / (Path(image.name).stem + ".json")
         ann.image = os.path.relpath(image.resolve(), label.resolve().parent)
         write_annotation_json(label, ann)
@@ -246,7 +248,9 @@ def write_aasce_datalist(
                 "layout": ann.layout.name,
             }
         )
-    description = "AASCE 2019 / SpineWeb-16 AP radiographs, L1-L5"
+    description = "AASCE 2019 / SpineWeb-16 AP radiographs, L1-L5" + (
+        "" if order == "anatomical" else f" (vertebrae in the files' order: order={order!r})"
+    )
     if excluded:
         description += f"; {len(excluded)} image(s) left out with landmarks outside the image: " + ", ".join(
             repr(p.name) for p, _ in excluded
@@ -258,7 +262,8 @@ def build_aasce_datalist(
     root: str | os.PathLike,
     out_dir: str | os.PathLike,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    order: str = "anatomical",
 ) -> Path:
     """:func:`write_aasce_datalist` into a folder: ``out_dir/datalist.json`` + ``out_dir/labels/*.json``."""
     out = Path(out_dir)
-    return write_aasce_datalist(root, out / "datalist.json", out / "labels", fractions)
+    return write_aasce_datalist(root, out / "datalist.json", out / "labels", fractions, order)

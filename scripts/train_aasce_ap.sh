@@ -113,6 +113,8 @@ cp "$R3/mnet_lumbar.pt" "$R4/mnet_lumbar.pt"; cp "$R3/mnet_lumbar.pt" "$R4C/mnet
 # mirrors; validation corner error 4.42 -> 4.30 px) and the Pose-Net from round 4's (lr 1e-3, T11/T12 maps; validation
 # peak distance 5.19 -> 4.55 px, but all centres on 77.4 % of the validation images against round 4's 82.3 %: not
 # kept). Shipped: round 4's Pose-Net with round 6's M-Net (validation RD on detected images 16.73 % -> 16.28 %).
+# A seventh round (lr 5e-4, 2400 s each: the Pose-Net from round 4, 74.2 % of the validation images with all centres;
+# the M-Net from round 6, 4.30 px) gained nothing and was not kept.
 R6="$RUN/round6"
 mkdir -p "$R6"; cp "$RUN/datalist.json" "$R6/"; cp -r "$RUN/datalist_labels" "$R6/"
 "$PY" -m lumbar_monai.training.framed posenet --datalist "$R6/datalist.json" --schedule $SCHEDULE --out "$R6" \

@@ -130,7 +130,7 @@ def read_aasce(
     excluded: list[tuple[Path, str]] | None = None,
     order: str = "anatomical",
 ) -> list[tuple[Path, LandmarkAnnotation]]:
-    """Read an AASCE / SpineWeb-16 copy into ``(image path, LandmarkAnnotation)`` pairs in file order.
+    """Read an AASCE / SpineWeb-16 copy into ``(image path, LandmarkAnnotation)`` pairs, one per row, in row order.
 
     Args:
         root: the folder holding ``images_<split>/`` and ``labels_<split>/``.

@@ -85,8 +85,7 @@ OMP_NUM_THREADS=1 "$PY" -m lumbar_monai.training.framed mnet --datalist "$R3/dat
 # thread), selected by the landmark metric; beside it the same schedule without the auxiliary maps (the control,
 # exported with round 3's M-Net for the README's ablation row). Validation: all centres on 82.3 % of the images with the
 # maps, 75.8 % without, 79.0 % for round 2. A fifth round from round 4's weights (lr 5e-4, 1800 s) found 80.6 % and
-# was not kept. (The T11/T12 targets come from read_aasce, in anatomical order since round 6; round 4 read them in the
-# files' order.)
+# was not kept. (The T11/T12 targets are read in the vertebra order each datalist item records: the files' order here.)
 R4="$RUN/round4"; R4C="$RUN/round4_control"
 for d in "$R4" "$R4C"; do
     mkdir -p "$d"; cp "$RUN/datalist_file_order.json" "$d/"; cp -r "$RUN/datalist_file_order_labels" "$d/"

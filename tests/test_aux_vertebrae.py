@@ -184,3 +184,25 @@ def test_bundle_centre_decoder_reads_the_layout_channels():
     b = dec({"pred": torch.cat([maps, extra]), "geometry": np.eye(3)})
     torch.testing.assert_close(a["points"], b["points"])
     assert a["points"].shape == (5, 2)
+
+
+def test_aux_centres_follow_the_vertebra_order_of_the_datalist(tmp_path):
+    """A row listing T1 last: its T12 is the file's group 11 read in the files' order, group 10 in anatomical order
+    (T1 moves to the front), so the auxiliary maps always sit above the datalist's own L1."""
+    from lumbar_monai.io.aasce import aasce_layout, read_aasce
+
+    name = "sunhl-1th-10-Jan-2017-237 B AP.jpg"
+    filed = {p.name: (p, a) for p, a in read_aasce(AASCE, lumbar_only=False, outside="keep", order="file")}[name]
+    image, ann = filed
+    centres = aasce_layout(False).centres(np.asarray(ann.points, dtype=np.float64))
+    w, h = ann.image_size
+    sample = {"image": np.zeros((h, w), np.uint8), "points": np.zeros((20, 2))}
+    dl = tmp_path / "datalist.json"
+    for order, group in (("file", 11), ("anatomical", 10), (None, 10)):
+        item = {"image": str(image), "label": "x.json", **({"aasce_order": order} if order else {})}
+        dl.write_text(json.dumps({"training": [item]}))
+        (out,) = attach_aux_centres([sample], dl, "training", ["T12"])
+        np.testing.assert_allclose(out["aux_points"][0], centres[group], atol=1e-9)
+    dl.write_text(json.dumps({"training": [{"image": str(image), "label": "x.json", "aasce_order": "sorted"}]}))
+    with pytest.raises(InputError, match="order must be"):
+        attach_aux_centres([sample], dl, "training", ["T12"])

@@ -211,6 +211,7 @@ def test_fake_copy_row_listing_t1_last(tmp_path):
         items = [i for s in ("training", "validation", "test") for i in load_landmark_datalist(dl, s)]
         label = next(i["label"] for i in items if "-201 " in Path(i["image"]).name)
         assert read_annotation_json(label).points[0][1] == first_y
+        assert {i["aasce_order"] for i in items} == {order}  # for readers of the same copy (attach_aux_centres)
         assert ("files' order" in json.loads(dl.read_text())["description"]) == (order == "file")
     with pytest.raises(ValueError, match="order must be"):
         read_aasce(tmp_path / "aasce", order="sorted")

@@ -228,9 +228,10 @@ def write_aasce_datalist(
 
     Labels use the ``AP`` layout (L1-L5) and go to ``labels_dir`` (default: ``<datalist stem>_labels/`` beside
     the datalist). Images with L1-L5 landmarks outside the image are left out and named in the datalist's
-    description. The source copy is only read. Items: ``{"image", "label", "case", "layout"}``, paths relative
-    to the datalist's folder. ``order`` as in :func:`read_aasce` (``"file"`` reproduces the labels of models
-    trained before the reader fixed the rows listed out of order). Returns ``datalist_path``.
+    description. The source copy is only read. Items: ``{"image", "label", "case", "layout", "aasce_order"}``, paths
+    relative to the datalist's folder. ``order`` as in :func:`read_aasce` (``"file"`` reproduces the labels of models
+    trained before the reader fixed the rows listed out of order); each item records it, so that readers of the same
+    copy (auxiliary vertebrae in framed training) read it the same way. Returns ``datalist_path``.
     """
     dl = Path(datalist_path)
     labels = Path(labels_dir) if labels_dir is not None else dl.parent / f"{dl.stem}_labels"
@@ -246,6 +247,7 @@ def write_aasce_datalist(
                 "label": str(label.resolve()),
                 "case": ann.meta["case"],
                 "layout": ann.layout.name,
+                "aasce_order": order,
             }
         )
     description = "AASCE 2019 / SpineWeb-16 AP radiographs, L1-L5" + (

@@ -81,7 +81,8 @@ def attach_aux_centres(samples: list[dict[str, Any]], datalist: str | Path, spli
                        vertebrae: Sequence[str]) -> list[dict[str, Any]]:
     """Add ``"aux_points"`` ``(K, 2)`` to each sample: the centres of ``vertebrae`` (e.g. ``["T11", "T12"]``) from
     the AASCE copy that holds the sample's image (``images_training/`` beside ``labels_training/``), in the sample's
-    pixels (its image may be a shrunk copy). Auxiliary stage-1 targets: vertebrae the layout does not have, which
+    pixels (its image may be a shrunk copy), read in the vertebra order the datalist item records (``"aasce_order"``,
+    :func:`~lumbar_monai.io.aasce.write_aasce_datalist`; anatomical when absent) so that they match its labels. Auxiliary stage-1 targets: vertebrae the layout does not have, which
     show the network where the chain it must name sits in the spine (T12 carries the last ribs).
 
     Raises:
@@ -100,19 +101,24 @@ def attach_aux_centres(samples: list[dict[str, Any]], datalist: str | Path, spli
         raise InputError(Path(datalist), f"split {split!r} has {len(items)} items but {len(samples)} cached samples")
     spine = aasce_layout(lumbar_only=False)
     rows = [spine.vertebra_names.index(v) for v in vertebrae]
-    by_root: dict[Path, dict[str, tuple[np.ndarray, tuple[int, int]]]] = {}
+    by_root: dict[tuple[Path, str], dict[str, tuple[np.ndarray, tuple[int, int]]]] = {}
     out = []
     for item, sample in zip(items, samples, strict=True):
         image = Path(item["image"])
         root, split_name = image.parent.parent, image.parent.name.removeprefix("images_")
-        if root not in by_root:
+        key = (root, str(item.get("aasce_order", "anatomical")))
+        if key not in by_root:
             if not (root / f"labels_{split_name}" / "landmarks.csv").is_file():
                 raise InputError(image, "aux_vertebrae need the image inside an AASCE copy (labels_*/landmarks.csv)")
-            by_root[root] = {p.name: (spine.centres(np.asarray(a.points, dtype=np.float64))[rows], a.image_size)
-                             for p, a in read_aasce(root, lumbar_only=False, split=split_name, outside="keep")}
-        if image.name not in by_root[root]:
+            try:
+                pairs = read_aasce(root, lumbar_only=False, split=split_name, outside="keep", order=key[1])
+            except ValueError as e:  # an unknown aasce_order in the datalist
+                raise InputError(Path(datalist), str(e)) from None
+            by_root[key] = {p.name: (spine.centres(np.asarray(a.points, dtype=np.float64))[rows], a.image_size)
+                            for p, a in pairs}
+        if image.name not in by_root[key]:
             raise InputError(image, "not listed in its AASCE copy's filenames.csv")
-        centres, (w, h) = by_root[root][image.name]
+        centres, (w, h) = by_root[key][image.name]
         nh, nw = np.shape(sample["image"])[-2:]
         scale = np.array([nw / w, nh / h])
         out.append({**sample, "aux_points": (centres + 0.5) * scale - 0.5})

@@ -41,7 +41,7 @@ def centres_of(pred: LandmarkPredictor, image: np.ndarray, truth_window: tuple |
     out = detect_centres_framed(pred.centre_net, image, pred._centre_decoder(),
                                 passes=1 if truth_window else int(fr.get("passes", 2)),
                                 factor=float(fr.get("factor", 2.0)), preprocessing=pred.stage1["preprocessing"],
-                                repair=pred.stage1["repair"], first_window=truth_window)
+                                repair=pred.stage1["repair"], first_window=truth_window, level=pred.level_pass())
     return out["original"]
 
 

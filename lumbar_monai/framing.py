@@ -22,6 +22,7 @@ A window is a crop -> image matrix in the convention of :func:`~lumbar_monai.cro
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,9 @@ from monai.transforms import Compose, GaussianSmooth, MapTransform, Randomizable
 from scipy import ndimage
 
 from .anatomy import Layout, get_layout
+from .codecs.gaussian import decode_peaks
 from .crops import crop_affines, resample_crops
+from .levels import DEFAULT_LEVEL_MARGIN, anchor_chain, centre_spacing
 from .transforms.geometry import GEOMETRY_KEY, transform_points
 from .transforms.intensity import CLAHE, minmax_scale
 
@@ -42,6 +45,7 @@ __all__ = [
     "lumbar_window",
     "resample_window",
     "window_preprocessing",
+    "LevelPass",
     "detect_centres_framed",
     "RandFramed",
 ]
@@ -80,10 +84,7 @@ def lumbar_window(centres, factor: float = DEFAULT_FACTOR) -> tuple[np.ndarray, 
     keep = np.isfinite(c).all(1)
     if keep.sum() < 2:
         raise ValueError("a lumbar window needs at least two finite centres")
-    idx = np.flatnonzero(keep)
-    i, j = np.triu_indices(len(idx), k=1)
-    gap = float(np.median(np.linalg.norm(c[idx[j]] - c[idx[i]], axis=1) / (idx[j] - idx[i])))
-    return c[keep].mean(0), factor * gap * (len(c) - 1)
+    return c[keep].mean(0), factor * centre_spacing(c) * (len(c) - 1)
 
 
 def _pixel_size(affine: np.ndarray) -> float:
@@ -129,6 +130,49 @@ def window_preprocessing(size: int, blur_sigma: float = 1.0, clahe: bool = True,
     return Compose(chain)
 
 
+@dataclass
+class LevelPass:
+    """The level network's first pass (:mod:`lumbar_monai.levels`) of :func:`detect_centres_framed`.
+
+    Attributes:
+        net: a Pose-Net trained on whole-image framings (its first ``V`` channels are L1-L5).
+        codec: its centre codec (``input_size``: the whole-image input side, e.g. 384).
+        above_channels: the *window* network's output channels of the vertebrae directly over L1, top to bottom
+            (e.g. T11, T12 of its auxiliary maps); empty: the level pass only frames, nothing is renamed.
+        margin: :func:`~lumbar_monai.levels.anchor_chain`'s margin (centre spacings).
+    """
+
+    net: torch.nn.Module
+    codec: Any
+    above_channels: tuple[int, ...] = ()
+    margin: float = DEFAULT_LEVEL_MARGIN
+
+
+def _run_pass(net: torch.nn.Module, img: np.ndarray, codec, centre, side: float, preprocessing, repair,
+              device) -> tuple[dict[str, Any], torch.Tensor, np.ndarray]:
+    """One framing: ``(post-processed centres, all output maps (C, h, w), window matrix)``."""
+    from .postprocess import postprocess_centres
+
+    size = int(codec.input_size)
+    a = window_affine(centre, side, size)
+    prep = window_preprocessing(size, **dict(preprocessing or {}))
+    x = torch.as_tensor(prep(resample_window(img, a, size)), dtype=torch.float32)[None].to(device)
+    maps = net(x)
+    maps = (maps[0] if isinstance(maps, (tuple, list)) else maps)[0].float().cpu()
+    do_repair = repair is not False  # None: Algorithm 1 with its defaults
+    # channels beyond the layout's are auxiliary training targets
+    out = postprocess_centres(maps[: codec.num_channels], codec, geometry=np.linalg.inv(a), repair=do_repair,
+                              **(dict(repair) if do_repair and isinstance(repair, Mapping) else {}))
+    return out, maps, a
+
+
+def _decode_channels(maps: torch.Tensor, channels: Sequence[int], codec, a: np.ndarray):
+    """``((K, 2) image pixels, (K,) peak heights)`` of the given output channels of one framing."""
+    xy, conf = decode_peaks(maps[list(channels)].float(), refine=codec.refine)
+    xy_in = codec.heatmap_to_input(xy.double()).numpy()
+    return xy_in @ a[:2, :2].T + a[:2, 2], conf.numpy()
+
+
 @torch.inference_mode()
 def detect_centres_framed(
     net: torch.nn.Module,
@@ -140,42 +184,46 @@ def detect_centres_framed(
     repair: Mapping[str, Any] | bool | None = None,
     device: torch.device | str = "cpu",
     first_window: tuple[Sequence[float], float] | None = None,
+    level: LevelPass | None = None,
 ) -> dict[str, Any]:
     """Pose-Net centres of an ``(H, W)`` image through ``passes`` framings (whole image, then lumbar windows).
 
-    Returns ``{"original": (V, 2), "confidence": (V,), "centre_repaired": bool, "windows": [(centre, side)]}``;
-    Algorithm 1 (``repair``: its kwargs, or ``False``) runs on the last pass only. ``first_window`` (``(centre,
-    side)`` in image pixels) replaces the whole image as the first framing: e.g. the window around the ground-truth
-    centres, which separates what framing gets wrong from what the network gets wrong
-    (``benchmarks/stage1_failures.py``).
+    Returns ``{"original": (V, 2), "confidence": (V,), "centre_repaired": bool, "windows": [(centre, side)],
+    "level_shift": int}``; Algorithm 1 (``repair``: its kwargs, or ``False``) runs on the last pass only.
+    ``first_window`` (``(centre, side)`` in image pixels) replaces the whole image as the first framing: e.g. the
+    window around the ground-truth centres, which separates what framing gets wrong from what the network gets
+    wrong (``benchmarks/stage1_failures.py``). ``level``: the first pass is the level network's on the whole image
+    and the last pass's chain is renamed by the level it names (:func:`~lumbar_monai.levels.anchor_chain`;
+    ``level_shift``: the levels moved, positive: down); ignored with ``first_window``.
     """
-    from .postprocess import postprocess_centres
-
-    size = int(codec.input_size)
-    prep = window_preprocessing(size, **dict(preprocessing or {}))
+    n = max(int(passes), 1)
     img = minmax_scale(np.asarray(image)).astype(np.float32)
     centre, side = whole_image_window(img.shape)
     full = side
     if first_window is not None:
         centre, side = np.asarray(first_window[0], dtype=np.float64), float(first_window[1])
-    windows = []
+        level = None
+    windows, reference, shift = [], None, 0
     out: dict[str, Any] = {}
-    for p in range(max(int(passes), 1)):
-        windows.append((centre.tolist(), float(side)))
-        a = window_affine(centre, side, size)
-        x = torch.as_tensor(prep(resample_window(img, a, size)), dtype=torch.float32)[None].to(device)
-        maps = net(x)
-        maps = maps[0] if isinstance(maps, (tuple, list)) else maps
-        maps = maps[:, : codec.num_channels]  # channels beyond the layout's are auxiliary training targets
-        last = p == max(int(passes), 1) - 1
-        do_repair = last and repair is not False
-        out = postprocess_centres(maps[0].float().cpu(), codec, geometry=np.linalg.inv(a), repair=do_repair,
-                                  **(dict(repair) if do_repair and isinstance(repair, Mapping) else {}))
+    for p in range(n):
+        windows.append((np.asarray(centre).tolist(), float(side)))
+        last = p == n - 1
+        use_level = level is not None and p == 0
+        out, maps, a = _run_pass(level.net if use_level else net, img, level.codec if use_level else codec, centre,
+                                 side, preprocessing, repair if last else False, device)
+        if use_level:
+            reference = out["original"].numpy()
         if not last:
             centre, side = lumbar_window(out["original"].numpy(), factor)
             side = float(np.clip(side, 0.05 * full, 1.5 * full))
-    return {"original": out["original"].numpy(), "confidence": out["confidence"].numpy(),
-            "centre_repaired": bool(out["centre_repaired"]), "windows": windows}
+    original, confidence = out["original"].numpy(), out["confidence"].numpy()
+    if reference is not None and n > 1 and level.above_channels:
+        above_xy, above_conf = _decode_channels(maps, level.above_channels, codec, a)
+        original, confidence, shift = anchor_chain(
+            reference, np.concatenate([above_xy, original]), np.concatenate([above_conf, confidence]),
+            above=len(level.above_channels), margin=level.margin)
+    return {"original": original, "confidence": confidence, "centre_repaired": bool(out["centre_repaired"]),
+            "windows": windows, "level_shift": int(shift)}
 
 
 class RandFramed(RandomizableTransform, MapTransform):

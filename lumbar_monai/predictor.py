@@ -24,6 +24,7 @@ dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_on
                 "input_size": 512, "heatmap_size": 64, "preprocessing": {...}} | None,
      "lumbar": {"network": "MNet", "kwargs": {...}, "state_dict": {...}} | None,
      "sacrum": {...} | None,
+     "stage1_level": {"network": "PoseNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
      "crop_size": 256, "crop_blur_sigma": 1.0, "confidence_threshold": 0.3, "meta": {...}}
 """
 
@@ -43,6 +44,7 @@ import torch
 from .anatomy import Layout, get_layout
 from .codecs.corner import CornerCodec
 from .crops import crop_to_image, extract_vertebra_crops
+from .levels import DEFAULT_LEVEL_MARGIN
 from .networks.mnet import MNet
 from .result import LandmarkResult
 
@@ -98,12 +100,17 @@ class LandmarkPredictor:
         lumbar_net: the lumbar M-Net (``4 [+1]`` channels for the lateral layout).
         sacrum_net: the sacrum M-Net, required when the layout has a sacrum.
         centre_net: the Pose-Net; without it :meth:`predict` needs ``centres``.
+        level_net: a level network (:mod:`lumbar_monai.levels`, framed stage 1 only): a Pose-Net on the whole
+            image whose L1-L5 chain, counted from the top of the spine, names the window Pose-Net's chain;
+            ``stage1["level"]`` holds its ``input_size``, ``above`` (the window Pose-Net's auxiliary vertebrae
+            directly over L1, top to bottom, e.g. ``["T11", "T12"]``) and ``margin``.
         crop_size: M-Net input side (256).
         crop_blur_sigma: blur after resizing the crops (crop pixels).
         stage1: stage-1 settings: ``input_size`` (512), ``heatmap_size`` (64), ``preprocessing`` (kwargs of
             :func:`~lumbar_monai.transforms.augment.stage1_preprocessing`: ``blur_sigma``, ``clahe``, ...),
             ``repair`` (kwargs of :func:`~lumbar_monai.postprocess.repair_missing_centre`, or ``False`` to skip
-            Algorithm 1).
+            Algorithm 1); framed stage 1 (:mod:`lumbar_monai.framing`): ``framing`` (``passes``, ``factor``),
+            ``aux_vertebrae`` (names of the Pose-Net's channels after the layout's), ``level`` (with ``level_net``).
         confidence_threshold: corner peak height below which ``low_confidence`` is flagged.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         meta: free-form, copied into every result (model versions); never patient data.
@@ -134,6 +141,7 @@ class LandmarkPredictor:
         amp: bool | None = None,
         centre_refinement: int = 0,
         tta: str = "none",
+        level_net: torch.nn.Module | None = None,
     ) -> None:
         self.layout = get_layout(layout)
         self.tta = tta
@@ -160,6 +168,11 @@ class LandmarkPredictor:
         }
         if s1.get("framing"):  # windows instead of pad-and-resize (lumbar_monai.framing): passes, factor
             self.stage1["framing"] = dict(s1["framing"])
+        if s1.get("aux_vertebrae"):
+            self.stage1["aux_vertebrae"] = [str(v) for v in s1["aux_vertebrae"]]
+        self.level_net = level_net.to(self.device).eval() if level_net is not None else None
+        if self.level_net is not None:
+            self.stage1["level"] = self._check_level(s1)
         self.confidence_threshold = float(confidence_threshold)
         self.meta = dict(meta or {})
         self.lumbar_codec = CornerCodec(self.layout, "lumbar", size=self.crop_size)
@@ -169,9 +182,25 @@ class LandmarkPredictor:
         self.amp = (self.device.type == "cuda") if amp is None else bool(amp)
         self.channels_last = self.device.type == "cuda"
         if self.channels_last:
-            for net in (self.lumbar_net, self.sacrum_net, self.centre_net):
+            for net in (self.lumbar_net, self.sacrum_net, self.centre_net, self.level_net):
                 if net is not None:
                     net.to(memory_format=torch.channels_last)
+
+    def _check_level(self, s1: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``stage1["level"]`` settings of a level network, checked (``ValueError`` with one line)."""
+        if not s1.get("framing"):
+            raise ValueError("a level network needs framed stage 1 (stage1['framing'])")
+        lv = dict(s1.get("level") or {})
+        size = int(lv.get("input_size", 0))
+        if size <= 0 or size % 8:
+            raise ValueError(f"stage1['level']['input_size'] must be a positive multiple of 8, got {size}")
+        aux = list(s1.get("aux_vertebrae") or [])
+        above = [str(v) for v in lv.get("above", [])]
+        missing = [v for v in above if v not in aux]
+        if missing:
+            raise ValueError(f"stage1['level']['above'] names {missing}, not among the Pose-Net's auxiliary "
+                             f"vertebrae {aux}")
+        return {"input_size": size, "above": above, "margin": float(lv.get("margin", DEFAULT_LEVEL_MARGIN))}
 
     # ----- input ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -277,9 +306,22 @@ class LandmarkPredictor:
         fr = self.stage1["framing"]
         out = detect_centres_framed(self.centre_net, image, self._centre_decoder(), passes=int(fr.get("passes", 2)),
                                     factor=float(fr.get("factor", 2.0)), preprocessing=self.stage1["preprocessing"],
-                                    repair=self.stage1["repair"], device=self.device)
+                                    repair=self.stage1["repair"], device=self.device, level=self.level_pass())
         t.lap("stage1_framed")
         return out["original"], out["confidence"], out["centre_repaired"]
+
+    def level_pass(self):
+        """The :class:`~lumbar_monai.framing.LevelPass` of the level network, or ``None`` without one."""
+        if self.level_net is None:
+            return None
+        from .codecs.centre import CentreHeatmapCodec
+        from .framing import LevelPass
+
+        lv = self.stage1["level"]
+        v = self.layout.num_vertebrae
+        codec = CentreHeatmapCodec(self.layout, input_size=lv["input_size"], heatmap_size=lv["input_size"] // 8)
+        above = tuple(v + self.stage1["aux_vertebrae"].index(name) for name in lv["above"])
+        return LevelPass(net=self.level_net, codec=codec, above_channels=above, margin=lv["margin"])
 
     # ----- stage 2 --------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -456,6 +498,9 @@ class LandmarkPredictor:
             "stage1": None if self.centre_net is None else {
                 "network": type(self.centre_net).__name__, "kwargs": _kwargs_of(self.centre_net),
                 "state_dict": _cpu_state(self.centre_net), **self.stage1},
+            "stage1_level": None if self.level_net is None else {
+                "network": type(self.level_net).__name__, "kwargs": _kwargs_of(self.level_net),
+                "state_dict": _cpu_state(self.level_net)},
             "lumbar": {"network": "MNet", "kwargs": _kwargs_of(self.lumbar_net),
                        "state_dict": _cpu_state(self.lumbar_net)},
             "sacrum": None if self.sacrum_net is None else {
@@ -476,11 +521,11 @@ class LandmarkPredictor:
     def from_checkpoint(cls, ckpt: Mapping[str, Any], device: str | torch.device | None = None) -> LandmarkPredictor:
         """Build a predictor from a checkpoint dict."""
         check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+        from .networks.posenet import PoseNet
+
         stage1 = ckpt.get("stage1")
         centre_net = None
         if stage1 is not None:
-            from .networks.posenet import PoseNet
-
             centre_net = _build(PoseNet, stage1)
         layout = get_layout(ckpt["layout"])
         # the crops the M-Nets were trained on: a checkpoint without the key predates the setting (Eq. 5 as is)
@@ -495,13 +540,15 @@ class LandmarkPredictor:
             crop_size=ckpt.get("crop_size", 256),
             crop_blur_sigma=ckpt.get("crop_blur_sigma", 1.0),
             stage1=None if stage1 is None else {
-                k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair", "framing")
+                k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair", "framing",
+                                       "aux_vertebrae", "level")
                 if k in stage1},
             confidence_threshold=ckpt.get("confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD),
             device=device,
             meta=ckpt.get("meta"),
             centre_refinement=int(ckpt.get("centre_refinement", 0)),
             tta=str(ckpt.get("tta", "none")),
+            level_net=_build(PoseNet, ckpt["stage1_level"]) if ckpt.get("stage1_level") is not None else None,
         )
 
     @classmethod

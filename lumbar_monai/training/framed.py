@@ -30,7 +30,7 @@ import torch
 
 from ..anatomy import get_layout
 
-__all__ = ["load_split", "attach_aux_centres", "load_init", "train_posenet", "train_mnet", "export",
+__all__ = ["load_split", "attach_aux_centres", "load_init", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
            "check_schedule", "resolve_device", "main"]
 
 logger = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
     loader = DataLoader(Dataset(list(train), tr), batch_size=int(cfg["batch_size"]), shuffle=True,
                         num_workers=int(workers), generator=g, persistent_workers=int(workers) > 0,
                         pin_memory=torch.device(device).type == "cuda")
-    val_items = [{**s, "framing": kind} for s in val for kind in ("whole", "lumbar")]
+    val_items = [{**s, "framing": kind} for s in val for kind in cfg.get("val_framings", ("whole", "lumbar"))]
     val_ds = CacheDataset(val_items, posenet_transforms(cfg, layout, factor, train=False), progress=False)
     val_loader = DataLoader(val_ds, batch_size=int(cfg["batch_size"]), shuffle=False, num_workers=0)
 
@@ -319,6 +319,9 @@ def check_schedule(schedule: Mapping[str, Any]) -> None:
     if by not in ("landmark", "loss"):
         raise ValueError(f"select_by must be 'landmark' or 'loss', got {by!r}")
     pose = schedule.get("posenet") or {}
+    kinds = list(pose.get("val_framings", ("whole", "lumbar")))
+    if not kinds or any(k not in ("whole", "lumbar") for k in kinds):
+        raise ValueError(f"posenet.val_framings must list 'whole' and/or 'lumbar', got {kinds!r}")
     aux = list(pose.get("aux_vertebrae") or [])
     unknown = [v for v in aux if v not in AASCE_VERTEBRAE]
     if unknown:
@@ -357,10 +360,30 @@ def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> N
                                                                   net.state_dict().items()}, **extra}, path)
 
 
+def vertebrae_above_l1(aux: Sequence[str]) -> list[str]:
+    """The auxiliary vertebrae that sit directly over L1 without a gap, top to bottom (``["T11", "T12"]`` of
+    ``["T11", "T12"]``; ``[]`` without T12): what :func:`~lumbar_monai.levels.anchor_chain` can shift the chain onto."""
+    from ..io.aasce import AASCE_VERTEBRAE
+
+    thoracic = [v for v in AASCE_VERTEBRAE if v.startswith("T")]
+    run: list[str] = []
+    for name in reversed(thoracic):
+        if name not in aux:
+            break
+        run.insert(0, name)
+    return run
+
+
 def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: Path, meta: Mapping[str, Any],
-           centre_refinement: int = 0, tta: str = "none"):
+           centre_refinement: int = 0, tta: str = "none", level: Path | None = None,
+           level_input_size: int | None = None, level_margin: float | None = None):
     """Both stages of ``out_dir`` into one :class:`~lumbar_monai.predictor.LandmarkPredictor` checkpoint
-    (``centre_refinement``, ``tta``: the predictor settings of those names, chosen on the validation split)."""
+    (``centre_refinement``, ``tta``: the predictor settings of those names, chosen on the validation split).
+
+    ``level``: a level network's stage checkpoint (:mod:`lumbar_monai.levels`: a Pose-Net trained on whole-image
+    framings, ``posenet.whole_prob`` 1) for the first pass; ``level_input_size`` its input side where the stage
+    checkpoint does not record it; ``level_margin`` the renaming margin (default
+    :data:`~lumbar_monai.levels.DEFAULT_LEVEL_MARGIN`)."""
     from ..networks.mnet import MNet
     from ..networks.posenet import PoseNet
     from ..predictor import LandmarkPredictor, _build
@@ -369,16 +392,29 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
     s2 = torch.load(out_dir / "mnet_lumbar.pt", map_location="cpu", weights_only=True)
     cfg = schedule["posenet"]
     size = int(cfg["input_size"])
+    stage1 = {"input_size": size, "heatmap_size": size // 8,
+              "preprocessing": {"blur_sigma": float(cfg.get("blur_sigma", 1.0)),
+                                "clahe_clip": float(cfg.get("clahe_clip", 0.01))},
+              "repair": schedule.get("repair", {}), "framing": dict(schedule["framing"])}
     if s1.get("aux_vertebrae"):  # auxiliary training maps: inference reads the layout's channels only
         meta = {**meta, "stage1_aux_vertebrae": list(s1["aux_vertebrae"])}
+        stage1["aux_vertebrae"] = list(s1["aux_vertebrae"])
+    level_net = None
+    if level is not None:
+        from ..levels import DEFAULT_LEVEL_MARGIN
+
+        sl = torch.load(level, map_location="cpu", weights_only=True)
+        level_size = sl.get("input_size", level_input_size)
+        if level_size is None:
+            raise ValueError(f"{level}: the stage checkpoint does not record its input size: give level_input_size")
+        level_net = _build(PoseNet, sl)
+        stage1["level"] = {"input_size": int(level_size), "above": vertebrae_above_l1(s1.get("aux_vertebrae") or []),
+                           "margin": float(DEFAULT_LEVEL_MARGIN if level_margin is None else level_margin)}
+        meta = {**meta, "level_network": Path(level).name}
     pred = LandmarkPredictor(
         layout=layout, lumbar_net=_build(MNet, s2), centre_net=_build(PoseNet, s1), crop_size=int(s2["crop_size"]),
-        crop_blur_sigma=float(s2["crop_blur_sigma"]), device="cpu", meta=meta,
-        stage1={"input_size": size, "heatmap_size": size // 8,
-                "preprocessing": {"blur_sigma": float(cfg.get("blur_sigma", 1.0)),
-                                  "clahe_clip": float(cfg.get("clahe_clip", 0.01))},
-                "repair": schedule.get("repair", {}), "framing": dict(schedule["framing"])},
-        centre_refinement=centre_refinement, tta=tta,
+        crop_blur_sigma=float(s2["crop_blur_sigma"]), device="cpu", meta=meta, stage1=stage1,
+        centre_refinement=centre_refinement, tta=tta, level_net=level_net,
     )
     return pred.save(model_path)
 
@@ -399,6 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="export: the predictor's centre_refinement (choose it on the validation split)")
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="export: the predictor's test-time augmentation (choose it on the validation split)")
+    p.add_argument("--level", help="export: a level network's stage checkpoint (a Pose-Net trained on whole-image "
+                                    "framings) for the first pass; it names the chain (lumbar_monai.levels)")
+    p.add_argument("--level-input-size", type=int, help="export: the level network's input side, where its stage "
+                                                        "checkpoint does not record it")
+    p.add_argument("--level-margin", type=float, help="export: the renaming margin in centre spacings")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0,
                    help="DataLoader worker processes for the training augmentation (0: in the main process)")
@@ -443,8 +484,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 p.error("export needs --model")
             meta = {"trained_on": a.trained_on, "schedule": Path(a.schedule).name,
                     "framing": dict(schedule["framing"])}
-            print(export(out, schedule, layout, Path(a.model), meta, centre_refinement=a.centre_refinement,
-                         tta=a.tta))
+            try:
+                print(export(out, schedule, layout, Path(a.model), meta, centre_refinement=a.centre_refinement,
+                             tta=a.tta, level=Path(a.level) if a.level else None,
+                             level_input_size=a.level_input_size, level_margin=a.level_margin))
+            except (OSError, ValueError) as e:
+                print(f"error: export: {e}", file=sys.stderr)
+                return 2
             return 0
         long_side = int(schedule.get("cache_long_side", 1024)) if a.stage == "posenet" else None
         tag = f"_{long_side}" if long_side else ""
@@ -468,6 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     net = res.pop("network")
     name = "posenet" if a.stage == "posenet" else "mnet_lumbar"
     extra = {k: v for k, v in res.items() if k in ("crop_size", "crop_blur_sigma")}
+    if a.stage == "posenet":
+        extra["input_size"] = int(schedule["posenet"]["input_size"])
     if a.stage == "posenet" and schedule["posenet"].get("aux_vertebrae"):
         extra["aux_vertebrae"] = list(schedule["posenet"]["aux_vertebrae"])  # names of the channels after the layout's
     _save_stage(out / f"{name}.pt", net, extra)

@@ -1,0 +1,90 @@
+"""Level anchoring: name the lumbar chain by counting from the top of the spine (issue 15; *ours*).
+
+The framed Pose-Net (:mod:`lumbar_monai.framing`) finds L1-L5 in a window around the lumbar spine, where it can
+judge the level only from local cues: the sacrum below, T12 and the last ribs above. Where the lumbosacral junction
+is transitional or out of view it names the whole chain a level off (the AASCE validation failures: nearly all whole
+chains one level low or high). The AASCE annotation counts 17 vertebrae, T1 to L5, from the top of the spine.
+
+A *level network* is a Pose-Net trained on whole-image framings only, large enough (384 px) that a vertebra is
+about as many input pixels as in the 192 px lumbar window, with the thoracic vertebrae (T1-T12) as auxiliary maps:
+it sees the whole spine and names L1-L5 as the annotation does. Its chain is the *reference*; the window passes stay
+the localisers. After the last window pass the window network's named sequence (its auxiliary vertebrae directly
+above L1, e.g. T11 and T12, then L1-L5) is shifted by the whole number of levels that brings it closest to the
+reference (:func:`anchor_chain`). The shift is chosen by distance in units of the reference's centre spacing, so a
+coarse reference that is a fraction of a level off still picks the right vertebra; a shift past L5 (window names one
+level too high) extends the sequence by one centre spacing below L5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["centre_spacing", "shifted_chain", "level_costs", "anchor_chain", "DEFAULT_LEVEL_MARGIN"]
+
+#: a shift must beat keeping the window's names by this many centre spacings (*ours*).
+DEFAULT_LEVEL_MARGIN = 0.25
+
+
+def centre_spacing(centres) -> float:
+    """Median over all pairs ``i < j`` of ``|c_j - c_i| / (j - i)`` of ``(V, 2)`` centres (non-finite rows ignored):
+    the long baselines make it precise on a coarse pass, the median robust to one misplaced centre.
+
+    Raises:
+        ValueError: fewer than two finite centres.
+    """
+    c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+    idx = np.flatnonzero(np.isfinite(c).all(1))
+    if len(idx) < 2:
+        raise ValueError("a centre spacing needs at least two finite centres")
+    i, j = np.triu_indices(len(idx), k=1)
+    return float(np.median(np.linalg.norm(c[idx[j]] - c[idx[i]], axis=1) / (idx[j] - idx[i])))
+
+
+def shifted_chain(sequence, above: int, shift: int, count: int) -> np.ndarray:
+    """``(count, 2)`` chain read from ``sequence`` (``(above + count, 2)``: ``above`` vertebrae over the chain, then
+    the chain, top to bottom) ``shift`` levels down (negative: up). Past the end of the sequence the chain continues
+    by the last step (``sequence[-1] - sequence[-2]``); a shift above the sequence's top is a ``ValueError``."""
+    seq = np.asarray(sequence, dtype=np.float64).reshape(-1, 2)
+    start = int(above) + int(shift)
+    if start < 0:
+        raise ValueError(f"shift {shift} reaches above the {above} vertebrae over the chain")
+    step = seq[-1] - seq[-2]
+    rows = [seq[k] if k < len(seq) else seq[-1] + (k - len(seq) + 1) * step for k in range(start, start + count)]
+    return np.stack(rows)
+
+
+def level_costs(reference, sequence, above: int, max_below: int = 1) -> dict[int, float]:
+    """``{shift: median distance / reference spacing}`` for shifts ``-above .. max_below`` of the window's named
+    ``sequence`` (see :func:`shifted_chain`) against the ``(V, 2)`` ``reference`` chain; ``inf`` where a chain
+    holds a non-finite centre."""
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1, 2)
+    spacing = max(centre_spacing(ref), 1e-6)
+    costs = {}
+    for s in range(-int(above), int(max_below) + 1):
+        d = np.linalg.norm(shifted_chain(sequence, above, s, len(ref)) - ref, axis=1)
+        costs[s] = float(np.median(d) / spacing) if np.isfinite(d).all() else float("inf")
+    return costs
+
+
+def anchor_chain(reference, sequence, confidence: Sequence[float], above: int,
+                 margin: float = DEFAULT_LEVEL_MARGIN, max_below: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(chain (V, 2), confidence (V,), shift)``: the window's chain renamed by the level the ``reference`` names.
+
+    ``sequence``: ``(above + V, 2)`` window centres, the ``above`` auxiliary vertebrae over the chain then the chain;
+    ``confidence``: their ``above + V`` peak heights (an extrapolated centre gets the last one's). The window's own
+    names stay (``shift`` 0) unless another shift is closer to the reference by more than ``margin`` spacings.
+    """
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1, 2)
+    seq = np.asarray(sequence, dtype=np.float64).reshape(-1, 2)
+    conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    v = len(ref)
+    if len(seq) != int(above) + v or len(conf) != len(seq):
+        raise ValueError(f"sequence and confidence need {int(above) + v} rows, got {len(seq)} and {len(conf)}")
+    costs = level_costs(ref, seq, above, max_below)
+    best = min(costs, key=lambda s: (costs[s], abs(s)))
+    shift = best if costs[best] + float(margin) < costs.get(0, float("inf")) else 0
+    start = int(above) + shift
+    idx = np.minimum(np.arange(start, start + v), len(seq) - 1)
+    return shifted_chain(seq, above, shift, v), conf[idx], shift

@@ -193,8 +193,9 @@ def detect_centres_framed(
     ``first_window`` (``(centre, side)`` in image pixels) replaces the whole image as the first framing: e.g. the
     window around the ground-truth centres, which separates what framing gets wrong from what the network gets
     wrong (``benchmarks/stage1_failures.py``). ``level``: the first pass is the level network's on the whole image
-    and the last pass's chain is renamed by the level it names (:func:`~lumbar_monai.levels.anchor_chain`;
-    ``level_shift``: the levels moved, positive: down); ignored with ``first_window``.
+    and every window pass's chain is renamed by the level it names (:func:`~lumbar_monai.levels.anchor_chain`),
+    so that the next window frames the renamed chain (``level_shift``: the last pass's shift, positive: down);
+    ignored with ``first_window``.
     """
     n = max(int(passes), 1)
     img = minmax_scale(np.asarray(image)).astype(np.float32)
@@ -211,17 +212,17 @@ def detect_centres_framed(
         use_level = level is not None and p == 0
         out, maps, a = _run_pass(level.net if use_level else net, img, level.codec if use_level else codec, centre,
                                  side, preprocessing, repair if last else False, device)
+        original, confidence = out["original"].numpy(), out["confidence"].numpy()
         if use_level:
-            reference = out["original"].numpy()
+            reference = original
+        elif reference is not None and level.above_channels:  # every window pass: the next one frames the renamed
+            above_xy, above_conf = _decode_channels(maps, level.above_channels, codec, a)
+            original, confidence, shift = anchor_chain(
+                reference, np.concatenate([above_xy, original]), np.concatenate([above_conf, confidence]),
+                above=len(level.above_channels), margin=level.margin)
         if not last:
-            centre, side = lumbar_window(out["original"].numpy(), factor)
+            centre, side = lumbar_window(original, factor)
             side = float(np.clip(side, 0.05 * full, 1.5 * full))
-    original, confidence = out["original"].numpy(), out["confidence"].numpy()
-    if reference is not None and n > 1 and level.above_channels:
-        above_xy, above_conf = _decode_channels(maps, level.above_channels, codec, a)
-        original, confidence, shift = anchor_chain(
-            reference, np.concatenate([above_xy, original]), np.concatenate([above_conf, confidence]),
-            above=len(level.above_channels), margin=level.margin)
     return {"original": original, "confidence": confidence, "centre_repaired": bool(out["centre_repaired"]),
             "windows": windows, "level_shift": int(shift)}
 

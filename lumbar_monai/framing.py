@@ -158,7 +158,7 @@ def _run_pass(net: torch.nn.Module, img: np.ndarray, codec, centre, side: float,
     prep = window_preprocessing(size, **dict(preprocessing or {}))
     x = torch.as_tensor(prep(resample_window(img, a, size)), dtype=torch.float32)[None].to(device)
     maps = net(x)
-    maps = (maps[0] if isinstance(maps, (tuple, list)) else maps)[0].float().cpu()
+    maps = (maps[0] if isinstance(maps, (tuple, list)) else maps)[0].detach().float().cpu()
     do_repair = repair is not False  # None: Algorithm 1 with its defaults
     # channels beyond the layout's are auxiliary training targets
     out = postprocess_centres(maps[: codec.num_channels], codec, geometry=np.linalg.inv(a), repair=do_repair,

@@ -217,7 +217,8 @@ def load_init(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
 
 def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
                   device: str = "cpu", init: Mapping[str, Any] | None = None, workers: int = 0) -> dict[str, Any]:
-    """Pose-Net on random framings; validation: every validation image framed whole and as its lumbar window.
+    """Pose-Net on random framings; validation: every validation image framed whole and as its lumbar window
+    (``posenet.val_framings``: ``["whole"]`` for a level network trained on whole-image framings only).
     ``init``: a stage checkpoint (``{"kwargs", "state_dict"}``) to continue from; ``workers``: DataLoader worker
     processes for the training augmentation (MONAI's DataLoader seeds each worker's transforms)."""
     from monai.data import CacheDataset, DataLoader, Dataset

@@ -86,3 +86,14 @@ def test_cli_refuses_cuda_without_one_line(tmp_path, capsys):
                "--out", str(tmp_path / "run"), "--device", "cpu", "--workers", "-1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--workers" in err[0]
+
+
+def test_a_level_network_schedule_validates_on_whole_image_framings_only():
+    train, val = _samples(2), _samples(1)
+    pose = {**SCHEDULE["posenet"], "whole_prob": 1.0, "max_epochs": 1}
+    whole = train_posenet(train, val, {**SCHEDULE, "posenet": {**pose, "val_framings": ["whole"]}}, "ap")
+    both = train_posenet(train, val, {**SCHEDULE, "posenet": {**pose, "val_framings": ["whole", "lumbar"]}}, "ap")
+    assert whole["history"] == both["history"]  # the same training (same seed)
+    assert whole["val_loss_history"] != both["val_loss_history"]  # validated on the whole-image framing alone
+    with pytest.raises(ValueError, match="val_framings"):
+        train_posenet(train, val, {**SCHEDULE, "posenet": {**pose, "val_framings": ["side"]}}, "ap")

@@ -13,7 +13,12 @@ framing:
         --split validation --out runs/aasce_ap/stage1_failures_validation.csv
 
 Reads only the split asked for; ``--limit N`` takes its first N images. ``--out`` writes the per-image errors (case
-number, framing, outlier, mean shift, per-centre x/y errors in spacings; no file names).
+number, framing, outlier, mean shift, space below the labelled L5, per-centre x/y errors in spacings; no file names).
+
+``--crop-below K`` asks whether the level the network names depends on the lower image edge: a third row runs the
+model's framing on each image cut ``K`` centre spacings below its *labelled* L5 centre (images with less than
+``K + 0.2`` spacings below L5 stay whole; a diagnostic that reads the labels, not a way to predict), and a second
+table splits both rows by the space the image leaves below the labelled L5 (under 1.3, 1.3-1.7, 1.7 spacings and more).
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ def main() -> None:
     p.add_argument("--split", default="validation")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--out", help="per-image CSV")
+    p.add_argument("--crop-below", type=float, default=None,
+                   help="also run on each image cut this many centre spacings below its labelled L5")
     a = p.parse_args()
     torch.set_grad_enabled(False)
     pred = LandmarkPredictor.load(a.model, device="cpu")
@@ -71,21 +78,29 @@ def main() -> None:
     layout = pred.layout
     factor = float(pred.stage1["framing"].get("factor", 2.0))
     items = load_landmark_datalist(a.datalist, a.split)[: a.limit]
-    kinds = ("model framing", "ground-truth window")
+    kinds: tuple[str, ...] = ("model framing", "ground-truth window")
+    if a.crop_below is not None:
+        if a.crop_below < 1.0:
+            raise SystemExit(f"error: --crop-below must be >= 1.0 spacing (L5's lower corners), got {a.crop_below}")
+        kinds = (*kinds, f"image cut {a.crop_below:g} spacings below the labelled L5")
     rows: list[dict] = []
     for i, item in enumerate(items):
         image = pred.read_input(item["image"])[0]
         points = np.asarray(read_annotation_json(item["label"]).points, dtype=np.float64)
         truth = layout.centres(points)
         spacing = float(np.median(np.linalg.norm(np.diff(truth, axis=0), axis=1)))
+        below = (image.shape[0] - 0.5 - truth[-1, 1]) / spacing
         for kind in kinds:
-            window = lumbar_window(truth, factor) if kind != kinds[0] else None
-            c = centres_of(pred, image, window)
+            window = lumbar_window(truth, factor) if kind == kinds[1] else None
+            view = image
+            if kind == kinds[-1] and a.crop_below is not None and below > a.crop_below + 0.2:
+                view = image[: int(np.ceil(truth[-1, 1] + a.crop_below * spacing))]
+            c = centres_of(pred, view, window)
             err = (c - truth) / spacing
             outlier = bool(centre_outliers(c, points, layout))
             shift = float(err[:, 1].mean())
             rows.append({"image": i, "framing": kind, "outlier": int(outlier), "mean_shift": round(shift, 3),
-                         "class": classify(outlier, shift),
+                         "class": classify(outlier, shift), "below_l5": round(below, 2),
                          **{f"d{ax}_{n}": round(float(err[k, j]), 3) for k, n in enumerate(layout.vertebra_names)
                             for j, ax in enumerate("xy")}})
     if a.out:
@@ -103,6 +118,25 @@ def main() -> None:
         n = len(cls)
         print(f"| {kind} | {n} | {100.0 * cls.count('ok') / max(n, 1):.1f} | {cls.count('caudal shift')} | "
               f"{cls.count('cranial shift')} | {cls.count('partial')} |")
+    if a.crop_below is not None:
+        print_by_space_below(rows, kinds[0], kinds[-1])
+
+
+def _counts(classes: list[str]) -> str:
+    return " / ".join(str(classes.count(c)) for c in ("ok", "caudal shift", "cranial shift", "partial"))
+
+
+def print_by_space_below(rows: list[dict], whole: str, cut: str) -> None:
+    """Second table of ``--crop-below``: outcomes by the space below the labelled L5 (centre spacings)."""
+    print()
+    print(f"| space below the labelled L5 (spacings) | n | {whole}: right / caudal / cranial / partial "
+          f"| {cut}: right / caudal / cranial / partial |")
+    print("|---|---:|---|---|")
+    for name, lo, hi in (("under 1.3", -np.inf, 1.3), ("1.3-1.7", 1.3, 1.7), ("1.7 and more", 1.7, np.inf)):
+        sel = [r for r in rows if lo <= r["below_l5"] < hi]
+        n = len({r["image"] for r in sel})
+        print(f"| {name} | {n} | {_counts([r['class'] for r in sel if r['framing'] == whole])} "
+              f"| {_counts([r['class'] for r in sel if r['framing'] == cut])} |")
 
 
 if __name__ == "__main__":

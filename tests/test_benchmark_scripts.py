@@ -183,17 +183,25 @@ def test_stage1_failures_compares_model_framing_with_the_ground_truth_window(tmp
     (tmp_path / "datalist.json").write_text(json.dumps({"validation": items}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "benchmarks/stage1_failures.py", "--model", str(model), "--datalist",
-                           str(tmp_path / "datalist.json"), "--split", "validation", "--out", str(tmp_path / "f.csv")],
+                           str(tmp_path / "datalist.json"), "--split", "validation", "--out", str(tmp_path / "f.csv"),
+                           "--crop-below", "1.2"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    header, rows = _table(proc.stdout)
-    assert header[0] == "stage-1 framing" and [r[0] for r in rows] == ["model framing", "ground-truth window"]
+    first, second = proc.stdout.split("\n\n")
+    header, rows = _table(first)
+    assert header[0] == "stage-1 framing" and [r[0] for r in rows] == [
+        "model framing", "ground-truth window", "image cut 1.2 spacings below the labelled L5"]
     for r in rows:
         n, detection, counts = int(r[1]), float(r[2]), [int(c) for c in r[3:]]
         assert n == 2 and 0.0 <= detection <= 100.0
         assert sum(counts) == round(n * (1 - detection / 100))  # every outlier in exactly one class
     text = (tmp_path / "f.csv").read_text()
-    assert "sunhl" not in text and len(text.splitlines()) == 5  # header + 2 images x 2 framings, no file names
+    assert "sunhl" not in text and len(text.splitlines()) == 7  # header + 2 images x 3 framings, no file names
+    # the outcomes split by the space below the labelled L5: every image in one band, both runs counted
+    header, bands = _table(second)
+    assert header[0].startswith("space below") and sum(int(b[1]) for b in bands) == 2
+    for b in bands:
+        assert all(sum(int(c) for c in cell.split(" / ")) == int(b[1]) for cell in b[2:])
     sys.path.insert(0, str(REPO / "benchmarks"))
     from stage1_failures import classify
 

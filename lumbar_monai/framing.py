@@ -8,6 +8,8 @@ square of the original image (any centre, side, rotation, aspect) resampled to t
 * pass 2 (and further passes): a window around the centres of the pass before, ``factor`` x the L1-L5 span on a
   side (:func:`lumbar_window`), so that the lumbar region fills the input whatever the field of view, image aspect
   or pixel size. ``factor`` 2.0 (*ours*) leaves two centre spacings beyond L1 and L5.
+* with a level network (:class:`LevelPass`), pass 1 is that network's on the whole image at its own input size and
+  every window pass's chain is renamed by the level it names (:mod:`lumbar_monai.levels`).
 
 Training draws both kinds with random framing (:class:`RandFramed`): whole-image framings with zoom, shift, rotation
 and aspect change; lumbar windows with side, centre, rotation and aspect jitter (what a coarse pass gets wrong); and

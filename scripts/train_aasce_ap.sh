@@ -114,6 +114,9 @@ cp "$R3/mnet_lumbar.pt" "$R4/mnet_lumbar.pt"; cp "$R3/mnet_lumbar.pt" "$R4C/mnet
 # kept). Shipped: round 4's Pose-Net with round 6's M-Net (validation RD on detected images 16.73 % -> 16.28 %).
 # A seventh round (lr 5e-4, 2400 s each: the Pose-Net from round 4, 74.2 % of the validation images with all centres;
 # the M-Net from round 6, 4.30 px) gained nothing and was not kept.
+# Rounds 8 (a level network: a Pose-Net on whole-image framings at 384 px with T1-T12 maps, `framed export --level`)
+# and 9 (the Pose-Net with field-of-view crops on 70 % of the samples) found all centres on fewer validation images
+# (77.4 % and 80.6 %) and were not kept; their commands are in the README ("A level network", "The lower image edge").
 R6="$RUN/round6"
 mkdir -p "$R6"; cp "$RUN/datalist.json" "$R6/"; cp -r "$RUN/datalist_labels" "$R6/"
 "$PY" -m lumbar_monai.training.framed posenet --datalist "$R6/datalist.json" --schedule $SCHEDULE --out "$R6" \

@@ -250,6 +250,10 @@ class RandFramed(RandomizableTransform, MapTransform):
         rotate: max rotation (degrees).
         aspect: aspect factor range.
         fov_crop_prob: probability of zeroing outside a random box that keeps every landmark.
+        below_cut_prob: probability of zeroing the image below a random row ``below_cut`` centre spacings under the
+            last centre (L5): a radiograph that ends there, sacrum or not (*ours*; 0 by default), so that the level
+            must be named from the anatomy above as well as below L5.
+        below_cut: range of that row's distance under L5's centre, in centre spacings.
         jitter: draw the random parts (``False``: plain framing).
         aux_keys: further ``(K, 2)`` point arrays moved with the window (e.g. auxiliary centres).
     """
@@ -269,6 +273,8 @@ class RandFramed(RandomizableTransform, MapTransform):
         rotate: float = 10.0,
         aspect: tuple[float, float] = (0.85, 1.15),
         fov_crop_prob: float = 0.25,
+        below_cut_prob: float = 0.0,
+        below_cut: tuple[float, float] = (0.6, 3.0),
         jitter: bool = True,
         framing_key: str = "framing",
         geometry_key: str = GEOMETRY_KEY,
@@ -289,6 +295,8 @@ class RandFramed(RandomizableTransform, MapTransform):
         self.rotate = float(rotate)
         self.aspect = tuple(float(v) for v in aspect)
         self.fov_crop_prob = float(fov_crop_prob)
+        self.below_cut_prob = float(below_cut_prob)
+        self.below_cut = tuple(float(v) for v in below_cut)
         self.jitter = bool(jitter)
         self.framing_key = framing_key
         self.geometry_key = geometry_key
@@ -322,6 +330,15 @@ class RandFramed(RandomizableTransform, MapTransform):
         inside = (x >= box_lo[0]) & (x <= box_hi[0]) & (y >= box_lo[1]) & (y <= box_hi[1])
         return torch.as_tensor(inside[None], dtype=torch.float32)
 
+    def _below_mask(self, pts: np.ndarray, affine: np.ndarray) -> torch.Tensor:
+        """``(1, size, size)`` mask: 1 above a random image row ``below_cut`` centre spacings under the last centre."""
+        c = self.layout.centres(pts)
+        row = c[-1, 1] + self.R.uniform(*self.below_cut) * centre_spacing(c)
+        u = np.arange(self.size, dtype=np.float64)
+        xx, yy = np.meshgrid(u, u)
+        y = affine[1, 0] * xx + affine[1, 1] * yy + affine[1, 2]
+        return torch.as_tensor((y <= row)[None], dtype=torch.float32)
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         key = self.keys[0]
@@ -335,6 +352,8 @@ class RandFramed(RandomizableTransform, MapTransform):
         out = resample_window(img, a, self.size)
         if self.jitter and self.R.random_sample() < self.fov_crop_prob:
             out = out * self._fov_mask(pts, a)
+        if self.jitter and self.below_cut_prob > 0 and self.R.random_sample() < self.below_cut_prob:
+            out = out * self._below_mask(pts, a)
         geometry = np.linalg.inv(a)
         d[key] = out
         d[self.point_key] = transform_points(pts, geometry)

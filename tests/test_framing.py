@@ -157,3 +157,29 @@ def test_framed_detection_reads_every_pass(shipped):
     one = detect_centres_framed(shipped.centre_net, img, shipped._centre_decoder(), passes=1,
                                 first_window=([80.0, 150.0], 120.0))
     assert one["windows"] == [([80.0, 150.0], 120.0)] and one["original"].shape == (5, 2)
+
+
+def test_below_cut_ends_the_image_under_l5():
+    """``below_cut_prob``: zero below a random image row 0.6-3 centre spacings under L5, the same window otherwise."""
+    pts, _ = _spine()
+    img = np.random.default_rng(0).uniform(0.2, 1.0, (800, 240))  # image content well below L5
+    c = AP.centres(pts)
+    spacing = float(np.median(np.diff(c[:, 1])))
+    data = {"image": torch.as_tensor(img, dtype=torch.float32)[None], "points": pts, "layout": "ap",
+            "framing": "whole"}
+    kw = dict(layout="ap", size=128, factor=2.0, fov_crop_prob=0.0)
+    plain = RandFramed("image", "points", **kw)
+    cut = RandFramed("image", "points", below_cut_prob=1.0, **kw)
+    plain.set_random_state(3), cut.set_random_state(3)
+    a, b = plain(data), cut(data)
+    np.testing.assert_allclose(a["geometry"], b["geometry"])  # the same window
+    inv = np.linalg.inv(a["geometry"])
+    u = np.arange(128, dtype=np.float64)
+    xx, yy = np.meshgrid(u, u)
+    y = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]  # image row of each window pixel
+    kept = y < c[-1, 1] + 0.6 * spacing
+    gone = y > c[-1, 1] + 3.0 * spacing
+    assert kept.any() and gone.any()
+    torch.testing.assert_close(b["image"][0][torch.as_tensor(kept)], a["image"][0][torch.as_tensor(kept)])
+    assert float(b["image"][0][torch.as_tensor(gone)].abs().max()) == 0.0
+    assert float(a["image"][0][torch.as_tensor(gone)].abs().max()) > 0.0  # there was image to cut

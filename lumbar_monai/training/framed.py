@@ -155,6 +155,7 @@ def posenet_transforms(cfg: Mapping[str, Any], layout: str, factor: float, train
           if mirror > 0 else []),
         RandFramed("image", "points", layout=layout, size=size, factor=factor,
                    whole_prob=float(cfg.get("whole_prob", 0.3)), fov_crop_prob=float(cfg.get("fov_crop_prob", 0.25)),
+                   below_cut_prob=float(cfg.get("below_cut_prob", 0.0)),
                    jitter=train, aux_keys=("aux_points",) if aux else ()),
         ScaleIntensityd("image", minv=0.0, maxv=1.0),
         GaussianSmoothd("image", sigma=float(cfg.get("blur_sigma", 1.0)) * size / 512.0),

@@ -317,16 +317,20 @@ class RandFramed(RandomizableTransform, MapTransform):
             return centre, side, 0.0, 1.0
         return centre, side, np.deg2rad(r.uniform(-self.rotate, self.rotate)), r.uniform(*self.aspect)
 
+    def _image_coords(self, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``(x, y)`` of every window pixel, each ``(size, size)``: where the masks below are drawn."""
+        u = np.arange(self.size, dtype=np.float64)
+        xx, yy = np.meshgrid(u, u)
+        return (affine[0, 0] * xx + affine[0, 1] * yy + affine[0, 2],
+                affine[1, 0] * xx + affine[1, 1] * yy + affine[1, 2])
+
     def _fov_mask(self, pts: np.ndarray, affine: np.ndarray) -> torch.Tensor:
         """``(1, size, size)`` mask: 1 inside a random box (image pixels) that holds every landmark."""
         lo, hi = np.nanmin(pts, 0), np.nanmax(pts, 0)
         ext = hi - lo
         box_lo = lo - self.R.uniform(0.05, 1.0, 2) * ext
         box_hi = hi + self.R.uniform(0.05, 1.0, 2) * ext
-        u = np.arange(self.size, dtype=np.float64)
-        xx, yy = np.meshgrid(u, u)
-        x = affine[0, 0] * xx + affine[0, 1] * yy + affine[0, 2]
-        y = affine[1, 0] * xx + affine[1, 1] * yy + affine[1, 2]
+        x, y = self._image_coords(affine)
         inside = (x >= box_lo[0]) & (x <= box_hi[0]) & (y >= box_lo[1]) & (y <= box_hi[1])
         return torch.as_tensor(inside[None], dtype=torch.float32)
 
@@ -334,9 +338,7 @@ class RandFramed(RandomizableTransform, MapTransform):
         """``(1, size, size)`` mask: 1 above a random image row ``below_cut`` centre spacings under the last centre."""
         c = self.layout.centres(pts)
         row = c[-1, 1] + self.R.uniform(*self.below_cut) * centre_spacing(c)
-        u = np.arange(self.size, dtype=np.float64)
-        xx, yy = np.meshgrid(u, u)
-        y = affine[1, 0] * xx + affine[1, 1] * yy + affine[1, 2]
+        _, y = self._image_coords(affine)
         return torch.as_tensor((y <= row)[None], dtype=torch.float32)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:

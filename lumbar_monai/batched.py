@@ -83,6 +83,7 @@ class _Prepare(torch.utils.data.Dataset):
         return len(self.sources)
 
     def __getitem__(self, i: int) -> dict:
+        from .display import display_hint
         from .facing import facing_hint, mirror_image
         from .io.inputs import read_input
         from .transforms.augment import stage1_input
@@ -102,7 +103,8 @@ class _Prepare(torch.utils.data.Dataset):
                     x, g = stage1_input(self.chain, mirror_image(img) if m else img)
                     stage1[m] = (x, g)
             return {"index": i, "image": torch.from_numpy(img), "spacing": spacing, "spacing_source": source,
-                    "meta": meta, "hint": facing_hint(meta), "stage1": stage1,
+                    "meta": meta, "hint": facing_hint(meta), "display_hint": display_hint(meta),
+                    "stage1": stage1,
                     "path": None if radiograph is None else getattr(radiograph, "path", None),
                     "extra": self.extra(src) if self.extra is not None else None}
         except InputError as e:
@@ -205,7 +207,8 @@ def _run(predictor, items: list[dict], given: Sequence | None, facing: str) -> l
         ans_k = {m: (c, r) for (kk, m, c), r in zip(jobs2, corners, strict=True) if kk == k}
         c_given = None if given is None else given[it["index"]]
         res = predictor._finish(_BatchAnswers(predictor, img, ans_c, ans_k), img, it["spacing"],
-                                it["spacing_source"], c_given, facing, it["hint"], dict(per_image))
+                                it["spacing_source"], c_given, facing, it["hint"], dict(per_image),
+                                display_hint=it.get("display_hint"))
         res.meta["batch_size"] = len(items)
         out.append(res)
     return out

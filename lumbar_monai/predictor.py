@@ -25,6 +25,7 @@ dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_on
      "lumbar": {"network": "MNet", "kwargs": {...}, "state_dict": {...}} | None,
      "sacrum": {...} | None,
      "stage1_level": {"network": "PoseNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
+     "display": {"network": "Classifier", "kwargs": {...}, "state_dict": {...}} | None,  # optional, AP
      "crop_size": 256, "crop_blur_sigma": 1.0, "confidence_threshold": 0.3, "meta": {...}}
 """
 
@@ -104,6 +105,9 @@ class LandmarkPredictor:
             image whose L1-L5 chain, counted from the top of the spine, names the window Pose-Net's chain;
             ``stage1["level"]`` holds its ``input_size``, ``above`` (the window Pose-Net's auxiliary vertebrae
             directly over L1, top to bottom, e.g. ``["T11", "T12"]``) and ``margin``.
+        display_net: an AP display network (:mod:`lumbar_monai.display`): decides whether an AP image is shown
+            mirrored (the patient's left on the image left); a mirrored image is mirrored back before the landmark
+            networks and the points mirrored after, names unchanged. AP layouts only.
         crop_size: M-Net input side (256).
         crop_blur_sigma: blur after resizing the crops (crop pixels).
         stage1: stage-1 settings: ``input_size`` (512), ``heatmap_size`` (64), ``preprocessing`` (kwargs of
@@ -142,8 +146,11 @@ class LandmarkPredictor:
         centre_refinement: int = 0,
         tta: str = "none",
         level_net: torch.nn.Module | None = None,
+        display_net: torch.nn.Module | None = None,
     ) -> None:
         self.layout = get_layout(layout)
+        if display_net is not None and self.layout.view == "lateral":
+            raise ValueError("a display network is for AP layouts (lateral images have a facing instead)")
         self.tta = tta
         if int(centre_refinement) < 0:
             raise ValueError(f"centre_refinement must be >= 0, got {centre_refinement}")
@@ -173,6 +180,7 @@ class LandmarkPredictor:
         self.level_net = level_net.to(self.device).eval() if level_net is not None else None
         if self.level_net is not None:
             self.stage1["level"] = self._check_level(s1)
+        self.display_net = display_net.to(self.device).eval() if display_net is not None else None
         self.confidence_threshold = float(confidence_threshold)
         self.meta = dict(meta or {})
         self.lumbar_codec = CornerCodec(self.layout, "lumbar", size=self.crop_size)
@@ -409,7 +417,11 @@ class LandmarkPredictor:
                 on the image and its mirror, :func:`~lumbar_monai.facing.predict_any_facing`), ``"left"`` /
                 ``"right"`` says it. The networks always see their trained facing; the points keep anatomical
                 names. Recorded in ``meta["facing"]``; QC flag ``facing_uncertain`` when too close to call.
+                AP views with a display network: ``"auto"`` decides whether the image is shown mirrored
+                (:func:`~lumbar_monai.display.decide_display`), ``"standard"`` / ``"mirrored"`` says it; recorded
+                in ``meta["display"]``, QC flag ``display_uncertain`` when too close to call.
         """
+        from .display import display_hint
         from .facing import facing_hint
 
         if isinstance(image, (str, os.PathLike)):  # read the file here, so that its header can hint the facing
@@ -417,37 +429,63 @@ class LandmarkPredictor:
 
             image = load_radiograph(image)
         hint = facing_hint(getattr(image, "meta", None))
+        shown = display_hint(getattr(image, "meta", None))
         timings: dict[str, float] = {}
         t = _Timer(self.device, timings)
         img, spacing, source = self.read_input(image)
         if pixel_spacing is not None:
             spacing, source = (float(pixel_spacing[0]), float(pixel_spacing[1])), spacing_source or "argument"
         t.lap("read")
-        return self._finish(self, img, spacing, source, centres, facing, hint, timings)
+        return self._finish(self, img, spacing, source, centres, facing, hint, timings, display_hint=shown)
+
+    def _display(self, img: np.ndarray, facing: str, hint: str | None):
+        """The :class:`~lumbar_monai.display.DisplayDecision` of an AP image, or ``None`` (lateral, or no display
+        network and no display given)."""
+        from .display import DISPLAYS, DisplayDecision, decide_display
+
+        if self.layout.view == "lateral":
+            return None
+        if facing in DISPLAYS:
+            return DisplayDecision(facing, source="given", hint=hint)
+        if facing not in (None, "auto"):
+            raise ValueError(f"facing of an AP image must be 'auto', 'standard' or 'mirrored', got {facing!r}")
+        if self.display_net is None:
+            return None
+        return decide_display(self.display_net, img, hint=hint, device=self.device)
 
     def _finish(self, stages, img: np.ndarray, spacing, source, centres, facing: str, hint: str | None,
-                timings: dict[str, float]) -> LandmarkResult:
+                timings: dict[str, float], display_hint: str | None = None) -> LandmarkResult:
         """Both stages through ``stages`` (``detect_centres`` / ``detect_corners``: this predictor, or the answers
         :meth:`predict_batch` computed for the whole batch) -> the result of one image."""
-        from .facing import CANONICAL_FACING, predict_any_facing
+        from .facing import CANONICAL_FACING, predict_any_facing, run_in_facing
 
         flags: list[str] = []
-        out, decision = predict_any_facing(stages, img, centres, facing=facing, hint=hint, timings=timings,
-                                           canonical=str(self.meta.get("canonical_facing", CANONICAL_FACING)))
+        shown = self._display(img, facing, display_hint)
+        if shown is not None:  # AP: the networks see the standard display; "left" stands for it in run_in_facing
+            out = run_in_facing(stages, img, "left" if shown.display == "standard" else "right", centres, timings,
+                                canonical="left")
+            decision = None
+        else:
+            out, decision = predict_any_facing(stages, img, centres, facing=facing, hint=hint, timings=timings,
+                                               canonical=str(self.meta.get("canonical_facing", CANONICAL_FACING)))
         c, c_conf, pts, conf = out.centres, out.centre_confidence, out.points, out.confidence
         if out.repaired:
             flags.append("centre_repaired")
         if np.any(conf < self.confidence_threshold):
             flags.append("low_confidence")
-        reasons = order_violations(pts, c, self.layout, decision.facing)
+        reasons = order_violations(pts, c, self.layout, None if decision is None else decision.facing)
         if reasons:
             flags.append("order_violation")
-        if decision.uncertain:
+        if decision is not None and decision.uncertain:
             flags.append("facing_uncertain")
+        if shown is not None and shown.uncertain:
+            flags.append("display_uncertain")
         meta = dict(self.meta)
         meta["timings_ms"] = {k: 1000.0 * v for k, v in timings.items()}
-        if decision.facing is not None:
+        if decision is not None and decision.facing is not None:
             meta["facing"] = decision.as_meta()
+        if shown is not None:
+            meta["display"] = shown.as_meta()
         if reasons:
             meta["order_violations"] = reasons
         meta["centres_from"] = "stage1" if centres is None else "given"
@@ -501,6 +539,9 @@ class LandmarkPredictor:
             "stage1_level": None if self.level_net is None else {
                 "network": type(self.level_net).__name__, "kwargs": _kwargs_of(self.level_net),
                 "state_dict": _cpu_state(self.level_net)},
+            "display": None if self.display_net is None else {
+                "network": type(self.display_net).__name__, "kwargs": _kwargs_of(self.display_net),
+                "state_dict": _cpu_state(self.display_net)},
             "lumbar": {"network": "MNet", "kwargs": _kwargs_of(self.lumbar_net),
                        "state_dict": _cpu_state(self.lumbar_net)},
             "sacrum": None if self.sacrum_net is None else {
@@ -549,6 +590,7 @@ class LandmarkPredictor:
             centre_refinement=int(ckpt.get("centre_refinement", 0)),
             tta=str(ckpt.get("tta", "none")),
             level_net=_build(PoseNet, ckpt["stage1_level"]) if ckpt.get("stage1_level") is not None else None,
+            display_net=_build_display(ckpt["display"]) if ckpt.get("display") is not None else None,
         )
 
     @classmethod
@@ -624,6 +666,20 @@ def _kwargs_of(net: torch.nn.Module) -> dict[str, Any]:
 
 def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
+def _build_display(entry: Mapping[str, Any]) -> torch.nn.Module:
+    """The display network of a checkpoint (``monai.networks.nets.Classifier``; nothing else is built)."""
+    from monai.networks.nets import Classifier
+
+    if entry.get("network") != "Classifier":
+        raise ValueError(f"checkpoint 'display' must be a Classifier, got {entry.get('network')!r}")
+    kwargs = dict(entry["kwargs"])
+    net = Classifier(**{**kwargs, "in_shape": tuple(kwargs["in_shape"]), "channels": tuple(kwargs["channels"]),
+                        "strides": tuple(kwargs["strides"])})
+    net.load_state_dict(entry["state_dict"])
+    net.init_kwargs = dict(entry["kwargs"])
+    return net
 
 
 def _build(cls, entry: Mapping[str, Any]) -> torch.nn.Module:

@@ -207,3 +207,74 @@ def test_stage1_failures_compares_model_framing_with_the_ground_truth_window(tmp
 
     assert [classify(False, 2.0), classify(True, 0.8), classify(True, -0.6), classify(True, 0.3)] == [
         "ok", "caudal shift", "cranial shift", "partial"]
+
+
+def test_acquisition_shift_views_move_the_labels_with_the_image():
+    """Each view of benchmarks/acquisition_shift.py keeps every label on the pixel it marked: a bright square under
+    each landmark of a synthetic tall image is still under the moved landmark."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from acquisition_shift import views
+
+    from lumbar_monai.anatomy import get_layout
+
+    layout = get_layout("ap")
+    rng = np.random.default_rng(0)
+    h, w = 300, 100  # height/width 3: both field views change it
+    pts = np.stack([rng.uniform(20, w - 20, 20), np.sort(rng.uniform(150, h - 20, 20))], axis=1)
+    img = np.zeros((h, w), dtype=np.float32)
+    for i, (x, y) in enumerate(pts):
+        img[int(round(y)) - 1:int(round(y)) + 2, int(round(x)) - 1:int(round(x)) + 2] = 1.0 + i  # one value per point
+    for name, view in views(2.3).items():
+        out, moved = view(img, pts, layout)
+        assert moved.shape == pts.shape, name
+        # the view's own input is never changed in place
+        assert img.max() == 20.0, name
+        for i, (x, y) in enumerate(moved):
+            patch = out[int(round(y)) - 1:int(round(y)) + 2, int(round(x)) - 1:int(round(x)) + 2]
+            if name.startswith("gamma"):
+                assert patch.max() > 0.0 and np.isclose(patch.max(), out[img == 1.0 + i].max()), name
+            else:
+                assert patch.max() > 0.25 * (1.0 + i) and patch.max() <= 1.0 + i + 1e-5, (name, i, patch.max())
+    wide, _ = views(2.3)["wider field"](img, pts, layout)
+    short, _ = views(2.3)["shorter field"](img, pts, layout)
+    assert wide.shape == (300, 130) and short.shape[1] == 100 and short.shape[0] < 300
+    assert short.shape[0] > int(np.floor(pts[:, 1].max())) - int(np.floor(pts[:, 1].min()))  # every label kept
+    mir, mpts = views(2.3)["mirrored"](img, pts, layout)
+    np.testing.assert_allclose(mpts[:, 0], w - 1 - pts[:, 0])  # rows (anatomical names) kept
+    np.testing.assert_allclose(mir, img[:, ::-1])
+
+
+def test_acquisition_shift_prints_one_row_per_view(tmp_path):
+    import json
+
+    import pytest
+    from _paths import SHARED
+
+    aasce = SHARED / "data" / "aasce16"
+    model = REPO / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
+    if not (aasce / "labels_training" / "landmarks.csv").is_file() or not model.is_file():
+        pytest.skip("AASCE copy or shipped AP model not found")
+    from lumbar_monai.io.aasce import read_aasce
+    from lumbar_monai.io.annotations import write_annotation_json
+
+    items = []
+    for i, (image, ann) in enumerate(read_aasce(aasce, outside="skip")[:2]):
+        items.append({"image": str(image), "label": str(write_annotation_json(tmp_path / f"{i}.json", ann))})
+    (tmp_path / "datalist.json").write_text(json.dumps({"validation": items}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/acquisition_shift.py", "--model", str(model), "--datalist",
+                           str(tmp_path / "datalist.json"), "--split", "validation", "--views", "mirrored",
+                           "wider field"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sunhl" not in proc.stdout
+    header, rows = _table(proc.stdout)
+    assert header[0] == "view" and [r[0] for r in rows] == ["as delivered", "mirrored", "wider field"]
+    for r in rows:
+        assert int(r[1]) == 2 and 0.0 <= float(r[2]) <= 100.0 and float(r[4]) > 0.0
+    bad = subprocess.run([sys.executable, "benchmarks/acquisition_shift.py", "--model", str(model), "--datalist",
+                          str(tmp_path / "datalist.json"), "--views", "sideways"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "unknown views ['sideways']" in bad.stderr
+    assert "Traceback" not in bad.stderr

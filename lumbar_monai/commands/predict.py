@@ -32,8 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="images per network batch (default 1: one image at a time)")
     p.add_argument("--workers", type=_non_negative, default=0, metavar="W",
                    help="processes that read and pre-process the files while the networks run (default 0)")
-    p.add_argument("--facing", choices=("auto", "left", "right"), default="auto",
-                   help="lateral views: the image side the patient faces; 'auto' (default) decides from each image")
+    p.add_argument("--facing", choices=("auto", "left", "right", "standard", "mirrored"), default="auto",
+                   help="lateral views: the image side the patient faces (left, right); AP views: whether the image "
+                        "is shown standard (the patient's left on the image right) or mirrored; 'auto' (default) "
+                        "decides from each image (AP: with the model's display network, if it has one)")
     p.add_argument("--centre-refinement", type=_non_negative, default=None, metavar="K",
                    help="move the lumbar centres to the mean of their predicted corners and run stage 2 again, K "
                         "times (0: the paper's Pose-Net centres; default: the model's own setting)")

@@ -10,8 +10,8 @@ its cues, and it names the corners by image side, so every left/right name comes
 The *display network* is a small whole-image classifier (``monai.networks.nets.Classifier``; 1 x 256 x 96 input,
 the image resampled whatever its aspect) trained on the training split and its mirror
 (:mod:`lumbar_monai.training.display`). :func:`decide_display` asks it about the image and about the image's mirror
-and averages the two answers (a mirror-consistent probability); a DICOM ``PatientOrientation`` (:func:`display_hint`)
-decides only when the network is unsure. A mirrored image is mirrored back before the landmark networks and the
+and averages the two answers (a mirror-consistent probability); when the network is unsure, a DICOM ``PatientOrientation``
+(:func:`display_hint`) decides, or without one the standard display. A mirrored image is mirrored back before the landmark networks and the
 points mirrored again after, their rows (anatomical names: ``superior_right`` is the patient's right) unchanged, as
 :func:`lumbar_monai.facing.run_in_facing` does for lateral facing.
 """
@@ -41,8 +41,9 @@ __all__ = [
 DISPLAYS = ("standard", "mirrored")
 #: the display network's input, (height, width): the whole image resampled, aspect not kept.
 DISPLAY_INPUT = (256, 96)
-#: a mirrored probability within this distance of 0.5 is too close to call (*ours*): the hint decides, and the
-#: result is flagged ``display_uncertain``.
+#: a mirrored probability within this distance of 0.5 is too close to call (*ours*): the hint decides, without one
+#: the standard display (the convention, and a wrong mirror swaps every left/right name); flagged
+#: ``display_uncertain``.
 UNCERTAIN_BAND = 0.3
 
 
@@ -87,7 +88,8 @@ def display_hint(meta: Mapping[str, Any] | None) -> str | None:
 @dataclass
 class DisplayDecision:
     """The display of one AP image: ``display`` (one of :data:`DISPLAYS`), ``probability`` that it is mirrored
-    (``nan`` when not decided from the image), ``uncertain``, ``source`` (``image``, ``hint`` or ``given``) and
+    (``nan`` when not decided from the image), ``uncertain``, ``source`` (``image``, ``hint``, ``default`` or
+    ``given``) and
     the file's ``hint``."""
 
     display: str
@@ -118,12 +120,13 @@ def mirrored_probability(net: torch.nn.Module, image: np.ndarray, device: torch.
 
 def decide_display(net: torch.nn.Module, image: np.ndarray, hint: str | None = None,
                    device: torch.device | str = "cpu") -> DisplayDecision:
-    """The display of an AP ``image`` from the display network; ``hint`` (:func:`display_hint`) decides when the
-    probability is within :data:`UNCERTAIN_BAND` of 0.5."""
+    """The display of an AP ``image`` from the display network. When its probability is within
+    :data:`UNCERTAIN_BAND` of 0.5, ``hint`` (:func:`display_hint`) decides, or without one the standard display
+    (``source="default"``)."""
     p = mirrored_probability(net, image, device)
     display = "mirrored" if p > 0.5 else "standard"
     uncertain = abs(p - 0.5) < UNCERTAIN_BAND
     source = "image"
-    if uncertain and hint in DISPLAYS:
-        display, source = hint, "hint"
+    if uncertain:
+        display, source = (hint, "hint") if hint in DISPLAYS else ("standard", "default")
     return DisplayDecision(display, probability=p, uncertain=uncertain, source=source, hint=hint)

@@ -32,9 +32,11 @@ SHIPPED = REPO / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
 class BrightSideNet(torch.nn.Module):
     """Stand-in display network: 'mirrored' when the input's right half is brighter than its left half."""
 
+    gain = 4.0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = x.shape[-1]
-        d = 4.0 * (x[..., w // 2:].mean(dim=(1, 2, 3)) - x[..., : w // 2].mean(dim=(1, 2, 3)))
+        d = self.gain * (x[..., w // 2:].mean(dim=(1, 2, 3)) - x[..., : w // 2].mean(dim=(1, 2, 3)))
         return torch.stack([-d, d], dim=1)
 
 
@@ -65,7 +67,10 @@ def test_decision_is_mirror_consistent_and_the_hint_breaks_ties():
     flat = np.full((200, 80), 0.5, dtype=np.float32)
     tie = decide_display(net, flat, hint="mirrored")
     assert tie.uncertain and (tie.display, tie.source) == ("mirrored", "hint")
-    assert decide_display(net, flat).source == "image"
+    net.gain = 0.05  # a network that barely leans to "mirrored" on an image brighter on the right
+    plain = decide_display(net, flat + np.linspace(0, 0.05, 80, dtype=np.float32))
+    assert 0.5 < plain.probability < 0.5 + UNCERTAIN_BAND
+    assert plain.uncertain and (plain.display, plain.source) == ("standard", "default")
     meta = tie.as_meta()
     assert meta["display"] == "mirrored" and meta["hint"] == "mirrored" and 0.0 <= meta["mirrored_probability"] <= 1.0
 
@@ -172,3 +177,18 @@ def test_train_and_attach_from_the_command_line(tmp_path):
                           "--out", str(tmp_path / "m2.pt")], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and bad.stderr.startswith("error:")
+
+
+def test_batched_prediction_decides_the_display_per_image(shipped):
+    img = _asymmetric()
+    flipped = np.ascontiguousarray(img[:, ::-1])
+    shipped.display_net = BrightSideNet()
+    try:
+        single = [shipped.predict(x) for x in (img, flipped)]
+        batch = shipped.predict_batch([img, flipped], batch_size=2)
+    finally:
+        shipped.display_net = None
+    for a, b in zip(single, batch, strict=True):
+        assert a.meta["display"]["display"] == b.meta["display"]["display"]
+        np.testing.assert_allclose(a.points, b.points, atol=1e-3)
+    assert [b.meta["display"]["display"] for b in batch] == ["standard", "mirrored"]

@@ -40,18 +40,23 @@ class RandDisplayViewd(RandomizableTransform, MapTransform):
     ``label`` -> 1 when the sample was mirrored, else 0.
 
     With ``jitter`` the mirror is drawn with probability 0.5 and the view is zoomed (``zoom``), shifted (``shift``,
-    fraction of the side), rotated (``rotate`` degrees) and gamma-changed (``gamma``); without it the sample's
-    ``mirror_key`` entry (default ``False``) decides and the view is the plain one (validation).
+    fraction of the side), rotated (``rotate`` degrees) and gamma-changed (``gamma``); with probability
+    ``field_prob`` each, the top ``top_cut`` of the rows is cut off (a film that starts lower, the heart out of view)
+    and the width padded by ``pad_width`` (a wider field); without ``jitter`` the sample's ``mirror_key`` entry
+    (default ``False``) decides and the view is the plain one (validation).
     """
 
     def __init__(self, keys: KeysCollection = "image", label_key: str = "label", size: tuple[int, int] = DISPLAY_INPUT,
                  zoom: tuple[float, float] = (0.85, 1.15), shift: float = 0.1, rotate: float = 6.0,
-                 gamma: tuple[float, float] = (0.6, 1.6), jitter: bool = True, mirror_key: str = "mirror") -> None:
+                 gamma: tuple[float, float] = (0.6, 1.6), field_prob: float = 0.25,
+                 top_cut: tuple[float, float] = (0.1, 0.5), pad_width: tuple[float, float] = (1.0, 1.4),
+                 jitter: bool = True, mirror_key: str = "mirror") -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, 1.0)
         self.label_key = label_key
         self.size = (int(size[0]), int(size[1]))
         self.zoom, self.shift, self.rotate, self.gamma = tuple(zoom), float(shift), float(rotate), tuple(gamma)
+        self.field_prob, self.top_cut, self.pad_width = float(field_prob), tuple(top_cut), tuple(pad_width)
         self.jitter = bool(jitter)
         self.mirror_key = mirror_key
 
@@ -61,6 +66,8 @@ class RandDisplayViewd(RandomizableTransform, MapTransform):
         self._shift = self.R.uniform(-self.shift, self.shift, 2)
         self._angle = math.radians(self.R.uniform(-self.rotate, self.rotate))
         self._gamma = self.R.uniform(*self.gamma)
+        self._cut = self.R.uniform(*self.top_cut) if self.R.random() < self.field_prob else 0.0
+        self._pad = self.R.uniform(*self.pad_width) if self.R.random() < self.field_prob else 1.0
 
     def _view(self, image: np.ndarray, mirror: bool) -> torch.Tensor:
         x = np.asarray(image, dtype=np.float32)
@@ -69,6 +76,10 @@ class RandDisplayViewd(RandomizableTransform, MapTransform):
         if not self.jitter:
             return display_input(x, self.size)
         x = np.clip(x, 0.0, 1.0) ** self._gamma
+        x = x[int(self._cut * x.shape[0]):]
+        extra = int(round((self._pad - 1.0) * x.shape[1]))
+        if extra > 0:
+            x = np.pad(x, ((0, 0), (extra // 2, extra - extra // 2)))
         c, s, z = math.cos(self._angle), math.sin(self._angle), self._zoom
         theta = torch.tensor([[[z * c, -z * s, self._shift[0]], [z * s, z * c, self._shift[1]]]], dtype=torch.float32)
         t = torch.as_tensor(np.ascontiguousarray(x))[None, None]

@@ -60,10 +60,12 @@ def build_display_net(size: tuple[int, int] = DISPLAY_INPUT) -> torch.nn.Module:
     """The display network: ``Classifier`` with two outputs (standard, mirrored), its kwargs kept for checkpoints."""
     from monai.networks.nets import Classifier
 
-    from .predictor import with_init_kwargs
-
-    return with_init_kwargs(Classifier, in_shape=[1, int(size[0]), int(size[1])], classes=2,
-                            channels=[16, 32, 64, 128], strides=[2, 2, 2, 2], num_res_units=1, dropout=0.2)
+    # kwargs kept as predictor.with_init_kwargs does (not imported: the predictor imports this module)
+    kwargs = {"in_shape": [1, int(size[0]), int(size[1])], "classes": 2, "channels": [16, 32, 64, 128],
+              "strides": [2, 2, 2, 2], "num_res_units": 1, "dropout": 0.2}
+    net = Classifier(**kwargs)
+    net.init_kwargs = dict(kwargs)
+    return net
 
 
 def display_hint(meta: Mapping[str, Any] | None) -> str | None:

@@ -142,11 +142,11 @@ mkdir -p "$(dirname $MODEL)"
     --model $MODEL --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" \
     --centre-refinement "${CENTRE_REFINEMENT:-0}" --tta "${TTA:-mirror}"
 # The AP display network (is the film shown mirrored?), chosen on the validation split among three runs (README
-# "AP display side"); attached to the exported model, which it leaves unchanged on standard films.
+# "AP display side"), attached to a copy: not shipped, because on the test split it calls a standard film mirrored.
 DSP="$RUN/display"
 "$PY" -m lumbar_monai.training.display train --datalist "$RUN/datalist.json" --out "$DSP" --epochs 60 \
     --samples-per-epoch 1152 > "$RUN/display.log" 2>&1
-"$PY" -m lumbar_monai.training.display attach --model $MODEL --display "$DSP/display.pt" --out $MODEL
+"$PY" -m lumbar_monai.training.display attach --model $MODEL --display "$DSP/display.pt" --out "$DSP/model.pt"
 "$PY" benchmarks/eval_aasce_ap.py --model $MODEL --datalist "$RUN/datalist.json" --split validation --passes 2 3 \
     --refine 0 1 --tta none mirror --out "$RUN/eval_val"
 "$PY" benchmarks/eval_aasce_ap.py --model $MODEL --datalist "$RUN/datalist.json" --split test --passes 1 2 3 \

@@ -103,8 +103,10 @@ def test_a_mirrored_image_gets_the_mirrored_landmarks_with_the_same_names(shippe
     np.testing.assert_allclose(mirrored.points, mirror_points(plain.points, w), atol=1e-3)
     np.testing.assert_allclose(mirrored.centres, mirror_points(plain.centres, w), atol=1e-3)
     np.testing.assert_allclose(given.points, mirrored.points, atol=1e-3)
-    # without a display network the AP path is unchanged and records no display
+    # without a display network the AP path is unchanged and records no display; a stated display still works
     assert "display" not in shipped.predict(img).meta
+    stated = shipped.predict(np.ascontiguousarray(img[:, ::-1]), facing="mirrored")
+    np.testing.assert_allclose(stated.points, mirrored.points, atol=1e-3)
     with pytest.raises(ValueError, match="facing of an AP image must be"):
         shipped.predict(img, facing="left")
 

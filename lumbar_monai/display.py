@@ -75,12 +75,11 @@ def display_hint(meta: Mapping[str, Any] | None) -> str | None:
     the standard display, ``R`` the mirrored one. Anything else (missing, ``A``/``P``: a lateral view, malformed)
     gives ``None``. Only a hint: headers are often copied from a template or wrong after a flip.
     """
-    po = (meta or {}).get("orientation")
-    if isinstance(po, str):
-        po = po.replace("\\", " ").replace(",", " ").split()
-    if not isinstance(po, (list, tuple)) or not po:
+    from .facing import orientation_row
+
+    row = orientation_row(meta)
+    if row is None:
         return None
-    row = str(po[0]).strip().upper()
     has_l, has_r = "L" in row, "R" in row
     if has_l == has_r:
         return None

@@ -50,6 +50,7 @@ __all__ = [
     "facing_from_points",
     "facing_from_shape",
     "infer_facing",
+    "orientation_row",
     "facing_hint",
     "mirror_sample",
     "CanonicalFacingd",
@@ -233,6 +234,18 @@ def _shape_value(cues: Mapping[str, float]) -> float:
     return v
 
 
+def orientation_row(meta: Mapping[str, Any] | None) -> str | None:
+    """The first value of ``meta["orientation"]`` (DICOM PatientOrientation, 0020,0020: the patient direction of
+    increasing column), upper case, or ``None`` when missing or malformed; shared by the lateral facing hint and the
+    AP display hint (:func:`lumbar_monai.display.display_hint`)."""
+    po = (meta or {}).get("orientation")
+    if isinstance(po, str):
+        po = po.replace("\\", " ").replace(",", " ").split()
+    if not isinstance(po, (list, tuple)) or not po:
+        return None
+    return str(po[0]).strip().upper()
+
+
 def facing_hint(meta: Mapping[str, Any] | None) -> str | None:
     """The facing a DICOM header suggests, from ``meta["orientation"]`` (DICOM PatientOrientation, 0020,0020).
 
@@ -240,12 +253,9 @@ def facing_hint(meta: Mapping[str, Any] | None) -> str | None:
     posterior, so the patient faces left; ``A`` faces right. Anything else (missing, ``L``/``R``: an AP view,
     malformed) gives ``None``. Only a hint: headers are often copied from a template or wrong after a flip.
     """
-    po = (meta or {}).get("orientation")
-    if isinstance(po, str):
-        po = po.replace("\\", " ").replace(",", " ").split()
-    if not isinstance(po, (list, tuple)) or not po:
+    row = orientation_row(meta)
+    if row is None:
         return None
-    row = str(po[0]).strip().upper()
     has_a, has_p = "A" in row, "P" in row
     if has_a == has_p:
         return None

@@ -33,6 +33,28 @@ def _table(out: str) -> tuple[list[str], list[list[str]]]:
     return cells[0], cells[2:]
 
 
+def _two_image_aasce_datalist(tmp_path: Path) -> Path:
+    """Write ``tmp_path/datalist.json`` with the first two AASCE images as its validation split; returns the shipped
+    AP model's path (skips the test when either is missing)."""
+    import json
+
+    import pytest
+    from _paths import SHARED
+
+    aasce = SHARED / "data" / "aasce16"
+    model = REPO / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
+    if not (aasce / "labels_training" / "landmarks.csv").is_file() or not model.is_file():
+        pytest.skip("AASCE copy or shipped AP model not found")
+    from lumbar_monai.io.aasce import read_aasce
+    from lumbar_monai.io.annotations import write_annotation_json
+
+    items = []
+    for i, (image, ann) in enumerate(read_aasce(aasce, outside="skip")[:2]):
+        items.append({"image": str(image), "label": str(write_annotation_json(tmp_path / f"{i}.json", ann))})
+    (tmp_path / "datalist.json").write_text(json.dumps({"validation": items}))
+    return model
+
+
 def _positive(text: str) -> float:
     v = float(text.replace(",", ""))
     assert math.isfinite(v) and v > 0, text
@@ -165,22 +187,7 @@ def test_baseline_head_init_starts_the_zero_head_at_the_all_zero_loss():
 
 
 def test_stage1_failures_compares_model_framing_with_the_ground_truth_window(tmp_path):
-    import json
-
-    import pytest
-    from _paths import SHARED
-
-    aasce = SHARED / "data" / "aasce16"
-    model = REPO / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
-    if not (aasce / "labels_training" / "landmarks.csv").is_file() or not model.is_file():
-        pytest.skip("AASCE copy or shipped AP model not found")
-    from lumbar_monai.io.aasce import read_aasce
-    from lumbar_monai.io.annotations import write_annotation_json
-
-    items = []
-    for i, (image, ann) in enumerate(read_aasce(aasce, outside="skip")[:2]):
-        items.append({"image": str(image), "label": str(write_annotation_json(tmp_path / f"{i}.json", ann))})
-    (tmp_path / "datalist.json").write_text(json.dumps({"validation": items}))
+    model = _two_image_aasce_datalist(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "benchmarks/stage1_failures.py", "--model", str(model), "--datalist",
                            str(tmp_path / "datalist.json"), "--split", "validation", "--out", str(tmp_path / "f.csv"),
@@ -247,22 +254,7 @@ def test_acquisition_shift_views_move_the_labels_with_the_image():
 
 
 def test_acquisition_shift_prints_one_row_per_view(tmp_path):
-    import json
-
-    import pytest
-    from _paths import SHARED
-
-    aasce = SHARED / "data" / "aasce16"
-    model = REPO / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
-    if not (aasce / "labels_training" / "landmarks.csv").is_file() or not model.is_file():
-        pytest.skip("AASCE copy or shipped AP model not found")
-    from lumbar_monai.io.aasce import read_aasce
-    from lumbar_monai.io.annotations import write_annotation_json
-
-    items = []
-    for i, (image, ann) in enumerate(read_aasce(aasce, outside="skip")[:2]):
-        items.append({"image": str(image), "label": str(write_annotation_json(tmp_path / f"{i}.json", ann))})
-    (tmp_path / "datalist.json").write_text(json.dumps({"validation": items}))
+    model = _two_image_aasce_datalist(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "benchmarks/acquisition_shift.py", "--model", str(model), "--datalist",
                            str(tmp_path / "datalist.json"), "--split", "validation", "--views", "mirrored",

@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--tta", nargs="+", choices=TTA_MODES, default=["model"],
                    help="test-time augmentation rows: none, mirror (default: the model's setting)")
     p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N: where the predictor runs")
     a = p.parse_args()
     print("| framing passes | centre refinement | TTA | n | centre detection (%) | RD detected images, paper's Total (%) "
           "| RD all images (%) | RD median image (%) | landmark outliers, detected images (%) | s / image |")
@@ -54,7 +55,7 @@ def main() -> None:
         ckpt = out / "model.pt"
         pred.save(ckpt)
         t0 = time.time()
-        s = evaluate_predictor(ckpt, a.datalist, out, split=a.split)
+        s = evaluate_predictor(ckpt, a.datalist, out, split=a.split, device=a.device)
         per_image = (time.time() - t0) / max(s["n_cases"], 1)
         with open(out / "per_case.csv", newline="") as f:
             mean_rd = np.array([float(r["mean_RD"]) for r in csv.DictReader(f)])

@@ -54,6 +54,7 @@ __all__ = [
     "read_aasce",
     "build_aasce_datalist",
     "write_aasce_datalist",
+    "shrink_aasce_copy",
 ]
 
 #: The vertebrae of the AASCE files, in row order (a property of the file format, not a project layout).
@@ -269,3 +270,64 @@ def build_aasce_datalist(
     """:func:`write_aasce_datalist` into a folder: ``out_dir/datalist.json`` + ``out_dir/labels/*.json``."""
     out = Path(out_dir)
     return write_aasce_datalist(root, out / "datalist.json", out / "labels", fractions, order)
+
+
+#: The label files a shrunk copy keeps: normalised coordinates and per-image values stay valid at any image size.
+#: (The per-image ``.mat`` files hold whole pixels of the original size and are left out.)
+_SIZE_FREE_LABELS = ("filenames.csv", "landmarks.csv", "angles.csv")
+
+
+def shrink_aasce_copy(src: str | os.PathLike, dst: str | os.PathLike, long_side: int = 1024,
+                      quality: int = 90, split: str = "training") -> dict[str, int]:
+    """Write a copy of an AASCE copy whose images have their longer side at most ``long_side`` (greyscale JPEG,
+    Lanczos resampling), with the label files that do not depend on the image size (``landmarks.csv`` is normalised
+    by width and height, so :func:`read_aasce` gives the same points scaled). For moving the data set to a machine
+    that cannot read ``src`` (a GPU lent for one run: ``scripts/gpu``). Images already small enough are re-encoded
+    as they are. Every file is written atomically; ``dst`` may not be ``src``.
+
+    Returns ``{"images": n, "bytes": total bytes written}``.
+
+    Raises:
+        InputError: a missing label file, an image listed but absent or unreadable, or ``dst`` equal to ``src``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from .atomic import atomic_path
+
+    root, out = Path(src), Path(dst)
+    if out.resolve() == root.resolve():
+        raise InputError(out, "the shrunk copy must not overwrite its source")
+    labels_dir, images_dir = root / f"labels_{split}", root / f"images_{split}"
+    out_labels, out_images = out / f"labels_{split}", out / f"images_{split}"
+    out_labels.mkdir(parents=True, exist_ok=True)
+    out_images.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for name in _SIZE_FREE_LABELS:
+        f = labels_dir / name
+        if not f.is_file():
+            if name == "angles.csv":  # optional: not read by read_aasce
+                continue
+            raise InputError(f, "missing (an AASCE copy has filenames.csv and landmarks.csv)")
+        data = f.read_bytes()
+        with atomic_path(out_labels / name) as tmp:
+            tmp.write_bytes(data)
+        total += len(data)
+    n = 0
+    for line, row in _read_lines(labels_dir / "filenames.csv"):
+        name = row[0].strip()
+        image = images_dir / name
+        if Path(name).name != name or not image.is_file():
+            raise InputError(labels_dir / "filenames.csv", f"image {name!r} not found in {images_dir}", line=line)
+        try:
+            with Image.open(image) as im:
+                grey = im.convert("L")
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(image, f"cannot read image ({type(e).__name__})") from None
+        k = min(1.0, long_side / max(grey.size))
+        if k < 1.0:
+            grey = grey.resize((max(round(grey.width * k), 1), max(round(grey.height * k), 1)), Image.LANCZOS)
+        with atomic_path(out_images / name) as tmp:
+            grey.save(tmp, format="JPEG", quality=int(quality))
+            total += tmp.stat().st_size
+        n += 1
+    return {"images": n, "bytes": total}

@@ -30,7 +30,7 @@ import torch
 
 from ..anatomy import get_layout
 
-__all__ = ["load_split", "attach_aux_centres", "load_init", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
+__all__ = ["load_split", "attach_aux_centres", "load_init", "init_weights", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
            "check_schedule", "resolve_device", "main"]
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,19 @@ def load_init(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
         else:
             raise ValueError(f"init checkpoint tensor {k} {tuple(v.shape)} does not fit {tuple(t.shape)}")
     net.load_state_dict(merged)
+
+
+def init_weights(ckpt: Mapping[str, Any], stage: str, source: str | Path = "init") -> Mapping[str, Any]:
+    """The ``{"kwargs", "state_dict"}`` to continue ``stage`` (``posenet`` / ``mnet``) from: a stage checkpoint as it
+    is, or the stage's network in a predictor checkpoint (e.g. the shipped ``aasce_ap.pt``: its ``stage1`` or
+    ``lumbar`` entry), so that a new round can start from a model without its stage files. ``ValueError`` (one line,
+    naming ``source``) for anything else."""
+    if "state_dict" in ckpt:
+        return ckpt
+    entry = ckpt.get("stage1" if stage == "posenet" else "lumbar") if "format" in ckpt else None
+    if not isinstance(entry, Mapping) or "state_dict" not in entry:
+        raise ValueError(f"{source}: neither a stage checkpoint nor a predictor checkpoint with a {stage} network")
+    return entry
 
 
 def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mapping[str, Any], layout: str,
@@ -422,7 +435,6 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..errors import InputError
     from ..predictor import TTA_MODES
 
     p = argparse.ArgumentParser(prog="python -m lumbar_monai.training.framed", description=__doc__.split("\n")[0])
@@ -479,6 +491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     layout = get_layout(a.layout).name
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    init = None
+    if a.init and a.stage != "export":
+        try:
+            init = init_weights(torch.load(a.init, map_location="cpu", weights_only=True), a.stage, a.init)
+        except (OSError, RuntimeError, ValueError, AttributeError) as e:
+            print(f"error: --init: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+            return 2
     t0 = time.time()
     try:
         if a.stage == "export":
@@ -504,13 +523,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             val = attach_aux_centres(val, a.datalist, "validation", aux)
         logger.info("%s: %d training / %d validation images cached in %.0f s", a.stage, len(train), len(val),
                     time.time() - t0)
-        init = torch.load(a.init, map_location="cpu", weights_only=True) if a.init else None
         logger.info("%s on %s, %d DataLoader workers, amp %s", a.stage, device, a.workers, _amp(schedule, device))
         if a.stage == "posenet":
             res = train_posenet(train, val, schedule, layout, device=str(device), init=init, workers=a.workers)
         else:
             res = train_mnet(train, val, schedule, layout, device=str(device), init=init, workers=a.workers)
-    except InputError as e:
+    except ValueError as e:  # InputError (a bad file), or an --init whose weights do not fit the schedule's network
         print(f"error: {e}", file=sys.stderr)
         return 2
     net = res.pop("network")

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# One bounded GPU run of the AP model recipe: train every plan entry's two stages side by side on one GPU, export
+# each as a predictor, score it on the validation and test splits, pack the results. Made for a GPU machine lent for
+# minutes that cannot read ../shared (scripts/gpu/pack_aasce_ap.sh prepares what it needs: .gpu/ and .whl/); it runs
+# on the CPU too (DEVICE=cpu), which is how it is tested (tests/test_gpu_kit.py).
+#
+# Usage, from the repository root:   bash scripts/gpu/train_aasce_ap.sh
+# Environment (all optional):
+#   PLAN           space-separated entries SCHEDULE[:INIT_MODEL]; INIT_MODEL continues both stages from a predictor
+#                  checkpoint (default: configs/framed/aasce_ap_gpu.json, aasce_ap_paper.json, and the shipped model
+#                  continued with aasce_ap_continue.json)
+#   DATA           AASCE copy the datalist is written from (.gpu/aasce16; the split is the fixed one, by patient)
+#   DATALIST       an existing datalist instead (DATA is then not read)
+#   TRAIN_SECONDS  wall-time cap of every training process (360: with set-up and scoring, inside one 600 s call); DEVICE (cuda); WORKERS per process (2)
+#   RUN            work folder (/tmp/lumbar_gpu_run); OUT where results go ($OUT, else runs/gpu_out); PY (python3)
+# Results in OUT: results.tar.gz (logs, training curves, evaluation tables and per-case CSVs; no images, caches or
+# weights) and every exported model under 16 MB as NAME.pt (the paper-size one, about 124 MB, stays behind).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-python3}
+DEVICE=${DEVICE:-cuda}
+WORKERS=${WORKERS:-2}
+TRAIN_SECONDS=${TRAIN_SECONDS:-360}
+RUN=${RUN:-/tmp/lumbar_gpu_run}
+OUT=${OUT:-runs/gpu_out}
+DATA=${DATA:-.gpu/aasce16}
+SHIPPED=bundles/lumbar_landmarks/models/aasce_ap.pt
+PLAN=${PLAN:-"configs/framed/aasce_ap_gpu.json configs/framed/aasce_ap_paper.json configs/framed/aasce_ap_continue.json:$SHIPPED"}
+T0=$(date +%s)
+mkdir -p "$RUN" "$OUT"
+log() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$RUN/run.log"; }
+
+# MONAI, Ignite and pydicom are not installed on the lent machine: install the carried wheels (pack_aasce_ap.sh)
+if ! "$PY" -c "import monai, ignite, pydicom" 2>/dev/null; then
+    if ! ls .whl/*.whl > /dev/null 2>&1; then
+        echo "error: monai/ignite/pydicom are missing and there is no .whl/ folder (run scripts/gpu/pack_aasce_ap.sh)" >&2
+        exit 2
+    fi
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/lumbar_site \
+        .whl/*.whl || exit 2
+    export PYTHONPATH=/tmp/lumbar_site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" | tee -a "$RUN/run.log"
+
+if [ -z "${DATALIST:-}" ]; then
+    DATALIST="$RUN/datalist.json"
+    "$PY" -c "import sys; from lumbar_monai.io.aasce import write_aasce_datalist as w; w(sys.argv[1], sys.argv[2])" \
+        "$DATA" "$DATALIST" || exit 2
+fi
+log "datalist $DATALIST"
+
+names=()
+for entry in $PLAN; do
+    schedule=${entry%%:*}
+    init=""
+    [ "$entry" != "$schedule" ] && init=${entry#*:}
+    name=$(basename "$schedule" .json)${init:+_continued}
+    names+=("$name")
+    d="$RUN/$name"
+    mkdir -p "$d"
+    echo "$entry" > "$d/plan.txt"
+    for stage in posenet mnet; do
+        key=$([ $stage = posenet ] && echo posenet || echo mnet_lumbar)
+        "$PY" -m lumbar_monai.training.framed $stage --datalist "$DATALIST" --schedule "$schedule" --out "$d" \
+            --device "$DEVICE" --workers "$WORKERS" --override "$key.max_seconds" "$TRAIN_SECONDS" \
+            ${init:+--init "$init"} > "$d/$stage.log" 2>&1 &
+    done
+done
+log "training ${names[*]} (${TRAIN_SECONDS} s cap per process)"
+wait
+log "training done"
+
+for name in "${names[@]}"; do  # export and score the runs side by side
+    (
+        d="$RUN/$name"
+        schedule=$(cut -d: -f1 "$d/plan.txt")
+        if ! "$PY" -m lumbar_monai.training.framed export --datalist "$DATALIST" --schedule "$schedule" --out "$d" \
+                --model "$d/model.pt" --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" \
+                --tta mirror > "$d/export.log" 2>&1; then
+            log "$name: export failed (see $name/export.log)"
+            exit 0
+        fi
+        for split in validation test; do
+            "$PY" benchmarks/eval_aasce_ap.py --model "$d/model.pt" --datalist "$DATALIST" --split $split --passes 3 \
+                --device "$DEVICE" --out "$d/eval_$split" > "$d/eval_$split.md" 2> "$d/eval_$split.err"
+            log "$name $split: $(tail -n 1 "$d/eval_$split.md")"
+        done
+        if [ "$(stat -c %s "$d/model.pt")" -lt 16000000 ]; then cp "$d/model.pt" "$OUT/$name.pt"; fi
+    ) &
+done
+wait
+log "evaluation done"
+tar czf "$OUT/results.tar.gz" -C "$RUN" --exclude='*.npz' --exclude='*.pt' --exclude='*.png' . \
+    && log "packed $OUT/results.tar.gz"

@@ -363,6 +363,7 @@ def _write_outputs(path: Path, out_dir: Path, radiograph, digest: str, result: L
     row = {"name": name, "format": fmt, "layout": result.layout.name, "spacing_source": ms.spacing_source or "",
            "spacing_plane": result.spacing_plane or "", "length_unit": ms.length_unit,
            "facing": (result.meta.get("facing") or {}).get("facing") or "",
+           "display": (result.meta.get("display") or {}).get("display") or "",
            "qc_flags": " ".join(result.qc_flags)}
     row.update(ms.as_row())
     return BatchItem(path=str(path), status="ok", name=name, outputs=[str(out_dir / n) for n in names], row=row,

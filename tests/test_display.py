@@ -194,3 +194,46 @@ def test_batched_prediction_decides_the_display_per_image(shipped):
         assert a.meta["display"]["display"] == b.meta["display"]["display"]
         np.testing.assert_allclose(a.points, b.points, atol=1e-3)
     assert [b.meta["display"]["display"] for b in batch] == ["standard", "mirrored"]
+
+
+def test_the_display_reaches_the_sr_and_the_measurements_csv(shipped, tmp_path):
+    """The AP display decision is recorded where the lateral facing is: a column of measurements.csv and a
+    qualitative evaluation of every SR landmark group (with "uncertain" when flagged), read back by the SR reader."""
+    import csv
+
+    import pydicom
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _lm_helpers as helpers
+
+    pytest.importorskip("highdicom")
+    from lumbar_monai.batch import run_batch
+    from lumbar_monai.io.report import read_sr_landmarks, write_sr
+
+    pts = helpers.spine_points("ap", width=44.0, height=26.0, disc=9.0, origin=(120.0, 60.0))
+    dx = helpers.write_dx(tmp_path / "dx.dcm", helpers.render_spine_image(pts, layout="ap", size_wh=(240, 260)))
+    res = helpers.result_from_points(pts, layout="ap", size=(240, 260))
+    res.meta["display"] = {"display": "mirrored", "mirrored_probability": 0.62, "source": "image"}
+    res.qc_flags.append("display_uncertain")
+    back, info = read_sr_landmarks(write_sr(tmp_path / "sr.dcm", pydicom.dcmread(dx), res), layout="ap")
+    np.testing.assert_allclose(back, pts, atol=1e-3)
+    assert info["display"] == "mirrored uncertain" and info["facing"] is None
+    res.qc_flags.clear()
+    res.meta.pop("display")
+    assert read_sr_landmarks(write_sr(tmp_path / "sr2.dcm", pydicom.dcmread(dx), res), layout="ap")[1]["display"] is None
+
+    (tmp_path / "in").mkdir()
+    img = (_asymmetric() * 20000).astype(np.uint16)
+    helpers.write_dx(tmp_path / "in" / "a.dcm", img)
+    helpers.write_dx(tmp_path / "in" / "b.dcm", np.ascontiguousarray(img[:, ::-1]))
+    net = BrightSideNet()
+    net.gain = 400.0  # after the DICOM reader (VOI window, standardisation) the left/right contrast is small
+    shipped.display_net = net
+    try:
+        s = run_batch(tmp_path / "in", tmp_path / "out", shipped, progress=False)
+    finally:
+        shipped.display_net = None
+    rows = list(csv.DictReader(s.measurements_csv.open()))
+    assert sorted(r["display"] for r in rows) == ["mirrored", "standard"]
+    srs = sorted((tmp_path / "out").glob("*_sr.dcm"))
+    assert sorted(read_sr_landmarks(p, layout="ap")[1]["display"].split()[0] for p in srs) == ["mirrored", "standard"]

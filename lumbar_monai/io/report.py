@@ -142,6 +142,12 @@ _FACING = hd.sr.CodedConcept("LM-FACING", PRIVATE_SCHEME, "Image side the patien
 _FACING_VALUES = {"left": hd.sr.CodedConcept("LM-FACING-L", PRIVATE_SCHEME, "Image left"),
                   "right": hd.sr.CodedConcept("LM-FACING-R", PRIVATE_SCHEME, "Image right"),
                   "uncertain": hd.sr.CodedConcept("LM-FACING-UNC", PRIVATE_SCHEME, "Facing uncertain")}
+#: AP views: how the image is displayed (the predictor's display decision, lumbar_monai.display): standard (the
+#: patient's right on the image left) or mirrored; a second evaluation when it was flagged ``display_uncertain``
+_DISPLAY = hd.sr.CodedConcept("LM-DISPLAY", PRIVATE_SCHEME, "AP image display")
+_DISPLAY_VALUES = {"standard": hd.sr.CodedConcept("LM-DISPLAY-STD", PRIVATE_SCHEME, "Patient right on image left"),
+                   "mirrored": hd.sr.CodedConcept("LM-DISPLAY-MIR", PRIVATE_SCHEME, "Patient left on image left"),
+                   "uncertain": hd.sr.CodedConcept("LM-DISPLAY-UNC", PRIVATE_SCHEME, "Display uncertain")}
 _UCUM = {
     "deg": ("deg", "degree"),
     "mm": ("mm", "millimeter"),
@@ -218,12 +224,17 @@ def source_for_derivation(source: Dataset) -> Dataset:
 
 
 def _facing_evaluations(result: LandmarkResult) -> list:
-    facing = (result.meta.get("facing") or {}).get("facing")
-    if facing not in ("left", "right"):
-        return []
-    out = [hd.sr.QualitativeEvaluation(name=_FACING, value=_FACING_VALUES[facing])]
-    if "facing_uncertain" in result.qc_flags:
-        out.append(hd.sr.QualitativeEvaluation(name=_FACING, value=_FACING_VALUES["uncertain"]))
+    """The orientation the landmarks were read in, for every landmark group: the lateral facing
+    (``meta["facing"]``) and the AP display (``meta["display"]``), each with an "uncertain" evaluation beside it when
+    its QC flag is set; none when the result does not record them."""
+    out = []
+    for key, concept, values in (("facing", _FACING, _FACING_VALUES), ("display", _DISPLAY, _DISPLAY_VALUES)):
+        value = (result.meta.get(key) or {}).get(key)
+        if value not in values or value == "uncertain":
+            continue
+        out.append(hd.sr.QualitativeEvaluation(name=concept, value=values[value]))
+        if f"{key}_uncertain" in result.qc_flags:
+            out.append(hd.sr.QualitativeEvaluation(name=concept, value=values["uncertain"]))
     return out
 
 
@@ -375,11 +386,17 @@ def _as_sr(sr_or_path) -> hd.sr.Comprehensive3DSR:
     return hd.sr.srread(sr_or_path)
 
 
+def _joined(values: set[str]) -> str | None:
+    """``{"right", "uncertain"}`` -> ``"right uncertain"`` (the value, then the flag); ``None`` when empty."""
+    return " ".join(sorted(values - {"uncertain"}) + sorted(values & {"uncertain"})) or None
+
+
 def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, dict[str, Any]]:
     """Read the landmarks back from an SR with highdicom: ``((N, 2) points in our convention, info)``.
 
     ``info`` holds ``confidence`` ``(N,)``, the ``finding_sites`` (code values), the referenced SOP Instance UID and
-    ``facing`` (``"left"``/``"right"``, ``"right uncertain"``, ... or ``None`` when the SR does not say).
+    ``facing`` (``"left"``/``"right"``, ``"right uncertain"``, ... or ``None`` when the SR does not say) and, for AP
+    views, ``display`` (``"standard"``/``"mirrored"``, ``"mirrored uncertain"``, ... or ``None``).
     Raises ``ValueError`` if a landmark of the layout is missing.
     """
     layout = get_layout(layout)
@@ -387,9 +404,12 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
     groups = sr.content.get_planar_roi_measurement_groups()
     found: dict[str, tuple[np.ndarray, float, str, str]] = {}
     facing: set[str] = set()
+    display: set[str] = set()
     for g in groups:
         for q in g.get_qualitative_evaluations(name=_FACING):
             facing.add({v.value: k for k, v in _FACING_VALUES.items()}.get(q.value.value, "?"))
+        for q in g.get_qualitative_evaluations(name=_DISPLAY):
+            display.add({v.value: k for k, v in _DISPLAY_VALUES.items()}.get(q.value.value, "?"))
         ident = g.tracking_identifier
         region = g.roi
         if ident is None or region is None:
@@ -413,7 +433,8 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
         "confidence": np.array([found[n][1] for n in layout.point_names]),
         "finding_sites": [found[n][2] for n in layout.point_names],
         "referenced_sop_instance_uids": sorted({found[n][3] for n in layout.point_names}),
-        "facing": " ".join(sorted(facing - {"uncertain"}) + sorted(facing & {"uncertain"})) or None,
+        "facing": _joined(facing),
+        "display": _joined(display),
     }
     return pts, info
 

@@ -97,3 +97,27 @@ def test_a_level_network_schedule_validates_on_whole_image_framings_only():
     assert whole["val_loss_history"] != both["val_loss_history"]  # validated on the whole-image framing alone
     with pytest.raises(ValueError, match="val_framings"):
         train_posenet(train, val, {**SCHEDULE, "posenet": {**pose, "val_framings": ["side"]}}, "ap")
+
+
+def test_learning_rate_decays_over_the_wall_time():
+    """``"lr_decay": "time"``: the linear decay follows the wall time of a time-capped run, not its epochs."""
+    import time
+
+    import torch
+    from ignite.engine import Engine
+
+    from lumbar_monai.training.fit import _decay_over_time
+    from lumbar_monai.training.framed import check_schedule
+
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    seen: list[float] = []
+    engine = Engine(lambda e, b: (seen.append(opt.param_groups[0]["lr"]), time.sleep(0.01)))
+    _decay_over_time(engine, opt, 1e-3, 0.01, seconds=0.3)
+    engine.run(range(60), max_epochs=1)  # about 0.6 s: the second half runs at the end value
+    assert seen[0] == pytest.approx(1e-3, rel=0.05)
+    assert all(b <= a for a, b in zip(seen, seen[1:], strict=False))
+    assert seen[-1] == pytest.approx(1e-5)
+    check_schedule({"lr_decay": "time"})
+    with pytest.raises(ValueError, match="lr_decay"):
+        check_schedule({"lr_decay": "cosine"})

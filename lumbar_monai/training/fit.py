@@ -32,6 +32,7 @@ def fit(
     max_seconds: float | None = None,
     select_metric=None,
     amp: bool = False,
+    decay_in_time: bool = False,
 ) -> dict[str, Any]:
     """Train ``net`` in place; returns ``{"history": [mean train loss per epoch], "val_history": [...]}``.
 
@@ -48,6 +49,9 @@ def fit(
             :class:`~lumbar_monai.metrics.selection.PeakDistance`) that picks the best weights and drives early
             stopping instead of the validation loss; ``val_history`` then holds it, ``val_loss_history`` the loss.
         amp: mixed precision in MONAI's trainer and evaluator (``torch.autocast`` and a gradient scaler; CUDA only).
+        decay_in_time: with ``max_seconds``, the linear decay runs over the wall time instead of the epochs (*ours*):
+            the learning rate falls from ``lr`` to ``lr / max_epochs`` as the time limit nears, so a run capped in
+            time whose epoch speed is not known beforehand (a GPU lent for minutes) still ends annealed.
     """
     from ignite.engine import Events
     from ignite.handlers import EarlyStopping
@@ -60,7 +64,8 @@ def fit(
     device = torch.device(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     handlers: list = []
-    if linear_lr_decay:
+    timed = bool(decay_in_time) and max_seconds is not None
+    if linear_lr_decay and not timed:
         epochs = max(int(max_epochs), 1)
         sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=1.0 / epochs, total_iters=epochs)
         handlers.append(LrScheduleHandler(sched, print_lr=False))
@@ -72,6 +77,8 @@ def fit(
         from ignite.handlers import TimeLimit
 
         trainer.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(int(max_seconds)))
+    if linear_lr_decay and timed:
+        _decay_over_time(trainer, opt, lr, 1.0 / max(int(max_epochs), 1), float(max_seconds))
     history: list[float] = []
     running: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED,
@@ -119,3 +126,23 @@ def fit(
         net.load_state_dict(best["state"])
     net.eval()
     return {"history": history, "val_history": val_history, "val_loss_history": val_loss_history}
+
+
+def _decay_over_time(trainer, opt: torch.optim.Optimizer, lr: float, end_factor: float, seconds: float) -> None:
+    """Linear decay of ``opt``'s learning rate from ``lr`` to ``lr * end_factor`` over ``seconds`` of the trainer's
+    wall time, set before every iteration. (Neither torch's schedulers nor Ignite's param schedulers step on time.)"""
+    import time
+
+    from ignite.engine import Events
+
+    start: list[float] = []
+
+    @trainer.on(Events.STARTED)
+    def _start(engine) -> None:
+        start[:] = [time.monotonic()]
+
+    @trainer.on(Events.ITERATION_STARTED)
+    def _set(engine) -> None:
+        frac = min((time.monotonic() - start[0]) / max(seconds, 1e-9), 1.0)
+        for group in opt.param_groups:
+            group["lr"] = lr * (1.0 - (1.0 - end_factor) * frac)

@@ -5,7 +5,9 @@ Stage 1 is Pose-Net on framed windows (:mod:`lumbar_monai.framing`); stage 2 is 
 min-max scaling: stage 2 full size, stage 1 with its long side cut to ``cache_long_side``), so epochs cost only the
 networks and the augmentation. Checkpoints are selected on the validation split (:func:`~.fit.fit` keeps the weights
 of the best landmark metric, heatmap-peak distance in input pixels; ``"select_by": "loss"`` in the schedule selects
-by the validation loss instead); the test split is never read here.
+by the validation loss instead); the test split is never read here. The learning rate decays linearly over the
+epochs, or over a stage's ``max_seconds`` of wall time with ``"lr_decay": "time"`` (a run capped in time whose epoch
+speed is unknown beforehand, e.g. on a GPU lent for minutes, then still ends annealed).
 
 Command line (``scripts/train_aasce_ap.sh`` runs it on AASCE)::
 
@@ -274,7 +276,7 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
                  patience=int(cfg["patience"]), device=device, prepare_batch=prepare,
                  max_seconds=cfg.get("max_seconds"),
                  select_metric=_selection_metric(schedule, get_layout(layout).num_vertebrae, 8.0),
-                 amp=_amp(schedule, device))
+                 amp=_amp(schedule, device), decay_in_time=schedule.get("lr_decay", "epochs") == "time")
     return {"network": net, **curves}
 
 
@@ -322,7 +324,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
                  val_loader=loader(val, False, s2.seed + 1), val_loss=corner_loss_for(layout, "lumbar", paf=s2.paf),
                  patience=s2.patience, device=device, max_seconds=cfg.get("max_seconds"),
                  select_metric=_selection_metric(schedule, vertebra_template(layout, "lumbar").num_corners, 1.0),
-                 amp=_amp(schedule, device))
+                 amp=_amp(schedule, device), decay_in_time=schedule.get("lr_decay", "epochs") == "time")
     return {"network": net, **curves, "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma}
 
 
@@ -330,6 +332,9 @@ def check_schedule(schedule: Mapping[str, Any]) -> None:
     """``ValueError`` (one line) for a schedule that contradicts itself, before any data is read."""
     from ..io.aasce import AASCE_VERTEBRAE
 
+    decay = str(schedule.get("lr_decay", "epochs"))
+    if decay not in ("epochs", "time"):
+        raise ValueError(f"lr_decay must be 'epochs' or 'time', got {decay!r}")
     by = str(schedule.get("select_by", "landmark"))
     if by not in ("landmark", "loss"):
         raise ValueError(f"select_by must be 'landmark' or 'loss', got {by!r}")

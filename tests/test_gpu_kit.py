@@ -135,3 +135,15 @@ def test_device_script_dry_run_on_the_cpu(tmp_path):
     assert "./run.log" in names and "./aasce_ap_continue_continued/posenet.done.json" in names
     assert "./aasce_ap_continue_continued/eval_test/passes3/landmark_error.md" in names
     assert not [n for n in names if n.endswith((".npz", ".pt", ".png"))]
+
+
+def test_environment_script_says_what_is_missing(tmp_path):
+    """scripts/gpu/env.sh on a machine without MONAI and without carried wheels: one line, non-zero."""
+    fake = tmp_path / "python-without-monai"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    proc = subprocess.run(["bash", "-c", f"source {REPO / 'scripts' / 'gpu' / 'env.sh'}"], cwd=tmp_path,
+                          env={**os.environ, "PY": str(fake)}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: monai/ignite/pydicom are missing and there is no .whl/ folder (run scripts/gpu/pack_aasce_ap.sh)"]

@@ -17,7 +17,6 @@
 # weights) and every exported model under 16 MB as NAME.pt (the paper-size one, about 124 MB, stays behind).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-2}
 TRAIN_SECONDS=${TRAIN_SECONDS:-360}
@@ -30,17 +29,9 @@ T0=$(date +%s)
 mkdir -p "$RUN" "$OUT"
 log() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$RUN/run.log"; }
 
-# MONAI, Ignite and pydicom are not installed on the lent machine: install the carried wheels (pack_aasce_ap.sh)
-if ! "$PY" -c "import monai, ignite, pydicom" 2>/dev/null; then
-    if ! ls .whl/*.whl > /dev/null 2>&1; then
-        echo "error: monai/ignite/pydicom are missing and there is no .whl/ folder (run scripts/gpu/pack_aasce_ap.sh)" >&2
-        exit 2
-    fi
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/lumbar_site \
-        .whl/*.whl || exit 2
-    export PYTHONPATH=/tmp/lumbar_site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# MONAI, Ignite and pydicom are not installed on the lent machine: the carried wheels are (scripts/gpu/env.sh)
+# shellcheck source=scripts/gpu/env.sh
+source scripts/gpu/env.sh || exit 2
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" | tee -a "$RUN/run.log"
 

@@ -11,7 +11,7 @@
 #                  continued with aasce_ap_continue.json)
 #   DATA           AASCE copy the datalist is written from (.gpu/aasce16; the split is the fixed one, by patient)
 #   DATALIST       an existing datalist instead (DATA is then not read)
-#   TRAIN_SECONDS  wall-time cap of every training process (360: with set-up and scoring, inside one 600 s call); DEVICE (cuda); WORKERS per process (2)
+#   TRAIN_SECONDS  wall-time cap of every training process (420: with set-up and scoring, inside one 600 s call); DEVICE (cuda); WORKERS per process (2)
 #   RUN            work folder (/tmp/lumbar_gpu_run); OUT where results go ($OUT, else runs/gpu_out); PY (python3)
 # Results in OUT: results.tar.gz (logs, training curves, evaluation tables and per-case CSVs; no images, caches or
 # weights) and every exported model under 16 MB as NAME.pt (the paper-size one, about 124 MB, stays behind).
@@ -19,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-2}
-TRAIN_SECONDS=${TRAIN_SECONDS:-360}
+TRAIN_SECONDS=${TRAIN_SECONDS:-420}
 RUN=${RUN:-/tmp/lumbar_gpu_run}
 OUT=${OUT:-runs/gpu_out}
 DATA=${DATA:-.gpu/aasce16}

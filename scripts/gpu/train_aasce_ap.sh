@@ -34,6 +34,10 @@ log() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$RUN/run.log"; }
 source scripts/gpu/env.sh || exit 2
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" | tee -a "$RUN/run.log"
+if command -v nvidia-smi > /dev/null 2>&1; then  # the hardware behind every number of the run
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$RUN/run.log"
+fi
+echo "CPU cores: $(nproc)" | tee -a "$RUN/run.log"
 
 if [ -z "${DATALIST:-}" ]; then
     DATALIST="$RUN/datalist.json"

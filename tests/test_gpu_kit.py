@@ -1,6 +1,7 @@
 """The GPU kit (``scripts/gpu``): the shrunk AASCE copy keeps its labels, the GPU schedules are valid and within the
 shipped-model size, a stage continues from a predictor checkpoint, and the device script runs end to end on the CPU
-(its dry run: the real continue schedule from the shipped model, a few seconds of training, three AASCE images)."""
+(its dry run: the real continue and level schedules, the continue entry from the shipped model, a few seconds of
+training on three AASCE images)."""
 
 from __future__ import annotations
 
@@ -68,14 +69,22 @@ def test_shrunk_copy_refuses_bad_sources(tmp_path):
 
 
 @pytest.mark.parametrize("name,limit_mib", [("aasce_ap_gpu", 10.0), ("aasce_ap_continue", 10.0),
-                                            ("aasce_ap_paper", None)])
+                                            ("aasce_ap_paper", None), ("aasce_ap_level", None)])
 def test_gpu_schedules_are_valid(name, limit_mib):
     from lumbar_monai.networks.mnet import MNet
     from lumbar_monai.networks.posenet import PoseNet
 
     schedule = json.loads((REPO / "configs" / "framed" / f"{name}.json").read_text())
     check_schedule(schedule)
-    assert schedule["amp"] is True and schedule["posenet"]["aux_vertebrae"] == ["T11", "T12"]
+    assert schedule["amp"] is True and schedule["lr_decay"] == "time"
+    assert schedule["posenet"]["aux_vertebrae"][:2] == ["T11", "T12"]  # the window's renaming reads these two
+    if name == "aasce_ap_level":  # whole-image framings only, T1-T12 as auxiliary maps; the compact stages beside it
+        assert schedule["posenet"]["whole_prob"] == 1.0 and schedule["posenet"]["val_framings"] == ["whole"]
+        assert len(schedule["posenet"]["aux_vertebrae"]) == 12
+        compact = json.loads((REPO / "configs" / "framed" / "aasce_ap_continue.json").read_text())
+        nets = [PoseNet(**posenet_kwargs(schedule["posenet"], "ap")), PoseNet(**posenet_kwargs(compact["posenet"], "ap")),
+                MNet(in_channels=1, out_channels=4, channels=compact["mnet_lumbar"]["channels"])]
+        assert sum(p.numel() for net in nets for p in net.parameters()) * 4 / 2**20 < 10.0
     if limit_mib is not None:  # a model the project can ship: both networks within 10 MB in float32
         pose = PoseNet(**posenet_kwargs(schedule["posenet"], "ap"))
         mnet = MNet(in_channels=1, out_channels=4, channels=schedule["mnet_lumbar"]["channels"])
@@ -126,14 +135,17 @@ def test_device_script_dry_run_on_the_cpu(tmp_path):
     proc = subprocess.run(["bash", "scripts/gpu/train_aasce_ap.sh"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    assert "aasce_ap_continue_continued validation: | 3 |" in proc.stdout
-    assert "aasce_ap_continue_continued test: | 3 |" in proc.stdout
-    model = out / "aasce_ap_continue_continued.pt"
-    assert model.is_file() and model.stat().st_size < 10_000_000
+    for variant in ("", "_level"):  # as trained, and with the level network (configs/framed/aasce_ap_level.json)
+        for split in ("validation", "test"):
+            assert f"aasce_ap_continue_continued{variant} {split}: | 3 |" in proc.stdout, proc.stdout
+        model = out / f"aasce_ap_continue_continued{variant}.pt"
+        assert model.is_file() and model.stat().st_size < 10_000_000
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
     assert "./run.log" in names and "./aasce_ap_continue_continued/posenet.done.json" in names
+    assert "./level/posenet.done.json" in names
     assert "./aasce_ap_continue_continued/eval_test/passes3/landmark_error.md" in names
+    assert "./aasce_ap_continue_continued/eval_level_test/passes3/landmark_error.md" in names
     assert not [n for n in names if n.endswith((".npz", ".pt", ".png"))]
 
 

@@ -9,6 +9,8 @@
 #   PLAN           space-separated entries SCHEDULE[:INIT_MODEL]; INIT_MODEL continues both stages from a predictor
 #                  checkpoint (default: configs/framed/aasce_ap_gpu.json, aasce_ap_paper.json, and the shipped model
 #                  continued with aasce_ap_continue.json)
+#   LEVEL          a level network's schedule, trained beside the plan; every entry is also exported with it
+#                  (NAME_level.pt) (default: configs/framed/aasce_ap_level.json; empty: none)
 #   DATA           AASCE copy the datalist is written from (.gpu/aasce16; the split is the fixed one, by patient)
 #   DATALIST       an existing datalist instead (DATA is then not read)
 #   TRAIN_SECONDS  wall-time cap of every training process (420: with set-up and scoring, inside one 600 s call); DEVICE (cuda); WORKERS per process (2)
@@ -25,6 +27,7 @@ OUT=${OUT:-runs/gpu_out}
 DATA=${DATA:-.gpu/aasce16}
 SHIPPED=bundles/lumbar_landmarks/models/aasce_ap.pt
 PLAN=${PLAN:-"configs/framed/aasce_ap_gpu.json configs/framed/aasce_ap_paper.json configs/framed/aasce_ap_continue.json:$SHIPPED"}
+LEVEL=${LEVEL-configs/framed/aasce_ap_level.json}
 T0=$(date +%s)
 mkdir -p "$RUN" "$OUT"
 log() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$RUN/run.log"; }
@@ -63,7 +66,13 @@ for entry in $PLAN; do
             ${init:+--init "$init"} > "$d/$stage.log" 2>&1 &
     done
 done
-log "training ${names[*]} (${TRAIN_SECONDS} s cap per process)"
+if [ -n "$LEVEL" ]; then  # the level network (whole image, counts from T1): Pose-Net only, shared by every entry
+    mkdir -p "$RUN/level"
+    "$PY" -m lumbar_monai.training.framed posenet --datalist "$DATALIST" --schedule "$LEVEL" --out "$RUN/level" \
+        --device "$DEVICE" --workers "$WORKERS" --override posenet.max_seconds "$TRAIN_SECONDS" \
+        > "$RUN/level/posenet.log" 2>&1 &
+fi
+log "training ${names[*]}${LEVEL:+ and a level network} (${TRAIN_SECONDS} s cap per process)"
 wait
 log "training done"
 
@@ -71,18 +80,23 @@ for name in "${names[@]}"; do  # export and score the runs side by side
     (
         d="$RUN/$name"
         schedule=$(cut -d: -f1 "$d/plan.txt")
-        if ! "$PY" -m lumbar_monai.training.framed export --datalist "$DATALIST" --schedule "$schedule" --out "$d" \
-                --model "$d/model.pt" --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" \
-                --tta mirror > "$d/export.log" 2>&1; then
-            log "$name: export failed (see $name/export.log)"
-            exit 0
-        fi
-        for split in validation test; do
-            "$PY" benchmarks/eval_aasce_ap.py --model "$d/model.pt" --datalist "$DATALIST" --split $split --passes 3 \
-                --device "$DEVICE" --out "$d/eval_$split" > "$d/eval_$split.md" 2> "$d/eval_$split.err"
-            log "$name $split: $(tail -n 1 "$d/eval_$split.md")"
+        variants=("")
+        [ -f "$RUN/level/posenet.pt" ] && variants+=("_level")
+        for v in "${variants[@]}"; do  # each entry as trained, and with the level network's first pass
+            model="$d/model$v.pt"
+            if ! "$PY" -m lumbar_monai.training.framed export --datalist "$DATALIST" --schedule "$schedule" --out "$d" \
+                    --model "$model" --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" \
+                    --tta mirror ${v:+--level "$RUN/level/posenet.pt"} > "$d/export$v.log" 2>&1; then
+                log "$name$v: export failed (see $name/export$v.log)"
+                continue
+            fi
+            for split in validation test; do
+                "$PY" benchmarks/eval_aasce_ap.py --model "$model" --datalist "$DATALIST" --split $split --passes 3 \
+                    --device "$DEVICE" --out "$d/eval${v}_$split" > "$d/eval${v}_$split.md" 2> "$d/eval${v}_$split.err"
+                log "$name$v $split: $(tail -n 1 "$d/eval${v}_$split.md")"
+            done
+            if [ "$(stat -c %s "$model")" -lt 16000000 ]; then cp "$model" "$OUT/$name$v.pt"; fi
         done
-        if [ "$(stat -c %s "$d/model.pt")" -lt 16000000 ]; then cp "$d/model.pt" "$OUT/$name.pt"; fi
     ) &
 done
 wait

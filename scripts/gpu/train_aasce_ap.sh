@@ -13,7 +13,9 @@
 #                  (NAME_level.pt) (default: configs/framed/aasce_ap_level.json; empty: none)
 #   DATA           AASCE copy the datalist is written from (.gpu/aasce16; the split is the fixed one, by patient)
 #   DATALIST       an existing datalist instead (DATA is then not read)
-#   TRAIN_SECONDS  wall-time cap of every training process (420: with set-up and scoring, inside one 600 s call); DEVICE (cuda); WORKERS per process (2)
+#   TRAIN_SECONDS  wall-time cap of every training process (420); DEADLINE (570): seconds after the start by which
+#                  scoring stops and the results are packed, inside one 600 s call; DEVICE (cuda);
+#                  WORKERS: DataLoader processes per training process (2)
 #   RUN            work folder (/tmp/lumbar_gpu_run); OUT where results go ($OUT, else runs/gpu_out); PY (python3)
 # Results in OUT: results.tar.gz (logs, training curves, evaluation tables and per-case CSVs; no images, caches or
 # weights) and every exported model under 16 MB as NAME.pt (the paper-size one, about 124 MB, stays behind).
@@ -26,9 +28,12 @@ RUN=${RUN:-/tmp/lumbar_gpu_run}
 OUT=${OUT:-runs/gpu_out}
 DATA=${DATA:-.gpu/aasce16}
 SHIPPED=bundles/lumbar_landmarks/models/aasce_ap.pt
-PLAN=${PLAN:-"configs/framed/aasce_ap_gpu.json configs/framed/aasce_ap_paper.json configs/framed/aasce_ap_continue.json:$SHIPPED"}
-LEVEL=${LEVEL-configs/framed/aasce_ap_level.json}
+F=configs/framed
+PLAN=${PLAN:-"$F/aasce_ap_gpu.json $F/aasce_ap_paper.json $F/aasce_ap_continue.json:$SHIPPED"}
+LEVEL=${LEVEL-$F/aasce_ap_level.json}
+DEADLINE=${DEADLINE:-570}  # seconds after the start by which results are packed, whatever is still scoring
 T0=$(date +%s)
+left() { echo $((DEADLINE - 15 - ($(date +%s) - T0))); }  # seconds a scoring step may still take
 mkdir -p "$RUN" "$OUT"
 log() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$RUN/run.log"; }
 
@@ -61,16 +66,16 @@ for entry in $PLAN; do
     echo "$entry" > "$d/plan.txt"
     for stage in posenet mnet; do
         key=$([ $stage = posenet ] && echo posenet || echo mnet_lumbar)
-        "$PY" -m lumbar_monai.training.framed $stage --datalist "$DATALIST" --schedule "$schedule" --out "$d" \
-            --device "$DEVICE" --workers "$WORKERS" --override "$key.max_seconds" "$TRAIN_SECONDS" \
-            ${init:+--init "$init"} > "$d/$stage.log" 2>&1 &
+        timeout $((TRAIN_SECONDS + 90)) "$PY" -m lumbar_monai.training.framed $stage --datalist "$DATALIST" \
+            --schedule "$schedule" --out "$d" --device "$DEVICE" --workers "$WORKERS" \
+            --override "$key.max_seconds" "$TRAIN_SECONDS" ${init:+--init "$init"} > "$d/$stage.log" 2>&1 &
     done
 done
 if [ -n "$LEVEL" ]; then  # the level network (whole image, counts from T1): Pose-Net only, shared by every entry
     mkdir -p "$RUN/level"
-    "$PY" -m lumbar_monai.training.framed posenet --datalist "$DATALIST" --schedule "$LEVEL" --out "$RUN/level" \
-        --device "$DEVICE" --workers "$WORKERS" --override posenet.max_seconds "$TRAIN_SECONDS" \
-        > "$RUN/level/posenet.log" 2>&1 &
+    timeout $((TRAIN_SECONDS + 90)) "$PY" -m lumbar_monai.training.framed posenet --datalist "$DATALIST" \
+        --schedule "$LEVEL" --out "$RUN/level" --device "$DEVICE" --workers "$WORKERS" \
+        --override posenet.max_seconds "$TRAIN_SECONDS" > "$RUN/level/posenet.log" 2>&1 &
 fi
 log "training ${names[*]}${LEVEL:+ and a level network} (${TRAIN_SECONDS} s cap per process)"
 wait
@@ -84,15 +89,18 @@ for name in "${names[@]}"; do  # export and score the runs side by side
         [ -f "$RUN/level/posenet.pt" ] && variants+=("_level")
         for v in "${variants[@]}"; do  # each entry as trained, and with the level network's first pass
             model="$d/model$v.pt"
-            if ! "$PY" -m lumbar_monai.training.framed export --datalist "$DATALIST" --schedule "$schedule" --out "$d" \
-                    --model "$model" --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" \
-                    --tta mirror ${v:+--level "$RUN/level/posenet.pt"} > "$d/export$v.log" 2>&1; then
-                log "$name$v: export failed (see $name/export$v.log)"
+            if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.framed export \
+                    --datalist "$DATALIST" --schedule "$schedule" --out "$d" --model "$model" \
+                    --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" --tta mirror \
+                    ${v:+--level "$RUN/level/posenet.pt"} > "$d/export$v.log" 2>&1; then
+                log "$name$v: export failed or out of time (see $name/export$v.log)"
                 continue
             fi
             for split in validation test; do
-                "$PY" benchmarks/eval_aasce_ap.py --model "$model" --datalist "$DATALIST" --split $split --passes 3 \
-                    --device "$DEVICE" --out "$d/eval${v}_$split" > "$d/eval${v}_$split.md" 2> "$d/eval${v}_$split.err"
+                [ "$(left)" -le 0 ] && { log "$name$v $split: not scored (out of time)"; continue; }
+                timeout "$(left)" "$PY" benchmarks/eval_aasce_ap.py --model "$model" --datalist "$DATALIST" \
+                    --split $split --passes 3 --device "$DEVICE" --out "$d/eval${v}_$split" \
+                    > "$d/eval${v}_$split.md" 2> "$d/eval${v}_$split.err"
                 log "$name$v $split: $(tail -n 1 "$d/eval${v}_$split.md")"
             done
             if [ "$(stat -c %s "$model")" -lt 16000000 ]; then cp "$model" "$OUT/$name$v.pt"; fi

@@ -53,7 +53,9 @@ def crop_boxes_eq5(centres, layout: Layout | str) -> np.ndarray:
     first ``3/2 d(1, 2)``; middle ``3/4 (d(i-1, i) + d(i, i+1))``; last ``3/2 d(n-1, n)``; the sacrum, when the
     layout has one, ``3/2 d(n-1, n)`` (the L4-L5 distance: the L5-S1 distance varies too much, Section 3.3).
     Every side is then multiplied by ``layout.crop_scale`` (1.0, the paper's rule, for the lateral layout; wider for
-    AP, see :data:`lumbar_monai.anatomy.AP`).
+    AP, see :data:`lumbar_monai.anatomy.AP`). With ``layout.crop_spacing == "euclidean"`` ``d(a, b)`` is the
+    distance between the centres, not its vertical part. The side is the crop's *height*; its width is
+    ``layout.crop_aspect`` times that (:func:`crop_affines`' ``aspect``).
 
     Args:
         centres: ``(..., V, 2)`` (x, y) centres in layout order.
@@ -69,10 +71,12 @@ def crop_boxes_eq5(centres, layout: Layout | str) -> np.ndarray:
     lum = list(layout.lumbar_indices)
     if len(lum) < 2:
         raise ValueError("Eq. 5 needs at least two lumbar vertebrae")
-    y = c[..., lum, 1]
-    d = np.abs(np.diff(y, axis=-1))  # (..., n-1) distances between neighbours
+    if layout.crop_spacing == "euclidean":
+        d = np.linalg.norm(np.diff(c[..., lum, :], axis=-2), axis=-1)  # (..., n-1) distances between neighbours
+    else:
+        d = np.abs(np.diff(c[..., lum, 1], axis=-1))
     sides = np.empty(c.shape[:-1], dtype=np.float64)
-    lum_sides = np.empty(y.shape, dtype=np.float64)
+    lum_sides = np.empty(c.shape[:-2] + (len(lum),), dtype=np.float64)
     lum_sides[..., 0] = 1.5 * d[..., 0]
     lum_sides[..., -1] = 1.5 * d[..., -1]
     if len(lum) > 2:
@@ -95,11 +99,13 @@ def crop_affines(
     rotation=None,
     scale=None,
     translation=None,
+    aspect: float = 1.0,
 ) -> np.ndarray:
     """3x3 matrices mapping crop pixel coordinates to image pixel coordinates (see the module docstring).
 
-    ``A = T(c + t) R(theta) S(side * scale / N) T(-(N - 1) / 2)``: the crop is centred on ``c + t``, rotated by
-    ``theta`` about its centre and covers ``side * scale`` image pixels.
+    ``A = T(c + t) R(theta) S(side * scale * (aspect, 1) / N) T(-(N - 1) / 2)``: the crop is centred on ``c + t``,
+    rotated by ``theta`` about its centre and covers ``side * scale * aspect`` by ``side * scale`` image pixels
+    (width by height) on its ``N x N`` pixels.
 
     Args:
         centres: ``(V, 2)`` crop centres (x, y) in image pixels.
@@ -108,6 +114,7 @@ def crop_affines(
         rotation: ``(V,)`` angles in radians (positive turns the crop's x axis towards +y), default 0.
         scale: ``(V,)`` multiplicative side factors, default 1.
         translation: ``(V, 2)`` shifts of the centre in image pixels, default 0.
+        aspect: crop width / height (``Layout.crop_aspect``), default 1 (square).
 
     Returns:
         ``(V, 3, 3)`` float64.
@@ -118,14 +125,15 @@ def crop_affines(
     th = np.zeros(v) if rotation is None else np.broadcast_to(np.asarray(rotation, dtype=np.float64), (v,))
     sc = np.ones(v) if scale is None else np.broadcast_to(np.asarray(scale, dtype=np.float64), (v,))
     t = np.zeros((v, 2)) if translation is None else np.broadcast_to(np.asarray(translation, np.float64), (v, 2))
-    k = s * sc / float(out_size)  # image pixels per crop pixel
-    cos, sin = np.cos(th) * k, np.sin(th) * k
+    k = s * sc / float(out_size)  # image pixels per crop pixel (vertically)
+    kx = k * float(aspect)
+    cos, sin = np.cos(th), np.sin(th)
     half = (out_size - 1) / 2.0
     a = np.zeros((v, 3, 3))
-    a[:, 0, 0], a[:, 0, 1] = cos, -sin
-    a[:, 1, 0], a[:, 1, 1] = sin, cos
-    a[:, 0, 2] = c[:, 0] + t[:, 0] - half * (cos - sin)
-    a[:, 1, 2] = c[:, 1] + t[:, 1] - half * (sin + cos)
+    a[:, 0, 0], a[:, 0, 1] = cos * kx, -sin * k
+    a[:, 1, 0], a[:, 1, 1] = sin * kx, cos * k
+    a[:, 0, 2] = c[:, 0] + t[:, 0] - half * (a[:, 0, 0] + a[:, 0, 1])
+    a[:, 1, 2] = c[:, 1] + t[:, 1] - half * (a[:, 1, 0] + a[:, 1, 1])
     a[:, 2, 2] = 1.0
     return a
 
@@ -230,7 +238,8 @@ def extract_vertebra_crops(
     idx = select_vertebrae(layout, vertebrae)
     c = np.asarray(centres, dtype=np.float64)
     sides = crop_boxes_eq5(c, layout)
-    aff = crop_affines(c[idx], sides[idx], out_size, rotation=rotation, scale=scale, translation=translation)
+    aff = crop_affines(c[idx], sides[idx], out_size, rotation=rotation, scale=scale, translation=translation,
+                       aspect=layout.crop_aspect)
     crops = blur_crops(resample_crops(image, aff, out_size), blur_sigma)
     return crops, aff
 
@@ -315,7 +324,8 @@ class VertebraCropsd(RandomizableTransform, MapTransform):
             self.out_size,
             rotation=p["rotation"],
             scale=p["scale"],
-            translation=p["translation_frac"] * sides[:, None],
+            translation=p["translation_frac"] * sides[:, None] * np.array([self.layout.crop_aspect, 1.0]),
+            aspect=self.layout.crop_aspect,
         )
         crops = {}
         for key in self.key_iterator(d):

@@ -26,7 +26,11 @@ dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_on
      "sacrum": {...} | None,
      "stage1_level": {"network": "PoseNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
      "display": {"network": "Classifier", "kwargs": {...}, "state_dict": {...}} | None,  # optional, AP
-     "crop_size": 256, "crop_blur_sigma": 1.0, "confidence_threshold": 0.3, "meta": {...}}
+     "crop_size": 256, "crop_blur_sigma": 1.0, "confidence_threshold": 0.3, "meta": {...},
+     "crop_scale": 1.0, "crop_aspect": 1.0, "crop_spacing": "vertical"}  # the crops the M-Nets were trained on
+
+A checkpoint without ``crop_scale`` / ``crop_aspect`` / ``crop_spacing`` predates the setting: 1.0, 1.0 and
+``"vertical"`` (Eq. 5 as the paper has it), whatever the layout's defaults are now.
 """
 
 from __future__ import annotations
@@ -533,6 +537,8 @@ class LandmarkPredictor:
             "version": CHECKPOINT_VERSION,
             "layout": self.layout.name,
             "crop_scale": float(self.layout.crop_scale),
+            "crop_aspect": float(self.layout.crop_aspect),
+            "crop_spacing": str(self.layout.crop_spacing),
             "stage1": None if self.centre_net is None else {
                 "network": type(self.centre_net).__name__, "kwargs": _kwargs_of(self.centre_net),
                 "state_dict": _cpu_state(self.centre_net), **self.stage1},
@@ -570,9 +576,12 @@ class LandmarkPredictor:
             centre_net = _build(PoseNet, stage1)
         layout = get_layout(ckpt["layout"])
         # the crops the M-Nets were trained on: a checkpoint without the key predates the setting (Eq. 5 as is)
-        scale = float(ckpt.get("crop_scale", 1.0))
-        if scale != layout.crop_scale:
-            layout = dataclasses.replace(layout, crop_scale=scale)
+        # and a checkpoint without the crop's aspect or spacing rule predates them (Eq. 5's square, vertical spacing)
+        geometry = {"crop_scale": float(ckpt.get("crop_scale", 1.0)),
+                    "crop_aspect": float(ckpt.get("crop_aspect", 1.0)),
+                    "crop_spacing": str(ckpt.get("crop_spacing", "vertical"))}
+        if any(getattr(layout, k) != v for k, v in geometry.items()):
+            layout = dataclasses.replace(layout, **geometry)
         return cls(
             layout=layout,
             lumbar_net=_build(MNet, ckpt["lumbar"]),

@@ -13,6 +13,9 @@ RUN=${2:-runs/aasce_ap}
 SCHEDULE=configs/framed/aasce_ap_cpu.json
 MODEL=bundles/lumbar_landmarks/models/aasce_ap.pt
 PY=${PYTHON:-.venv/bin/python}
+# Rounds 1-6 trained their M-Nets on square crops, before the AP layout's crops became 1.25x wider than tall
+# (anatomy.AP.crop_aspect); the override keeps them so
+SQUARE="--override mnet_lumbar.crop_aspect 1.0"
 mkdir -p "$RUN"
 # Two datalists, same split: datalist.json with each AASCE row in anatomical order (the reader's default since round
 # 6), and datalist_file_order.json with the vertebrae in the files' order, which rounds 1-5 were trained on (21
@@ -42,7 +45,7 @@ PYEOF
 ) &
 P1=$!
 "$PY" -m lumbar_monai.training.framed mnet --datalist "$RUN/datalist_file_order.json" --schedule $SCHEDULE --out "$RUN" \
-    --override select_by '"loss"' > "$RUN/mnet.log" 2>&1 &
+    --override select_by '"loss"' $SQUARE > "$RUN/mnet.log" 2>&1 &
 P2=$!
 wait $P1
 wait $P2
@@ -64,7 +67,7 @@ P1=$!
 OMP_NUM_THREADS=2 "$PY" -m lumbar_monai.training.framed mnet --datalist "$R2/datalist_file_order.json" --schedule $SCHEDULE \
     --out "$R2" --init "$RUN/mnet_lumbar.pt" --override mnet_lumbar.lr 0.001 --override mnet_lumbar.max_epochs 36 \
     --override mnet_lumbar.max_seconds 2700 --override mnet_lumbar.patience 36 --override mnet_lumbar.translate 0.2 \
-    > "$R2/mnet.log" 2>&1 &
+    $SQUARE > "$R2/mnet.log" 2>&1 &
 P2=$!
 wait $P1
 wait $P2
@@ -79,7 +82,7 @@ ln -sf ../cache_training.npz ../cache_validation.npz "$R3/"
 OMP_NUM_THREADS=1 "$PY" -m lumbar_monai.training.framed mnet --datalist "$R3/datalist_file_order.json" --schedule $SCHEDULE \
     --out "$R3" --init "$R2/mnet_lumbar.pt" --override mnet_lumbar.lr 0.001 --override mnet_lumbar.max_epochs 80 \
     --override mnet_lumbar.max_seconds 4500 --override mnet_lumbar.patience 80 --override mnet_lumbar.translate 0.2 \
-    --override mnet_lumbar.mirror_prob 0.5 > "$R3/mnet.log" 2>&1
+    --override mnet_lumbar.mirror_prob 0.5 $SQUARE > "$R3/mnet.log" 2>&1
 # Round 4: Pose-Net from round 2's weights with auxiliary T11/T12 centre maps (two more output channels, labels from
 # the AASCE copy; inference reads L1-L5 only), lr 1e-3, 200-epoch linear decay capped at 3400 s (127 epochs on one
 # thread), selected by the landmark metric; beside it the same schedule without the auxiliary maps (the control,
@@ -126,7 +129,7 @@ P1=$!
 "$PY" -m lumbar_monai.training.framed mnet --datalist "$R6/datalist.json" --schedule $SCHEDULE --out "$R6" \
     --init "$R3/mnet_lumbar.pt" --override mnet_lumbar.lr 0.001 --override mnet_lumbar.max_epochs 80 \
     --override mnet_lumbar.max_seconds 3600 --override mnet_lumbar.patience 80 --override mnet_lumbar.translate 0.2 \
-    --override mnet_lumbar.mirror_prob 0.5 > "$R6/mnet.log" 2>&1 &
+    --override mnet_lumbar.mirror_prob 0.5 $SQUARE > "$R6/mnet.log" 2>&1 &
 P2=$!
 wait $P1
 wait $P2

@@ -162,13 +162,33 @@ def test_crop_coverage_counts_fewer_misses_with_wider_crops(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     head, rows = _table(proc.stdout.split("test split")[0])  # the training split's table
-    assert head == ["crop scale", "images with a corner outside its crop (%)"]
-    misses = [float(r[1]) for r in rows]
+    assert head == ["crop scale", "crop aspect", "spacing", "images with a corner outside its crop (%)"]
+    assert {(r[1], r[2]) for r in rows} == {("1.00", "vertical")}  # the lateral layout's square, paper's spacing
+    misses = [float(r[3]) for r in rows]
     assert misses[0] == 100.0 and misses[-1] == 0.0 and misses == sorted(misses, reverse=True)
     # neighbouring centres of a synthetic spine at a 512 px input: a few tens of pixels apart, never zero
     gap = re.search(r"neighbouring centres, px of the 512 px stage-1 input \(mean per image\): mean ([\d.]+), "
                     r"min ([\d.]+), max ([\d.]+)", proc.stdout)
     assert gap and 20.0 < float(gap[2]) <= float(gap[1]) <= float(gap[3]) < 120.0
+
+
+def test_crop_coverage_rows_per_aspect_and_spacing(tmp_path):
+    """Wider crops (aspect) never miss more corners than narrower ones at the same scale and spacing rule."""
+    from lumbar_monai.workflows.data import prepare_datalist
+
+    datalist = prepare_datalist(None, tmp_path, 8, 0, 256)
+    proc = subprocess.run([sys.executable, "benchmarks/crop_coverage.py", datalist, "--scales", "0.8",
+                           "--aspects", "1.0,2.0", "--spacings", "vertical,euclidean", "--splits", "training"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, rows = _table(proc.stdout)
+    by = {(r[1], r[2]): float(r[3]) for r in rows}
+    assert set(by) == {(a, s) for a in ("1.00", "2.00") for s in ("vertical", "euclidean")}
+    for s in ("vertical", "euclidean"):  # at 0.8x Eq. 5 the square cuts the lateral vertebrae's depth off
+        assert by["2.00", s] < by["1.00", s]
+    # the distance between centres is never shorter than its vertical part, so the euclidean crops are no smaller
+    for a in ("1.00", "2.00"):
+        assert by[a, "euclidean"] <= by[a, "vertical"]
 
 
 def test_baseline_head_init_starts_the_zero_head_at_the_all_zero_loss():

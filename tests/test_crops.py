@@ -154,6 +154,54 @@ def test_centre_outlier_rule_on_eq5_crops():
     assert outside.tolist() == [False, False, True, False, False, False]
 
 
+def test_eq5_euclidean_spacing_follows_a_leaning_spine():
+    """``crop_spacing="euclidean"``: Eq. 5's distances along the spine, so a leaning (scoliotic) lumbar spine keeps
+    crops of its vertebrae's size; an upright one gets the paper's crops."""
+    ys = np.array([0.0, 20.0, 40.0, 60.0, 80.0])
+    leaning = np.stack([ys * 0.75, ys], axis=-1)  # 3-4-5: each step 25 px long, 20 px of it vertical
+    euclidean = dataclasses.replace(AP, crop_spacing="euclidean")
+    assert AP.crop_spacing == "vertical"  # the paper's rule stays the AP default (see anatomy.AP)
+    np.testing.assert_allclose(crop_boxes_eq5(leaning, AP), AP.crop_scale * 30.0)
+    np.testing.assert_allclose(crop_boxes_eq5(leaning, euclidean), AP.crop_scale * 37.5)
+    upright = _centres(ys)
+    np.testing.assert_allclose(crop_boxes_eq5(upright, AP), crop_boxes_eq5(upright, euclidean))
+    with pytest.raises(ValueError, match="crop_spacing"):
+        dataclasses.replace(AP, crop_spacing="diagonal")
+
+
+@pytest.mark.parametrize("rotation", [0.0, 0.4])
+def test_crop_aspect_covers_a_wider_box_on_the_same_pixels(rotation):
+    """``aspect``: the N x N crop spans ``side * aspect`` by ``side`` image pixels; points still round-trip."""
+    a = crop_affines([[100.0, 50.0]], 40.0, 8, rotation=[rotation], aspect=1.25)
+    corners = crop_to_image(np.array([[[-0.5, -0.5], [7.5, -0.5], [-0.5, 7.5]]]), a)[0]  # the crop's outer edges
+    np.testing.assert_allclose(np.linalg.norm(corners[1] - corners[0]), 50.0)  # width
+    np.testing.assert_allclose(np.linalg.norm(corners[2] - corners[0]), 40.0)  # height
+    np.testing.assert_allclose(crop_to_image(np.array([[[3.5, 3.5]]]), a)[0, 0], [100, 50])  # centred
+    pts = np.random.default_rng(1).uniform(0, 200, (1, 5, 2))
+    np.testing.assert_allclose(crop_to_image(image_to_crop(pts, a), a), pts)
+    # the AP layout's crops take its aspect; the synthetic lateral layout keeps the paper's square
+    c = np.stack([np.full(5, 80.0), [100.0, 140.0, 180.0, 220.0, 260.0]], axis=-1)
+    _, aff = extract_vertebra_crops(np.zeros((400, 200)), c, AP, out_size=32, blur_sigma=0)
+    np.testing.assert_allclose(aff[:, 0, 0] / aff[:, 1, 1], AP.crop_aspect)
+    assert LATERAL.crop_aspect == 1.0
+
+
+def test_centre_outlier_rule_reads_the_crop_aspect():
+    """A corner 0.55 crop heights beside its centre is outside a square crop and inside a 1.25x wide one."""
+    from lumbar_monai.metrics.centre import landmarks_outside_crops
+
+    c = np.stack([np.full(5, 100.0), [100.0, 140.0, 180.0, 220.0, 260.0]], axis=-1)
+    square = dataclasses.replace(AP, crop_aspect=1.0, crop_spacing="vertical")
+    wide = dataclasses.replace(square, crop_aspect=1.25)
+    side = crop_boxes_eq5(c, square)
+    pts = np.repeat(c, 4, axis=0)  # every corner on its centre ...
+    pts[8, 0] += 0.55 * side[2]  # ... but one corner of L3 off to the side
+    assert landmarks_outside_crops(c, pts, square).tolist() == [False, False, True, False, False]
+    assert not landmarks_outside_crops(c, pts, wide).any()
+    pts[8, 1] += 0.55 * side[2]  # the height is the same in both: off vertically, outside both
+    assert landmarks_outside_crops(c, pts, wide)[2]
+
+
 def test_eq5_degenerate_centres_get_a_usable_crop():
     """Two centres at the same height (a broken annotation or prediction) must not give a zero-size crop."""
     import numpy as np

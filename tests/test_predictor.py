@@ -219,6 +219,13 @@ def test_checkpoint_keeps_the_crop_scale_its_mnets_were_trained_with():
     ckpt = pred.checkpoint()
     assert ckpt["crop_scale"] == AP.crop_scale
     assert LandmarkPredictor.from_checkpoint(ckpt, device="cpu").layout.crop_scale == AP.crop_scale
+    assert (ckpt["crop_aspect"], ckpt["crop_spacing"]) == (AP.crop_aspect, AP.crop_spacing) == (1.25, "vertical")
+    new = LandmarkPredictor.from_checkpoint(ckpt, device="cpu").layout
+    assert (new.crop_aspect, new.crop_spacing) == (1.25, "vertical")
+    # a checkpoint from before the aspect and spacing settings: its M-Net learned square crops, vertical spacing
+    before_aspect = {k: v for k, v in ckpt.items() if k not in ("crop_aspect", "crop_spacing")}
+    lay = LandmarkPredictor.from_checkpoint(before_aspect, device="cpu").layout
+    assert (lay.crop_scale, lay.crop_aspect, lay.crop_spacing) == (AP.crop_scale, 1.0, "vertical")
     del ckpt["crop_scale"]
     old = LandmarkPredictor.from_checkpoint(ckpt, device="cpu")
     assert old.layout.crop_scale == 1.0 and old.layout.name == "ap"

@@ -45,8 +45,9 @@ def centre_distance(pred, gt, spacing=None) -> np.ndarray:
 def landmarks_outside_crops(pred_centres, gt_points, layout: Layout | str) -> np.ndarray:
     """``(..., V)`` bool: some ground-truth corner of vertebra ``i`` lies outside its Eq. 5 crop.
 
-    The crop of vertebra ``i`` is centred on the *predicted* centre ``c_i`` with the side
-    :func:`~lumbar_monai.crops.crop_boxes_eq5` computes from the predicted centres. NaN (unannotated) corners
+    The crop of vertebra ``i`` is centred on the *predicted* centre ``c_i`` with the side (height)
+    :func:`~lumbar_monai.crops.crop_boxes_eq5` computes from the predicted centres and ``layout.crop_aspect`` times
+    that as its width. NaN (unannotated) corners
     are not counted.
     """
     lay = get_layout(layout)
@@ -57,7 +58,8 @@ def landmarks_outside_crops(pred_centres, gt_points, layout: Layout | str) -> np
     with np.errstate(invalid="ignore"):
         for i, sl in enumerate(lay.vertebra_slices):
             delta = np.abs(p[..., sl, :] - c[..., i, None, :])  # (..., K, 2)
-            outside = (delta > sides[..., i, None, None] / 2.0).any(-1)  # NaN compares False
+            half = sides[..., i, None, None] / 2.0 * np.array([lay.crop_aspect, 1.0])  # (width, height) / 2
+            outside = (delta > half).any(-1)  # NaN compares False
             out[..., i] = outside.any(-1)
     return out
 

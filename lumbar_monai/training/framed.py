@@ -19,6 +19,7 @@ Command line (``scripts/train_aasce_ap.sh`` runs it on AASCE)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -297,6 +298,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
 
     check_schedule(schedule)
     cfg = dict(schedule["mnet_lumbar"])
+    layout = mnet_layout(schedule, layout)  # the crop geometry it trains on
     s2 = Stage2Config(layout=layout, kind="lumbar", crop_size=int(cfg["crop_size"]),
                       channels=tuple(cfg["channels"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
                       max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
@@ -380,6 +382,21 @@ def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> N
                                                                   net.state_dict().items()}, **extra}, path)
 
 
+def mnet_layout(schedule: Mapping[str, Any], layout: str):
+    """The layout whose Eq. 5 crops the M-Net trains on: ``mnet_lumbar.crop_aspect`` of the schedule, when given,
+    replaces the layout's (e.g. 1.0 to retrain the square crops of the rounds before the AP aspect existed)."""
+    lay = get_layout(layout)
+    aspect = (schedule.get("mnet_lumbar") or {}).get("crop_aspect")
+    return lay if aspect is None else dataclasses.replace(lay, crop_aspect=float(aspect))
+
+
+def crop_geometry(layout) -> dict[str, Any]:
+    """A layout's Eq. 5 crop settings, as an M-Net stage checkpoint records them for :func:`export`."""
+    lay = get_layout(layout)
+    return {"crop_scale": float(lay.crop_scale), "crop_aspect": float(lay.crop_aspect),
+            "crop_spacing": str(lay.crop_spacing)}
+
+
 def vertebrae_above_l1(aux: Sequence[str]) -> list[str]:
     """The auxiliary vertebrae that sit directly over L1 without a gap, top to bottom (``["T11", "T12"]`` of
     ``["T11", "T12"]``; ``[]`` without T12): what :func:`~lumbar_monai.levels.anchor_chain` can shift the chain onto."""
@@ -431,8 +448,14 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
         stage1["level"] = {"input_size": int(level_size), "above": vertebrae_above_l1(s1.get("aux_vertebrae") or []),
                            "margin": float(DEFAULT_LEVEL_MARGIN if level_margin is None else level_margin)}
         meta = {**meta, "level_network": Path(level).name}
+    # the crops the M-Net was trained on; a stage checkpoint without them predates the aspect and spacing settings
+    # (the layout's crop_scale, a square, vertical spacing)
+    lay = get_layout(layout)
+    lay = dataclasses.replace(lay, crop_scale=float(s2.get("crop_scale", lay.crop_scale)),
+                              crop_aspect=float(s2.get("crop_aspect", 1.0)),
+                              crop_spacing=str(s2.get("crop_spacing", "vertical")))
     pred = LandmarkPredictor(
-        layout=layout, lumbar_net=_build(MNet, s2), centre_net=_build(PoseNet, s1), crop_size=int(s2["crop_size"]),
+        layout=lay, lumbar_net=_build(MNet, s2), centre_net=_build(PoseNet, s1), crop_size=int(s2["crop_size"]),
         crop_blur_sigma=float(s2["crop_blur_sigma"]), device="cpu", meta=meta, stage1=stage1,
         centre_refinement=centre_refinement, tta=tta, level_net=level_net,
     )
@@ -541,6 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {k: v for k, v in res.items() if k in ("crop_size", "crop_blur_sigma")}
     if a.stage == "posenet":
         extra["input_size"] = int(schedule["posenet"]["input_size"])
+    else:  # the crop geometry the M-Net learned (export builds the predictor's layout from it)
+        extra.update(crop_geometry(mnet_layout(schedule, layout)))
     if a.stage == "posenet" and schedule["posenet"].get("aux_vertebrae"):
         extra["aux_vertebrae"] = list(schedule["posenet"]["aux_vertebrae"])  # names of the channels after the layout's
     _save_stage(out / f"{name}.pt", net, extra)

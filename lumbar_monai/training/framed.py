@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..anatomy import get_layout
+from ..anatomy import Layout, get_layout
 
 __all__ = ["load_split", "attach_aux_centres", "load_init", "init_weights", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
            "check_schedule", "resolve_device", "main"]
@@ -382,7 +382,7 @@ def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> N
                                                                   net.state_dict().items()}, **extra}, path)
 
 
-def mnet_layout(schedule: Mapping[str, Any], layout: str):
+def mnet_layout(schedule: Mapping[str, Any], layout: str) -> Layout:
     """The layout whose Eq. 5 crops the M-Net trains on: ``mnet_lumbar.crop_aspect`` of the schedule, when given,
     replaces the layout's (e.g. 1.0 to retrain the square crops of the rounds before the AP aspect existed)."""
     lay = get_layout(layout)

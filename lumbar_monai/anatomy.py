@@ -22,9 +22,11 @@ mean of its corners.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -263,6 +265,24 @@ AP = Layout(
 )
 
 LAYOUTS: dict[str, Layout] = {LATERAL.name: LATERAL, AP.name: AP}
+
+
+def crop_record(layout: Layout) -> dict[str, float | str]:
+    """The Eq. 5 crop settings a checkpoint records beside the M-Nets trained on them."""
+    return {"crop_scale": float(layout.crop_scale), "crop_aspect": float(layout.crop_aspect),
+            "crop_spacing": str(layout.crop_spacing)}
+
+
+def with_crop_record(layout: Layout, record: Mapping[str, Any], default_scale: float = 1.0) -> Layout:
+    """``layout`` with the crop settings of a checkpoint's ``record`` (:func:`crop_record`). A record without a
+    key predates that setting: ``default_scale`` (1.0, Eq. 5 as the paper has it, for a predictor checkpoint), a
+    square, the vertical spacing - whatever the layout's defaults are now."""
+    geometry = {"crop_scale": float(record.get("crop_scale", default_scale)),
+                "crop_aspect": float(record.get("crop_aspect", 1.0)),
+                "crop_spacing": str(record.get("crop_spacing", "vertical"))}
+    if all(getattr(layout, k) == v for k, v in geometry.items()):
+        return layout
+    return dataclasses.replace(layout, **geometry)
 
 
 def get_layout(layout: str | Layout) -> Layout:

@@ -35,7 +35,6 @@ A checkpoint without ``crop_scale`` / ``crop_aspect`` / ``crop_spacing`` predate
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import time
@@ -46,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .anatomy import Layout, get_layout
+from .anatomy import Layout, crop_record, get_layout, with_crop_record
 from .codecs.corner import CornerCodec
 from .crops import crop_to_image, extract_vertebra_crops
 from .levels import DEFAULT_LEVEL_MARGIN
@@ -536,9 +535,7 @@ class LandmarkPredictor:
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "layout": self.layout.name,
-            "crop_scale": float(self.layout.crop_scale),
-            "crop_aspect": float(self.layout.crop_aspect),
-            "crop_spacing": str(self.layout.crop_spacing),
+            **crop_record(self.layout),
             "stage1": None if self.centre_net is None else {
                 "network": type(self.centre_net).__name__, "kwargs": _kwargs_of(self.centre_net),
                 "state_dict": _cpu_state(self.centre_net), **self.stage1},
@@ -575,13 +572,7 @@ class LandmarkPredictor:
         if stage1 is not None:
             centre_net = _build(PoseNet, stage1)
         layout = get_layout(ckpt["layout"])
-        # the crops the M-Nets were trained on: a checkpoint without the key predates the setting (Eq. 5 as is)
-        # and a checkpoint without the crop's aspect or spacing rule predates them (Eq. 5's square, vertical spacing)
-        geometry = {"crop_scale": float(ckpt.get("crop_scale", 1.0)),
-                    "crop_aspect": float(ckpt.get("crop_aspect", 1.0)),
-                    "crop_spacing": str(ckpt.get("crop_spacing", "vertical"))}
-        if any(getattr(layout, k) != v for k, v in geometry.items()):
-            layout = dataclasses.replace(layout, **geometry)
+        layout = with_crop_record(layout, ckpt)  # the crops the M-Nets were trained on
         return cls(
             layout=layout,
             lumbar_net=_build(MNet, ckpt["lumbar"]),

@@ -157,19 +157,19 @@ def test_export_names_the_auxiliary_channels(tmp_path):
 
 
 def test_export_takes_the_crop_geometry_the_mnet_was_trained_on(tmp_path):
-    """The M-Net stage checkpoint records its crops (``crop_geometry``); one without the record predates the AP
+    """The M-Net stage checkpoint records its crops (``anatomy.crop_record``); one without the record predates the AP
     crop aspect and spacing settings and exports as the square, vertical-spacing crops it was trained on."""
-    from lumbar_monai.anatomy import AP
+    from lumbar_monai.anatomy import AP, crop_record
     from lumbar_monai.networks.mnet import MNet
     from lumbar_monai.predictor import LandmarkPredictor, with_init_kwargs
-    from lumbar_monai.training.framed import _save_stage, crop_geometry, export
+    from lumbar_monai.training.framed import _save_stage, export
 
     pose = with_init_kwargs(PoseNet, layout="ap", width=4, kernel_size=5, pre_convs=1, stage_convs=1)
     _save_stage(tmp_path / "posenet.pt", pose, {})
     mnet = with_init_kwargs(MNet, out_channels=5, channels=(4, 8), coordconv=2)
     schedule = {"framing": {"factor": 2.0, "passes": 2}, "posenet": {"input_size": 64}}
     layouts = []
-    for extra in (crop_geometry("ap"), {}):
+    for extra in (crop_record(AP), {}):
         _save_stage(tmp_path / "mnet_lumbar.pt", mnet, {"crop_size": 32, "crop_blur_sigma": 0.0, **extra})
         path = export(tmp_path, schedule, "ap", tmp_path / "model.pt", {"trained_on": "test"})
         layouts.append(LandmarkPredictor.load(path, device="cpu").layout)

@@ -43,12 +43,13 @@ def test_best_weights_by_landmark_metric(stage):
 
 def test_mnet_trains_on_the_crop_aspect_its_schedule_names():
     """``mnet_lumbar.crop_aspect`` replaces the layout's for the M-Net's crops, and the stage checkpoint's record
-    (``crop_geometry``) says which crops those were; without the key the layout's own aspect (AP: 1.25)."""
-    from lumbar_monai.training.framed import crop_geometry, mnet_layout
+    (``crop_record``) says which crops those were; without the key the layout's own aspect (AP: 1.25)."""
+    from lumbar_monai.anatomy import crop_record
+    from lumbar_monai.training.framed import mnet_layout
 
     square = {**SCHEDULE, "mnet_lumbar": {**SCHEDULE["mnet_lumbar"], "crop_aspect": 1.0, "max_epochs": 1}}
-    assert crop_geometry(mnet_layout(square, "ap"))["crop_aspect"] == 1.0
-    assert crop_geometry(mnet_layout(SCHEDULE, "ap"))["crop_aspect"] == 1.25
+    assert crop_record(mnet_layout(square, "ap"))["crop_aspect"] == 1.0
+    assert crop_record(mnet_layout(SCHEDULE, "ap"))["crop_aspect"] == 1.25
     res = train_mnet(_samples(2), _samples(1), square, "ap")
     assert len(res["val_history"]) == 1 and np.isfinite(res["val_history"][0])
 

@@ -53,13 +53,13 @@ def landmarks_outside_crops(pred_centres, gt_points, layout: Layout | str) -> np
     lay = get_layout(layout)
     c = _np(pred_centres)
     p = _np(gt_points)
-    sides = crop_boxes_eq5(c, lay)  # (..., V)
+    sides = crop_boxes_eq5(c, lay)  # (..., V) crop heights
+    halves = sides[..., None] / 2.0 * np.array([lay.crop_aspect, 1.0])  # (..., V, 2): half width, half height
     out = np.zeros(c.shape[:-1], dtype=bool)
     with np.errstate(invalid="ignore"):
         for i, sl in enumerate(lay.vertebra_slices):
             delta = np.abs(p[..., sl, :] - c[..., i, None, :])  # (..., K, 2)
-            half = sides[..., i, None, None] / 2.0 * np.array([lay.crop_aspect, 1.0])  # (width, height) / 2
-            outside = (delta > half).any(-1)  # NaN compares False
+            outside = (delta > halves[..., i, None, :]).any(-1)  # NaN compares False
             out[..., i] = outside.any(-1)
     return out
 

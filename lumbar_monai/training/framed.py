@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..anatomy import Layout, get_layout
+from ..anatomy import Layout, crop_record, get_layout, with_crop_record
 
 __all__ = ["load_split", "attach_aux_centres", "load_init", "init_weights", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
            "check_schedule", "resolve_device", "main"]
@@ -390,13 +390,6 @@ def mnet_layout(schedule: Mapping[str, Any], layout: str) -> Layout:
     return lay if aspect is None else dataclasses.replace(lay, crop_aspect=float(aspect))
 
 
-def crop_geometry(layout) -> dict[str, Any]:
-    """A layout's Eq. 5 crop settings, as an M-Net stage checkpoint records them for :func:`export`."""
-    lay = get_layout(layout)
-    return {"crop_scale": float(lay.crop_scale), "crop_aspect": float(lay.crop_aspect),
-            "crop_spacing": str(lay.crop_spacing)}
-
-
 def vertebrae_above_l1(aux: Sequence[str]) -> list[str]:
     """The auxiliary vertebrae that sit directly over L1 without a gap, top to bottom (``["T11", "T12"]`` of
     ``["T11", "T12"]``; ``[]`` without T12): what :func:`~lumbar_monai.levels.anchor_chain` can shift the chain onto."""
@@ -448,12 +441,9 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
         stage1["level"] = {"input_size": int(level_size), "above": vertebrae_above_l1(s1.get("aux_vertebrae") or []),
                            "margin": float(DEFAULT_LEVEL_MARGIN if level_margin is None else level_margin)}
         meta = {**meta, "level_network": Path(level).name}
-    # the crops the M-Net was trained on; a stage checkpoint without them predates the aspect and spacing settings
-    # (the layout's crop_scale, a square, vertical spacing)
-    lay = get_layout(layout)
-    lay = dataclasses.replace(lay, crop_scale=float(s2.get("crop_scale", lay.crop_scale)),
-                              crop_aspect=float(s2.get("crop_aspect", 1.0)),
-                              crop_spacing=str(s2.get("crop_spacing", "vertical")))
+    # the crops the M-Net was trained on; a stage checkpoint without the record predates it: the layout's
+    # crop_scale (the stage checkpoints recorded none), a square, vertical spacing
+    lay = with_crop_record(get_layout(layout), s2, default_scale=get_layout(layout).crop_scale)
     pred = LandmarkPredictor(
         layout=lay, lumbar_net=_build(MNet, s2), centre_net=_build(PoseNet, s1), crop_size=int(s2["crop_size"]),
         crop_blur_sigma=float(s2["crop_blur_sigma"]), device="cpu", meta=meta, stage1=stage1,
@@ -565,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.stage == "posenet":
         extra["input_size"] = int(schedule["posenet"]["input_size"])
     else:  # the crop geometry the M-Net learned (export builds the predictor's layout from it)
-        extra.update(crop_geometry(mnet_layout(schedule, layout)))
+        extra.update(crop_record(mnet_layout(schedule, layout)))
     if a.stage == "posenet" and schedule["posenet"].get("aux_vertebrae"):
         extra["aux_vertebrae"] = list(schedule["posenet"]["aux_vertebrae"])  # names of the channels after the layout's
     _save_stage(out / f"{name}.pt", net, extra)

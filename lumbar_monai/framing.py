@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from .anatomy import Layout, get_layout
 from .codecs.gaussian import decode_peaks
+from .counting import CountPass
 from .crops import crop_affines, resample_crops
 from .levels import DEFAULT_LEVEL_MARGIN, anchor_chain, centre_spacing
 from .transforms.geometry import GEOMETRY_KEY, transform_points
@@ -186,7 +187,7 @@ def detect_centres_framed(
     repair: Mapping[str, Any] | bool | None = None,
     device: torch.device | str = "cpu",
     first_window: tuple[Sequence[float], float] | None = None,
-    level: LevelPass | None = None,
+    level: LevelPass | CountPass | None = None,
 ) -> dict[str, Any]:
     """Pose-Net centres of an ``(H, W)`` image through ``passes`` framings (whole image, then lumbar windows).
 
@@ -197,7 +198,8 @@ def detect_centres_framed(
     wrong (``benchmarks/stage1_failures.py``). ``level``: the first pass is the level network's on the whole image
     and every window pass's chain is renamed by the level it names (:func:`~lumbar_monai.levels.anchor_chain`),
     so that the next window frames the renamed chain (``level_shift``: the last pass's shift, positive: down);
-    ignored with ``first_window``.
+    ignored with ``first_window``. A :class:`~lumbar_monai.counting.CountPass` instead counts the vertebrae on the
+    whole image first, and its L1-L5 renames every pass (none when it finds no regular chain).
     """
     n = max(int(passes), 1)
     img = minmax_scale(np.asarray(image)).astype(np.float32)
@@ -207,18 +209,23 @@ def detect_centres_framed(
         centre, side = np.asarray(first_window[0], dtype=np.float64), float(first_window[1])
         level = None
     windows, reference, shift = [], None, 0
+    counted = isinstance(level, CountPass)
+    if counted:  # the counter's reference comes first; every pass, the whole image's included, is renamed by it
+        reference = level.reference(img, device=device)
     out: dict[str, Any] = {}
     for p in range(n):
         windows.append((np.asarray(centre).tolist(), float(side)))
         last = p == n - 1
-        use_level = level is not None and p == 0
+        use_level = level is not None and not counted and p == 0
         out, maps, a = _run_pass(level.net if use_level else net, img, level.codec if use_level else codec, centre,
                                  side, preprocessing, repair if last else False, device)
         original, confidence = out["original"].numpy(), out["confidence"].numpy()
         if use_level:
             reference = original
-        elif reference is not None and level.above_channels:  # every window pass: the next one frames the renamed
-            above_xy, above_conf = _decode_channels(maps, level.above_channels, codec, a)
+        elif reference is not None and (level.above_channels or counted):  # every window pass: the next one frames
+            # the renamed chain (without vertebrae above L1 a count can still move the chain down)
+            above_xy, above_conf = (_decode_channels(maps, level.above_channels, codec, a) if level.above_channels
+                                    else (np.zeros((0, 2)), np.zeros(0)))
             original, confidence, shift = anchor_chain(
                 reference, np.concatenate([above_xy, original]), np.concatenate([above_conf, confidence]),
                 above=len(level.above_channels), margin=level.margin)

@@ -26,6 +26,7 @@ dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_on
      "sacrum": {...} | None,
      "stage1_level": {"network": "PoseNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
      "display": {"network": "Classifier", "kwargs": {...}, "state_dict": {...}} | None,  # optional, AP
+     "stage1_counter": {"network": "BasicUNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
      "crop_size": 256, "crop_blur_sigma": 1.0, "confidence_threshold": 0.3, "meta": {...},
      "crop_scale": 1.0, "crop_aspect": 1.0, "crop_spacing": "vertical"}  # the crops the M-Nets were trained on
 
@@ -108,6 +109,10 @@ class LandmarkPredictor:
             image whose L1-L5 chain, counted from the top of the spine, names the window Pose-Net's chain;
             ``stage1["level"]`` holds its ``input_size``, ``above`` (the window Pose-Net's auxiliary vertebrae
             directly over L1, top to bottom, e.g. ``["T11", "T12"]``) and ``margin``.
+        counter_net: a vertebra counter (:mod:`lumbar_monai.counting`, framed stage 1 only): counts the vertebrae
+            from T1 down on the whole image; its L1-L5 rename the window Pose-Net's chain by whole levels.
+            ``stage1["count"]`` holds ``above`` (as for ``level_net``), ``margin``, ``threshold`` and
+            ``min_distance``. Not together with ``level_net``.
         display_net: an AP display network (:mod:`lumbar_monai.display`): decides whether an AP image is shown
             mirrored (the patient's left on the image left); a mirrored image is mirrored back before the landmark
             networks and the points mirrored after, names unchanged. AP layouts only.
@@ -117,7 +122,8 @@ class LandmarkPredictor:
             :func:`~lumbar_monai.transforms.augment.stage1_preprocessing`: ``blur_sigma``, ``clahe``, ...),
             ``repair`` (kwargs of :func:`~lumbar_monai.postprocess.repair_missing_centre`, or ``False`` to skip
             Algorithm 1); framed stage 1 (:mod:`lumbar_monai.framing`): ``framing`` (``passes``, ``factor``),
-            ``aux_vertebrae`` (names of the Pose-Net's channels after the layout's), ``level`` (with ``level_net``).
+            ``aux_vertebrae`` (names of the Pose-Net's channels after the layout's), ``level`` (with ``level_net``),
+            ``count`` (with ``counter_net``).
         confidence_threshold: corner peak height below which ``low_confidence`` is flagged.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         meta: free-form, copied into every result (model versions); never patient data.
@@ -150,6 +156,7 @@ class LandmarkPredictor:
         tta: str = "none",
         level_net: torch.nn.Module | None = None,
         display_net: torch.nn.Module | None = None,
+        counter_net: torch.nn.Module | None = None,
     ) -> None:
         self.layout = get_layout(layout)
         if display_net is not None and self.layout.view == "lateral":
@@ -183,6 +190,9 @@ class LandmarkPredictor:
         self.level_net = level_net.to(self.device).eval() if level_net is not None else None
         if self.level_net is not None:
             self.stage1["level"] = self._check_level(s1)
+        self.counter_net = None
+        if counter_net is not None:
+            self.set_counter(counter_net, s1.get("count") or {})
         self.display_net = display_net.to(self.device).eval() if display_net is not None else None
         self.confidence_threshold = float(confidence_threshold)
         self.meta = dict(meta or {})
@@ -193,7 +203,7 @@ class LandmarkPredictor:
         self.amp = (self.device.type == "cuda") if amp is None else bool(amp)
         self.channels_last = self.device.type == "cuda"
         if self.channels_last:
-            for net in (self.lumbar_net, self.sacrum_net, self.centre_net, self.level_net):
+            for net in (self.lumbar_net, self.sacrum_net, self.centre_net, self.level_net, self.counter_net):
                 if net is not None:
                     net.to(memory_format=torch.channels_last)
 
@@ -212,6 +222,25 @@ class LandmarkPredictor:
             raise ValueError(f"stage1['level']['above'] names {missing}, not among the Pose-Net's auxiliary "
                              f"vertebrae {aux}")
         return {"input_size": size, "above": above, "margin": float(lv.get("margin", DEFAULT_LEVEL_MARGIN))}
+
+    def set_counter(self, net: torch.nn.Module, settings: Mapping[str, Any]) -> None:
+        """Use the vertebra counter ``net`` (:mod:`lumbar_monai.counting`) with ``settings`` (``above``, ``margin``,
+        ``threshold``, ``min_distance``; defaults for the missing ones); ``ValueError`` with one line when the
+        predictor cannot use one."""
+        if not self.stage1.get("framing") or self.centre_net is None:
+            raise ValueError("a vertebra counter needs a framed stage 1 (stage1['framing'])")
+        if self.level_net is not None:
+            raise ValueError("a model has either a level network or a vertebra counter, not both")
+        aux = list(self.stage1.get("aux_vertebrae") or [])
+        above = [str(v) for v in settings.get("above", [])]
+        missing = [v for v in above if v not in aux]
+        if missing:
+            raise ValueError(f"stage1['count']['above'] names {missing}, not among the Pose-Net's auxiliary "
+                             f"vertebrae {aux}")
+        self.stage1["count"] = {"above": above, "margin": float(settings.get("margin", DEFAULT_LEVEL_MARGIN)),
+                                "threshold": float(settings.get("threshold", 0.5)),
+                                "min_distance": float(settings.get("min_distance", 8.0))}
+        self.counter_net = net.to(self.device).eval()
 
     # ----- input ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -322,7 +351,15 @@ class LandmarkPredictor:
         return out["original"], out["confidence"], out["centre_repaired"]
 
     def level_pass(self):
-        """The :class:`~lumbar_monai.framing.LevelPass` of the level network, or ``None`` without one."""
+        """The :class:`~lumbar_monai.framing.LevelPass` of the level network, the
+        :class:`~lumbar_monai.counting.CountPass` of the vertebra counter, or ``None`` without either."""
+        if self.counter_net is not None:
+            from .counting import CountPass
+
+            c = self.stage1["count"]
+            above = tuple(self.layout.num_vertebrae + self.stage1["aux_vertebrae"].index(n) for n in c["above"])
+            return CountPass(net=self.counter_net, above_channels=above, margin=c["margin"],
+                             threshold=c["threshold"], min_distance=c["min_distance"])
         if self.level_net is None:
             return None
         from .codecs.centre import CentreHeatmapCodec
@@ -542,6 +579,9 @@ class LandmarkPredictor:
             "stage1_level": None if self.level_net is None else {
                 "network": type(self.level_net).__name__, "kwargs": _kwargs_of(self.level_net),
                 "state_dict": _cpu_state(self.level_net)},
+            "stage1_counter": None if self.counter_net is None else {
+                "network": type(self.counter_net).__name__, "kwargs": _kwargs_of(self.counter_net),
+                "state_dict": _cpu_state(self.counter_net)},
             "display": None if self.display_net is None else {
                 "network": type(self.display_net).__name__, "kwargs": _kwargs_of(self.display_net),
                 "state_dict": _cpu_state(self.display_net)},
@@ -582,7 +622,7 @@ class LandmarkPredictor:
             crop_blur_sigma=ckpt.get("crop_blur_sigma", 1.0),
             stage1=None if stage1 is None else {
                 k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair", "framing",
-                                       "aux_vertebrae", "level")
+                                       "aux_vertebrae", "level", "count")
                 if k in stage1},
             confidence_threshold=ckpt.get("confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD),
             device=device,
@@ -591,6 +631,7 @@ class LandmarkPredictor:
             tta=str(ckpt.get("tta", "none")),
             level_net=_build(PoseNet, ckpt["stage1_level"]) if ckpt.get("stage1_level") is not None else None,
             display_net=_build_display(ckpt["display"]) if ckpt.get("display") is not None else None,
+            counter_net=_build_counter(ckpt["stage1_counter"]) if ckpt.get("stage1_counter") is not None else None,
         )
 
     @classmethod
@@ -677,6 +718,19 @@ def _build_display(entry: Mapping[str, Any]) -> torch.nn.Module:
     kwargs = dict(entry["kwargs"])
     net = Classifier(**{**kwargs, "in_shape": tuple(kwargs["in_shape"]), "channels": tuple(kwargs["channels"]),
                         "strides": tuple(kwargs["strides"])})
+    net.load_state_dict(entry["state_dict"])
+    net.init_kwargs = dict(entry["kwargs"])
+    return net
+
+
+def _build_counter(entry: Mapping[str, Any]) -> torch.nn.Module:
+    """The vertebra counter of a checkpoint (``monai.networks.nets.BasicUNet``; nothing else is built)."""
+    from monai.networks.nets import BasicUNet
+
+    if entry.get("network") != "BasicUNet":
+        raise ValueError(f"checkpoint 'stage1_counter' must be a BasicUNet, got {entry.get('network')!r}")
+    kwargs = dict(entry["kwargs"])
+    net = BasicUNet(**{**kwargs, "features": tuple(kwargs["features"])})
     net.load_state_dict(entry["state_dict"])
     net.init_kwargs = dict(entry["kwargs"])
     return net

@@ -1,0 +1,338 @@
+"""Train the vertebra counter (:mod:`lumbar_monai.counting`) and attach it to an AP model (*ours*, issue 15).
+
+The counter learns one class-agnostic heatmap: a Gaussian (sigma :data:`COUNT_SIGMA` input pixels) at the centre of
+every vertebra the AASCE files label, T1 to L5, on the whole image letterboxed to
+:data:`~lumbar_monai.counting.COUNT_INPUT`. Each training sample is zoomed, rotated, shifted, mirrored and given
+another gamma (:class:`RandCountViewd`; the points move with the image). The fit is the project's
+(:func:`~lumbar_monai.training.fit.fit`: MONAI's ``SupervisedTrainer`` / ``SupervisedEvaluator``, Ignite's
+``TimeLimit``); the best weights are chosen by the landmark metric, :class:`CountError` (the share of validation
+images whose counted L1-L5 miss a labelled centre), not by the loss::
+
+    python -m lumbar_monai.training.counter train --datalist runs/aasce_ap/datalist.json --out runs/counter
+    python -m lumbar_monai.training.counter attach --model bundles/lumbar_landmarks/models/aasce_ap.pt \\
+        --counter runs/counter/counter.pt --out runs/counter/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.exceptions import NotComputableError
+from ignite.metrics import Metric
+from ignite.metrics.metric import reinit__is_reduced
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform
+
+from ..counting import COUNT_INPUT, chain_from_maps, letterbox, vertebra_peaks
+
+__all__ = ["COUNT_SIGMA", "AASCE_SPINE", "centre_heatmap", "counter_target", "RandCountViewd", "CentreWeightedBCE", "CountError", "counter_samples",
+           "train_counter", "attach_counter", "main"]
+
+logger = logging.getLogger(__name__)
+
+#: Gaussian sigma of the counter's targets (input pixels; the vertebrae are 11-30 px apart at 384 px height).
+COUNT_SIGMA = 2.5
+#: the vertebrae the counter learns, top to bottom: every one the AASCE files label.
+AASCE_SPINE = tuple(f"T{i}" for i in range(1, 13)) + tuple(f"L{i}" for i in range(1, 6))
+
+
+def centre_heatmap(points: np.ndarray, size: tuple[int, int] = COUNT_INPUT, sigma: float = COUNT_SIGMA) -> np.ndarray:
+    """``(H, W)`` map: the maximum over ``(K, 2)`` points of unit Gaussians (points off the canvas add nothing)."""
+    yy, xx = np.mgrid[0:size[0], 0:size[1]].astype(np.float32)
+    out = np.zeros(size, np.float32)
+    for x, y in np.asarray(points, np.float32).reshape(-1, 2):
+        np.maximum(out, np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2)), out=out)
+    return out
+
+
+def counter_target(centres: np.ndarray, size: tuple[int, int] = COUNT_INPUT, sigma: float = COUNT_SIGMA) -> np.ndarray:
+    """``(2, H, W)`` counter target of the ``(17, 2)`` T1-L5 centres: every vertebra, then T1 alone."""
+    c = np.asarray(centres, np.float32).reshape(-1, 2)
+    return np.stack([centre_heatmap(c, size, sigma), centre_heatmap(c[:1], size, sigma)])
+
+
+class RandCountViewd(RandomizableTransform, MapTransform):
+    """A counter sample: ``image`` (letterboxed ``(H, W)`` in [0, 1]) -> ``(1, H, W)`` input, ``centres`` (``(K, 2)``
+    letterbox pixels, T1-L5) -> ``label`` ``(2, H, W)`` (:func:`counter_target`).
+
+    With ``jitter`` the view is zoomed (``zoom``), rotated (``rotate`` degrees), shifted (``shift``: fraction of the
+    width, height), mirrored with probability 0.5 (the target is symmetric: no names) and gamma-changed; the centres
+    move with it. Without ``jitter`` the letterboxed image is the input (validation).
+    """
+
+    def __init__(self, keys: KeysCollection = "image", point_key: str = "centres", label_key: str = "label",
+                 zoom: tuple[float, float] = (0.8, 1.15), rotate: float = 8.0, shift: tuple[float, float] = (0.1, 0.06),
+                 gamma: tuple[float, float] = (0.6, 1.6), sigma: float = COUNT_SIGMA, jitter: bool = True) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, 1.0)
+        self.point_key, self.label_key = point_key, label_key
+        self.zoom, self.rotate, self.shift, self.gamma = tuple(zoom), float(rotate), tuple(shift), tuple(gamma)
+        self.sigma, self.jitter = float(sigma), bool(jitter)
+
+    def randomize(self, data: Any = None) -> None:
+        self._zoom = self.R.uniform(*self.zoom)
+        self._angle = math.radians(self.R.uniform(-self.rotate, self.rotate))
+        self._shift = (self.R.uniform(-self.shift[0], self.shift[0]), self.R.uniform(-self.shift[1], self.shift[1]))
+        self._mirror = bool(self.R.random() < 0.5)
+        self._gamma = self.R.uniform(*self.gamma)
+
+    def _warp(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image and points under the drawn similarity about the canvas centre (output pixel ``q`` samples input
+        ``M (q - c) + c + t``)."""
+        h, w = image.shape
+        c, s = math.cos(self._angle) / self._zoom, math.sin(self._angle) / self._zoom
+        m = np.array([[c, -s], [s, c]])
+        if self._mirror:
+            m = m @ np.diag([-1.0, 1.0])
+        centre = np.array([(w - 1) / 2, (h - 1) / 2])
+        t = np.array([self._shift[0] * w, self._shift[1] * h])
+        # affine_grid works in [-1, 1] per axis: convert the pixel map q -> M (q - c) + c + t
+        scale = np.diag([2.0 / w, 2.0 / h])
+        theta = np.zeros((2, 3))
+        theta[:, :2] = scale @ m @ np.linalg.inv(scale)
+        theta[:, 2] = scale @ t
+        grid = torch.nn.functional.affine_grid(torch.as_tensor(theta, dtype=torch.float32)[None], (1, 1, h, w),
+                                               align_corners=False)
+        img = torch.nn.functional.grid_sample(torch.as_tensor(image, dtype=torch.float32)[None, None], grid,
+                                              align_corners=False)[0, 0].numpy()
+        pts = (np.asarray(points, np.float64) - centre - t) @ np.linalg.inv(m).T + centre
+        return img, pts
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        pts = np.asarray(d[self.point_key], np.float64)
+        if self.jitter:
+            self.randomize()
+        for key in self.key_iterator(d):
+            img = np.asarray(d[key], np.float32)
+            if self.jitter:
+                img, pts = self._warp(img, pts)
+                img = np.clip(img, 0.0, 1.0) ** self._gamma
+            d[key] = torch.as_tensor(np.ascontiguousarray(img))[None]
+            d[self.label_key] = torch.as_tensor(counter_target(pts, img.shape, self.sigma))
+        d[self.point_key] = torch.as_tensor(pts, dtype=torch.float32)
+        return d
+
+
+class CentreWeightedBCE(torch.nn.Module):
+    """Binary cross-entropy on the logits, each pixel weighted ``1 + weight * target``: the few pixels near a centre
+    count as much as the background (*ours*; the maps are >99 % background)."""
+
+    def __init__(self, weight: float = 20.0) -> None:
+        super().__init__()
+        self.weight = float(weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return (bce * (1.0 + self.weight * target)).mean()
+
+
+class CountError(Metric):
+    """Share (%) of images whose counted L1-L5 (:func:`~lumbar_monai.counting.counted_chain` on the predicted map)
+    is missing or misses a labelled centre by more than half the labelled L1-L5 spacing; lower is better.
+
+    ``output_transform`` gives ``(logits (B, 2, H, W), target maps (B, 2, H, W))``; the labelled centres are the
+    first target map's peaks (:func:`counter_target` draws one per vertebra, T1-L5), so the metric needs nothing
+    else.
+    """
+
+    def __init__(self, output_transform: Callable = lambda x: x, threshold: float = 0.5,
+                 device: str | torch.device = "cpu") -> None:
+        self.threshold = float(threshold)
+        super().__init__(output_transform=output_transform, device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._wrong, self._count = 0, 0
+
+    @reinit__is_reduced
+    def update(self, output: tuple[Any, Any]) -> None:
+        logits, target = (torch.as_tensor(v).detach().float().cpu() for v in output)
+        for p, t in zip(torch.sigmoid(logits), target, strict=True):
+            labelled = vertebra_peaks(t[0], threshold=0.5)[:, :2]
+            self._wrong += int(not count_matches(p, labelled, self.threshold))
+            self._count += 1
+
+    def compute(self) -> float:
+        if self._count == 0:
+            raise NotComputableError("CountError needs at least one image")
+        return 100.0 * self._wrong / self._count
+
+
+def count_matches(prob: torch.Tensor, centres: np.ndarray, threshold: float = 0.5) -> bool:
+    """Whether the counted L1-L5 of the counter's ``(2, H, W)`` probability maps lie within half a labelled spacing of
+    the labelled ones (``centres``: the labelled centres top to bottom, L1-L5 the last five)."""
+    gt = np.asarray(centres, np.float64).reshape(-1, 2)[-5:]
+    chain = chain_from_maps(prob, threshold)
+    if chain is None or len(gt) < 5:
+        return False
+    spacing = float(np.median(np.linalg.norm(np.diff(gt, axis=0), axis=1)))
+    return bool(np.all(np.linalg.norm(chain - gt, axis=1) < 0.5 * spacing))
+
+
+def counter_samples(datalist: str | Path, split: str, layout: str = "ap", long_side: int = 1024,
+                    cache: str | Path | None = None) -> list[dict[str, Any]]:
+    """``[{"image": letterboxed (H, W), "centres": (17, 2) T1-L5 in letterbox pixels}]`` of one split of an AASCE
+    datalist (the images shrunk to ``long_side`` and cached as :func:`~lumbar_monai.training.framed.load_split`
+    does; T1-T12 from the AASCE copy that holds each image, :func:`~lumbar_monai.training.framed.attach_aux_centres`)."""
+    from ..anatomy import get_layout
+    from .framed import attach_aux_centres, load_split
+
+    samples = load_split(datalist, split, layout, long_side, cache)
+    samples = attach_aux_centres(samples, datalist, split, AASCE_SPINE[:12])
+    lay = get_layout(layout)
+    out = []
+    for s in samples:
+        lumbar = np.asarray(s["points"], np.float64).reshape(lay.num_vertebrae, -1, 2).mean(1)
+        img, scale, offset = letterbox(s["image"].astype(np.float32) / 255.0)
+        centres = np.concatenate([np.asarray(s["aux_points"], np.float64), lumbar]) * scale + offset
+        out.append({"image": img, "centres": centres.astype(np.float32)})
+    return out
+
+
+def load_matching(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> int:
+    """Copy the tensors of ``state`` into ``net`` where the shapes match, or where only the first dimension (output
+    channels) is smaller, into the first rows; returns how many tensors were copied."""
+    own = net.state_dict()
+    copied = 0
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if v.shape == own[k].shape:
+            own[k] = v.clone()
+        elif v.dim() == own[k].dim() and v.shape[1:] == own[k].shape[1:] and v.shape[0] < own[k].shape[0]:
+            own[k][: v.shape[0]] = v
+        else:
+            continue
+        copied += 1
+    net.load_state_dict(own)
+    return copied
+
+
+def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epochs: int = 100,
+                  batch_size: int = 8, lr: float = 2e-3, long_side: int = 1024, max_seconds: float | None = None,
+                  device: str = "auto", seed: int = 0, init: str | Path | None = None) -> dict[str, Any]:
+    """Train the counter on ``datalist``'s training split (the best epoch by :class:`CountError` on its validation
+    split) and write ``out/counter.pt``; returns ``{"count_error": %, "epochs": n, "path": str}``. ``init``: a
+    counter checkpoint (or a bare state dict) to start from (:func:`load_matching`)."""
+    from monai.data import DataLoader, Dataset
+    from monai.handlers import from_engine
+    from monai.utils import set_determinism
+
+    from ..counting import build_counter_net
+    from ..predictor import _kwargs_of, save_checkpoint
+    from .fit import fit
+    from .framed import resolve_device
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_determinism(seed)
+    dev = resolve_device(device)
+    train = counter_samples(datalist, "training", layout, long_side, out / f"cache_training_{long_side}.npz")
+    val = counter_samples(datalist, "validation", layout, long_side, out / f"cache_validation_{long_side}.npz")
+    if not train or not val:
+        raise ValueError(f"{datalist}: the counter needs training and validation images")
+    net = build_counter_net()
+    if init is not None:
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        load_matching(net, state.get("state_dict", state) if isinstance(state, Mapping) else state)
+    net = net.to(dev)
+    metric = CountError(output_transform=from_engine(["pred", "label"]))
+    result = fit(net, DataLoader(Dataset(train, transform=RandCountViewd()), batch_size=batch_size, shuffle=True,
+                                 num_workers=0),
+                 CentreWeightedBCE(), lr=lr, max_epochs=epochs,
+                 val_loader=DataLoader(Dataset(val, transform=RandCountViewd(jitter=False)), batch_size=batch_size,
+                                       num_workers=0),
+                 patience=max(epochs, 1), device=dev, max_seconds=max_seconds, select_metric=metric)
+    net = net.cpu().eval()
+    error = float(min(result["val_history"])) if result["val_history"] else float("nan")
+    path = save_checkpoint({"network": "BasicUNet", "kwargs": _kwargs_of(net),
+                            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                            "count_error": error, "epochs": len(result["history"])}, out / "counter.pt")
+    logger.info("counter: %d epochs, validation count error %.1f %%", len(result["history"]), error)
+    return {"count_error": error, "epochs": len(result["history"]), "path": str(path)}
+
+
+def attach_counter(model: str | Path, counter: str | Path, out: str | Path, margin: float | None = None,
+                   aux_vertebrae: list[str] | None = None) -> Path:
+    """Write a copy of the AP predictor checkpoint ``model`` (framed stage 1) with the counter ``counter`` in it.
+
+    The window Pose-Net's T11/T12 maps, when it has them, let the count rename its chain upwards too.
+    ``aux_vertebrae`` names its channels after L1-L5 for a checkpoint that does not (one written before the names
+    were recorded, as the shipped model's round-4 Pose-Net with T11 and T12)."""
+    from ..errors import InputError
+    from ..predictor import LandmarkPredictor, _build_counter
+
+    pred = LandmarkPredictor.load(model, device="cpu")
+    if aux_vertebrae is not None and not pred.stage1.get("aux_vertebrae"):
+        extra = int(getattr(pred.centre_net, "out_channels", 0)) - pred.layout.num_vertebrae
+        if len(aux_vertebrae) != extra:
+            raise InputError(Path(model), f"its Pose-Net has {extra} auxiliary channels, not "
+                                          f"{len(aux_vertebrae)} ({', '.join(aux_vertebrae)})")
+        pred.stage1["aux_vertebrae"] = [str(v) for v in aux_vertebrae]
+    try:
+        entry = torch.load(counter, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception:  # noqa: BLE001 - any unreadable file is the same one-line problem
+        raise InputError(Path(counter), "not a readable checkpoint (torch.load, weights only)") from None
+    if not isinstance(entry, Mapping) or "state_dict" not in entry:
+        raise InputError(Path(counter), "not a counter checkpoint (train one with 'counter train')")
+    settings = {"above": [v for v in ("T11", "T12") if v in pred.stage1.get("aux_vertebrae", [])]}
+    if margin is not None:
+        settings["margin"] = float(margin)
+    try:
+        pred.set_counter(_build_counter(entry), settings)
+    except ValueError as e:
+        raise InputError(Path(model), str(e)) from None
+    pred.meta["counter"] = {"count_error": float(entry.get("count_error", float("nan")))}
+    return pred.save(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lumbar_monai.training.counter", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the vertebra counter")
+    t.add_argument("--datalist", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--layout", default="ap")
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--long-side", type=int, default=1024)
+    t.add_argument("--max-seconds", type=float, default=None)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--init", default=None, help="a counter checkpoint to start from")
+    a = sub.add_parser("attach", help="copy an AP model with the counter in it")
+    a.add_argument("--model", required=True)
+    a.add_argument("--counter", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument("--margin", type=float, default=None)
+    a.add_argument("--aux-vertebrae", default=None,
+                   help="comma-separated names of the Pose-Net's channels after L1-L5, for a checkpoint that does not "
+                        "record them (the shipped model: T11,T12)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ..errors import InputError
+
+    try:
+        if args.command == "train":
+            r = train_counter(args.datalist, args.out, layout=args.layout, epochs=args.epochs, lr=args.lr,
+                              long_side=args.long_side, max_seconds=args.max_seconds, device=args.device,
+                              init=args.init)
+            print(f"counter: {r['epochs']} epochs, validation count error {r['count_error']:.1f} % -> {r['path']}")
+        else:
+            aux = None if args.aux_vertebrae is None else [v.strip() for v in args.aux_vertebrae.split(",") if v.strip()]
+            print(f"wrote {attach_counter(args.model, args.counter, args.out, args.margin, aux)}")
+    except (InputError, ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Vertebra counting (issue 15): a whole-image counter finds every vertebra from T1 down, the 13th to 17th are L1-L5,
+and that chain renames the window Pose-Net's chain by whole levels; the counter trains on MONAI's engines and travels
+in the predictor's checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+
+from lumbar_monai.codecs.centre import CentreHeatmapCodec
+from lumbar_monai.codecs.gaussian import render_gaussians
+from lumbar_monai.counting import (
+    COUNT_INPUT,
+    CountPass,
+    build_counter_net,
+    chain_from_maps,
+    count_reference,
+    counted_chain,
+    letterbox,
+    t1_peak,
+    vertebra_peaks,
+)
+from lumbar_monai.framing import detect_centres_framed, whole_image_window, window_affine
+from lumbar_monai.training.counter import (
+    CountError,
+    RandCountViewd,
+    centre_heatmap,
+    counter_target,
+    load_matching,
+)
+
+# C7 (partly in view), then T1 .. L5: 18 centres, the gaps growing slowly down the spine (counter input pixels)
+GAPS = np.linspace(13.0, 24.0, 17)
+SPINE = np.stack([np.full(18, 80.0), 6.0 + np.concatenate([[0.0], np.cumsum(GAPS)])], axis=1)
+C7, T1, L1, L5 = 0, 1, 13, 17
+
+
+def _peaks(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points, np.ones((len(points), 1))], axis=1)
+
+
+def test_letterbox_keeps_the_aspect_and_maps_pixels():
+    img = np.zeros((1000, 300), np.float32)
+    img[500:510, 100:110] = 1.0
+    x, scale, offset = letterbox(img)
+    assert x.shape == COUNT_INPUT and x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert scale == pytest.approx(min(384 / 1000, 160 / 300))
+    yy, xx = np.nonzero(x > 0.5)
+    np.testing.assert_allclose([xx.mean(), yy.mean()], np.array([104.5, 504.5]) * scale + offset, atol=0.5)
+    wide = letterbox(np.ones((100, 400), np.float32))[0]
+    assert wide[0].max() == 0.0 and wide[COUNT_INPUT[0] // 2].max() > 0.0  # zero rows above a wide image
+    with pytest.raises(ValueError, match="shape"):
+        letterbox(np.zeros((3, 4, 5)))
+
+
+def test_vertebra_peaks_are_sorted_and_merged():
+    pts = SPINE[T1:L5 + 1]
+    prob = centre_heatmap(pts, COUNT_INPUT)
+    prob[int(pts[3, 1]), int(pts[3, 0]) + 4] = 0.9  # a second, weaker maximum within one vertebra
+    prob[int(pts[3, 1]), int(pts[3, 0])] = 1.0
+    found = vertebra_peaks(prob, threshold=0.5, min_distance=8.0)
+    assert len(found) == 17 and np.all(np.diff(found[:, 1]) > 0)
+    np.testing.assert_allclose(found[:, :2], pts, atol=0.5)
+    assert len(vertebra_peaks(prob * 0.4, threshold=0.5)) == 0
+
+
+def test_counting_starts_at_t1_not_at_the_top_peak():
+    peaks = _peaks(SPINE)  # C7 found too
+    np.testing.assert_allclose(counted_chain(peaks, SPINE[T1] + 2.0), SPINE[L1:L5 + 1])
+    # starting at C7 would give T12-L4: the T1 map decides
+    np.testing.assert_allclose(counted_chain(peaks, SPINE[C7]), SPINE[L1 - 1:L5])
+
+
+@pytest.mark.parametrize("case", ["no_t1", "t1_far", "missed_vertebra", "spurious_peak", "too_short"])
+def test_counting_refuses_an_irregular_or_unanchored_chain(case):
+    peaks, t1 = _peaks(SPINE), SPINE[T1]
+    if case == "no_t1":
+        t1 = None
+    elif case == "t1_far":
+        t1 = SPINE[T1] + [30.0, 0.0]
+    elif case == "missed_vertebra":
+        peaks = np.delete(peaks, 8, axis=0)  # a gap twice the others: the count would run one level low
+    elif case == "spurious_peak":
+        peaks = np.insert(peaks, 8, (peaks[7] + peaks[8]) / 2, axis=0)
+    else:
+        peaks = peaks[:-1]
+    assert counted_chain(peaks, t1) is None
+
+
+def test_t1_map_and_both_maps():
+    t1 = centre_heatmap(SPINE[T1:T1 + 1], COUNT_INPUT)
+    np.testing.assert_allclose(t1_peak(t1), SPINE[T1], atol=0.5)
+    assert t1_peak(t1 * 0.2) is None
+    maps = np.stack([centre_heatmap(SPINE, COUNT_INPUT), t1])
+    np.testing.assert_allclose(chain_from_maps(maps), SPINE[L1:L5 + 1], atol=0.5)
+
+
+class _FixedCounter(torch.nn.Module):
+    """A stand-in counter: fixed logits whatever the input."""
+
+    def __init__(self, maps: np.ndarray) -> None:
+        super().__init__()
+        p = np.clip(maps, 1e-4, 1 - 1e-4)
+        self.logits = torch.as_tensor(np.log(p / (1 - p)), dtype=torch.float32)[None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert tuple(x.shape[-2:]) == COUNT_INPUT
+        return self.logits
+
+
+def test_count_reference_is_in_image_pixels():
+    image = np.zeros((960, 400), np.float32)  # letterboxed at scale 0.4, no offset
+    maps = np.stack([centre_heatmap(SPINE, COUNT_INPUT), centre_heatmap(SPINE[T1:T1 + 1], COUNT_INPUT)])
+    ref = count_reference(_FixedCounter(maps), image)
+    _, scale, offset = letterbox(image)
+    assert scale == pytest.approx(0.4)
+    # the peaks are whole input pixels: within half of one, 1.25 image pixels
+    np.testing.assert_allclose(ref, (SPINE[L1:L5 + 1] - offset) / scale, atol=1.3)
+    assert count_reference(_FixedCounter(maps * [[[1.0]], [[0.1]]]), image) is None  # no T1
+
+
+class _FixedMaps(torch.nn.Module):
+    """A stand-in Pose-Net: Gaussian maps at given heatmap positions, whatever the input."""
+
+    def __init__(self, heatmap_xy: np.ndarray, size: int) -> None:
+        super().__init__()
+        self.maps = render_gaussians(torch.as_tensor(heatmap_xy, dtype=torch.float64), torch.tensor(1.0),
+                                     size // 8, size // 8).float()[None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps
+
+
+@pytest.mark.parametrize("window_offset", [1, -1])
+def test_framed_detection_with_a_count_renames_the_window_chain(window_offset):
+    """The window Pose-Net names the chain a level off (low: +1, high: -1); the counter's L1-L5 brings it back."""
+    image = np.zeros((480, 200), np.float32)  # letterboxed at scale 0.8, no offset
+    spine = SPINE / 0.8  # image pixels
+    truth = spine[L1:L5 + 1]
+    below = spine[L5] * 2 - spine[L5 - 1]  # one step under L5
+    seq = np.concatenate([spine, below[None]])
+    # its T11, T12, L1 .. L5, one level off; channels L1..L5, T11, T12
+    named = seq[L1 - 2 + window_offset:L5 + 1 + window_offset]
+    names = np.concatenate([named[2:], named[:2]])
+    codec = CentreHeatmapCodec("ap", input_size=256, heatmap_size=32)
+    inv = np.linalg.inv(window_affine(*whole_image_window(image.shape), 256))
+    window_net = _FixedMaps(codec.input_to_heatmap(names @ inv[:2, :2].T + inv[:2, 2]), 256)
+    maps = np.stack([centre_heatmap(SPINE, COUNT_INPUT), centre_heatmap(SPINE[T1:T1 + 1], COUNT_INPUT)])
+    counter = CountPass(net=_FixedCounter(maps), above_channels=(5, 6))
+    out = detect_centres_framed(window_net, image, codec, passes=1, repair=False, level=counter)
+    assert out["level_shift"] == -window_offset
+    np.testing.assert_allclose(out["original"], truth, atol=6.0)
+    no_t1 = CountPass(net=_FixedCounter(maps * [[[1.0]], [[0.1]]]), above_channels=(5, 6))
+    plain = detect_centres_framed(window_net, image, codec, passes=1, repair=False, level=no_t1)
+    assert plain["level_shift"] == 0
+    np.testing.assert_allclose(plain["original"], named[2:], atol=6.0)
+
+
+def test_training_view_moves_the_centres_with_the_image():
+    image = np.zeros(COUNT_INPUT, np.float32)
+    for x, y in SPINE[T1:]:
+        image[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 1.0
+    view = RandCountViewd(zoom=(0.8, 0.8), rotate=8.0, gamma=(1.0, 1.0))
+    view.set_random_state(3)
+    d = view({"image": image, "centres": SPINE[T1:] + 0.0})
+    assert d["image"].shape == (1, *COUNT_INPUT) and d["label"].shape == (2, *COUNT_INPUT)
+    img = d["image"][0].numpy()
+    for x, y in d["centres"].numpy():
+        if 2 <= x < COUNT_INPUT[1] - 2 and 2 <= y < COUNT_INPUT[0] - 2:
+            assert img[int(round(y)) - 1:int(round(y)) + 2, int(round(x)) - 1:int(round(x)) + 2].max() > 0.3
+    np.testing.assert_allclose(t1_peak(d["label"][1].numpy()), d["centres"][0].numpy(), atol=1.0)
+    plain = RandCountViewd(jitter=False)({"image": image, "centres": SPINE[T1:] + 0.0})
+    np.testing.assert_array_equal(plain["image"][0].numpy(), image)
+
+
+def test_count_error_metric():
+    target = torch.as_tensor(counter_target(SPINE[T1:]))[None]
+    logit = torch.logit(target.clamp(1e-4, 1 - 1e-4))
+    metric = CountError()
+    metric.update((logit, target))
+    assert metric.compute() == 0.0
+    low = torch.as_tensor(counter_target(SPINE[T1:] + [0.0, 20.0]))[None]  # a level low, about
+    metric.update((torch.logit(low.clamp(1e-4, 1 - 1e-4)), target))
+    assert metric.compute() == 50.0
+
+
+def test_load_matching_grows_the_output_layer():
+    small = build_counter_net((4, 4, 8, 8, 8, 4))
+    wide = build_counter_net((4, 4, 8, 8, 8, 4))
+    state = {k: v.clone() for k, v in small.state_dict().items()}
+    state["final_conv.weight"] = state["final_conv.weight"][:1]
+    state["final_conv.bias"] = state["final_conv.bias"][:1]
+    assert load_matching(wide, state) == len(state)
+    torch.testing.assert_close(wide.state_dict()["final_conv.weight"][:1], state["final_conv.weight"])
+
+
+def test_train_attach_and_predict_with_a_counter(tmp_path):
+    """Train the counter for one epoch on three AASCE images, attach it to the shipped model, predict; the settings
+    travel in the checkpoint and are checked when read."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _paths import REPO
+    from test_gpu_kit import SHIPPED, _mini_aasce
+
+    from lumbar_monai.errors import InputError
+    from lumbar_monai.io.aasce import read_aasce
+    from lumbar_monai.io.annotations import write_annotation_json
+    from lumbar_monai.predictor import LandmarkPredictor
+    from lumbar_monai.training.counter import attach_counter, train_counter
+
+    if not SHIPPED.is_file():
+        pytest.skip("shipped AP model not found")
+    root = _mini_aasce(tmp_path, [0, 1, 2])
+    pairs = read_aasce(root, outside="skip")
+    items = [{"image": str(p), "label": str(write_annotation_json(tmp_path / "labels" / f"{i}.json", a)),
+              "aasce_order": "anatomical"} for i, (p, a) in enumerate(pairs)]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": items[:2], "validation": items[2:], "test": []}))
+    r = train_counter(datalist, tmp_path / "counter", epochs=1, long_side=512, batch_size=2)
+    assert r["epochs"] == 1 and 0.0 <= r["count_error"] <= 100.0
+    with pytest.raises(InputError, match="2 auxiliary channels, not 1"):
+        attach_counter(SHIPPED, r["path"], tmp_path / "model.pt", aux_vertebrae=["T12"])
+    model = attach_counter(SHIPPED, r["path"], tmp_path / "model.pt", margin=0.3, aux_vertebrae=["T11", "T12"])
+    pred = LandmarkPredictor.load(model, device="cpu")
+    assert pred.stage1["count"] == {"above": ["T11", "T12"], "margin": 0.3, "threshold": 0.5, "min_distance": 8.0}
+    assert isinstance(pred.level_pass(), CountPass) and pred.level_pass().above_channels == (5, 6)
+    res = pred.predict(pairs[0][0])
+    assert res.centres.shape == (5, 2) and np.isfinite(res.centres).all()
+    ck = pred.checkpoint()
+    ck["stage1"]["count"]["above"] = ["T10"]
+    with pytest.raises(ValueError, match="not among"):
+        LandmarkPredictor.from_checkpoint(ck, device="cpu")
+    ck["stage1"]["count"]["above"] = []
+    ck["stage1"].pop("framing")
+    with pytest.raises(ValueError, match="framed stage 1"):
+        LandmarkPredictor.from_checkpoint(ck, device="cpu")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    proc = subprocess.run([sys.executable, "-m", "lumbar_monai.training.counter", "attach", "--model", str(SHIPPED),
+                           "--counter", str(bad), "--out", str(tmp_path / "x.pt")], cwd=REPO, capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:") and "bad.pt" in proc.stderr

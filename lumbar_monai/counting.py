@@ -31,6 +31,7 @@ from .levels import DEFAULT_LEVEL_MARGIN
 __all__ = [
     "COUNT_INPUT",
     "COUNT_FEATURES",
+    "DEFAULT_AGREEMENT",
     "GAP_RANGE",
     "build_counter_net",
     "letterbox",
@@ -46,6 +47,8 @@ __all__ = [
 COUNT_INPUT = (384, 160)
 #: BasicUNet features of the counter (0.49 M parameters).
 COUNT_FEATURES = (8, 16, 32, 64, 128, 8)
+#: the window's renamed chain must lie within this many centre spacings of the count (*ours*): half a level.
+DEFAULT_AGREEMENT = 0.5
 #: a chain is regular when every gap between consecutive peaks lies within this range of the gap above it (the
 #: vertebrae grow slowly from T1 to L5; a missed vertebra doubles a gap, a spurious one halves it).
 GAP_RANGE = (0.65, 1.55)
@@ -158,6 +161,8 @@ class CountPass:
         above_channels: the window Pose-Net's output channels of the vertebrae directly over L1, top to bottom
             (e.g. T11, T12 of its auxiliary maps), so that its chain can be renamed upwards.
         margin: :func:`~lumbar_monai.levels.anchor_chain`'s margin (centre spacings).
+        agreement: its ``agreement``: the renamed chain must lie within this many centre spacings of the count
+            (median distance), or nothing is renamed.
         threshold: peak height (probability) a vertebra needs.
         min_distance: closest two peaks (counter input pixels).
     """
@@ -165,6 +170,7 @@ class CountPass:
     net: torch.nn.Module
     above_channels: tuple[int, ...] = ()
     margin: float = DEFAULT_LEVEL_MARGIN
+    agreement: float = DEFAULT_AGREEMENT
     threshold: float = 0.5
     min_distance: float = 8.0
 

@@ -228,7 +228,7 @@ def detect_centres_framed(
                                     else (np.zeros((0, 2)), np.zeros(0)))
             original, confidence, shift = anchor_chain(
                 reference, np.concatenate([above_xy, original]), np.concatenate([above_conf, confidence]),
-                above=len(level.above_channels), margin=level.margin)
+                above=len(level.above_channels), margin=level.margin, agreement=getattr(level, "agreement", None))
         if not last:
             centre, side = lumbar_window(original, factor)
             side = float(np.clip(side, 0.05 * full, 1.5 * full))

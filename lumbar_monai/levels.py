@@ -69,12 +69,15 @@ def level_costs(reference, sequence, above: int, max_below: int = 1) -> dict[int
 
 
 def anchor_chain(reference, sequence, confidence: Sequence[float], above: int,
-                 margin: float = DEFAULT_LEVEL_MARGIN, max_below: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+                 margin: float = DEFAULT_LEVEL_MARGIN, max_below: int = 1,
+                 agreement: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """``(chain (V, 2), confidence (V,), shift)``: the window's chain renamed by the level the ``reference`` names.
 
     ``sequence``: ``(above + V, 2)`` window centres, the ``above`` auxiliary vertebrae over the chain then the chain;
     ``confidence``: their ``above + V`` peak heights (an extrapolated centre gets the last one's). The window's own
-    names stay (``shift`` 0) unless another shift is closer to the reference by more than ``margin`` spacings.
+    names stay (``shift`` 0) unless another shift is closer to the reference by more than ``margin`` spacings
+    and, with ``agreement``, within that many spacings of it: a reference that no renaming matches (a count from
+    the wrong vertebra, a chain off by more levels than the shifts reach) renames nothing.
     """
     ref = np.asarray(reference, dtype=np.float64).reshape(-1, 2)
     seq = np.asarray(sequence, dtype=np.float64).reshape(-1, 2)
@@ -84,7 +87,8 @@ def anchor_chain(reference, sequence, confidence: Sequence[float], above: int,
         raise ValueError(f"sequence and confidence need {int(above) + v} rows, got {len(seq)} and {len(conf)}")
     costs = level_costs(ref, seq, above, max_below)
     best = min(costs, key=lambda s: (costs[s], abs(s)))
-    shift = best if costs[best] + float(margin) < costs.get(0, float("inf")) else 0
+    agrees = agreement is None or costs[best] <= float(agreement)
+    shift = best if agrees and costs[best] + float(margin) < costs.get(0, float("inf")) else 0
     start = int(above) + shift
     idx = np.minimum(np.arange(start, start + v), len(seq) - 1)
     return shifted_chain(seq, above, shift, v), conf[idx], shift

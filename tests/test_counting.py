@@ -225,7 +225,8 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
         attach_counter(SHIPPED, r["path"], tmp_path / "model.pt", aux_vertebrae=["T12"])
     model = attach_counter(SHIPPED, r["path"], tmp_path / "model.pt", margin=0.3, aux_vertebrae=["T11", "T12"])
     pred = LandmarkPredictor.load(model, device="cpu")
-    assert pred.stage1["count"] == {"above": ["T11", "T12"], "margin": 0.3, "threshold": 0.5, "min_distance": 8.0}
+    assert pred.stage1["count"] == {"above": ["T11", "T12"], "margin": 0.3, "agreement": 0.5, "threshold": 0.5,
+                                  "min_distance": 8.0}
     assert isinstance(pred.level_pass(), CountPass) and pred.level_pass().above_channels == (5, 6)
     res = pred.predict(pairs[0][0])
     assert res.centres.shape == (5, 2) and np.isfinite(res.centres).all()
@@ -244,3 +245,33 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
                           text=True)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error:") and "bad.pt" in proc.stderr
+
+
+def test_a_count_that_no_renaming_matches_renames_nothing():
+    """A count five levels off (e.g. started on a cervical vertebra) is beyond the shifts the window's names allow:
+    with the agreement check the window's own names stand."""
+    from lumbar_monai.levels import anchor_chain
+
+    spine = SPINE[T1:] * 3.0  # T1 .. L5
+    l1, l5 = L1 - 1, L5 - 1
+    window = spine[l1 - 3:l5]  # the window's T11, T12, L1-L5, one level high: T10 .. L4
+    off = spine[l1 - 5:l5 - 4]  # the count five levels high: T8 .. T12
+    _, _, free = anchor_chain(off, window, np.ones(7), above=2)
+    assert free == -2  # without the check the chain is dragged up as far as it goes
+    _, _, shift = anchor_chain(off, window, np.ones(7), above=2, agreement=0.5)
+    assert shift == 0
+    _, _, right = anchor_chain(spine[l1:l5 + 1], window, np.ones(7), above=2, agreement=0.5)
+    assert right == 1
+
+
+def test_a_view_cut_below_t1_has_no_t1_target():
+    image = np.ones(COUNT_INPUT, np.float32)
+    view = RandCountViewd(zoom=(1.0, 1.0), rotate=0.0, shift=(0.0, 0.0), gamma=(1.0, 1.0), top_cut_prob=1.0)
+    view.set_random_state(0)
+    d = view({"image": image, "centres": SPINE[T1:] + 0.0})
+    label, img, c = d["label"].numpy(), d["image"][0].numpy(), d["centres"].numpy()
+    assert label[1].max() < 1e-6  # T1 map empty
+    row = int(np.argmax(img.max(axis=1) > 0))  # first row shown
+    assert c[0, 1] <= row <= c[3, 1] + 1
+    peaks = vertebra_peaks(label[0], threshold=0.5)
+    assert len(peaks) == int((c[1:, 1] >= row - 1).sum()) and peaks[0, 1] >= row - 1

@@ -64,17 +64,21 @@ class RandCountViewd(RandomizableTransform, MapTransform):
 
     With ``jitter`` the view is zoomed (``zoom``), rotated (``rotate`` degrees), shifted (``shift``: fraction of the
     width, height), mirrored with probability 0.5 (the target is symmetric: no names) and gamma-changed; the centres
-    move with it. Without ``jitter`` the letterboxed image is the input (validation).
+    move with it. With probability ``top_cut_prob`` the view is also blanked above a random row between the T1 and
+    the T4 centres (a film that starts lower): the vertebrae above the row leave both targets, so the T1 map learns
+    T1 itself rather than "the topmost vertebra". Without ``jitter`` the letterboxed image is the input
+    (validation).
     """
 
     def __init__(self, keys: KeysCollection = "image", point_key: str = "centres", label_key: str = "label",
                  zoom: tuple[float, float] = (0.8, 1.15), rotate: float = 8.0, shift: tuple[float, float] = (0.1, 0.06),
-                 gamma: tuple[float, float] = (0.6, 1.6), sigma: float = COUNT_SIGMA, jitter: bool = True) -> None:
+                 gamma: tuple[float, float] = (0.6, 1.6), sigma: float = COUNT_SIGMA, jitter: bool = True,
+                 top_cut_prob: float = 0.0) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, 1.0)
         self.point_key, self.label_key = point_key, label_key
         self.zoom, self.rotate, self.shift, self.gamma = tuple(zoom), float(rotate), tuple(shift), tuple(gamma)
-        self.sigma, self.jitter = float(sigma), bool(jitter)
+        self.sigma, self.jitter, self.top_cut_prob = float(sigma), bool(jitter), float(top_cut_prob)
 
     def randomize(self, data: Any = None) -> None:
         self._zoom = self.R.uniform(*self.zoom)
@@ -82,6 +86,7 @@ class RandCountViewd(RandomizableTransform, MapTransform):
         self._shift = (self.R.uniform(-self.shift[0], self.shift[0]), self.R.uniform(-self.shift[1], self.shift[1]))
         self._mirror = bool(self.R.random() < 0.5)
         self._gamma = self.R.uniform(*self.gamma)
+        self._cut = self.R.uniform(0.0, 1.0) if self.R.random() < self.top_cut_prob else None
 
     def _warp(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Image and points under the drawn similarity about the canvas centre (output pixel ``q`` samples input
@@ -112,11 +117,18 @@ class RandCountViewd(RandomizableTransform, MapTransform):
             self.randomize()
         for key in self.key_iterator(d):
             img = np.asarray(d[key], np.float32)
+            shown = pts  # the centres drawn in the targets, T1 first
             if self.jitter:
                 img, pts = self._warp(img, pts)
                 img = np.clip(img, 0.0, 1.0) ** self._gamma
+                shown = pts
+                if self._cut is not None:  # blank above a row between T1 and T4; those vertebrae leave the targets
+                    row = pts[0, 1] + self._cut * (pts[3, 1] - pts[0, 1])
+                    img[: max(int(np.ceil(row)), 0)] = 0.0
+                    below = pts[1:][pts[1:, 1] >= row]
+                    shown = np.concatenate([np.full((1, 2), -1e4), below])  # no T1: a point far off the canvas
             d[key] = torch.as_tensor(np.ascontiguousarray(img))[None]
-            d[self.label_key] = torch.as_tensor(counter_target(pts, img.shape, self.sigma))
+            d[self.label_key] = torch.as_tensor(counter_target(shown, img.shape, self.sigma))
         d[self.point_key] = torch.as_tensor(pts, dtype=torch.float32)
         return d
 
@@ -218,10 +230,12 @@ def load_matching(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> in
 
 def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epochs: int = 100,
                   batch_size: int = 8, lr: float = 2e-3, long_side: int = 1024, max_seconds: float | None = None,
-                  device: str = "auto", seed: int = 0, init: str | Path | None = None) -> dict[str, Any]:
+                  device: str = "auto", seed: int = 0, init: str | Path | None = None,
+                  top_cut_prob: float = 0.0) -> dict[str, Any]:
     """Train the counter on ``datalist``'s training split (the best epoch by :class:`CountError` on its validation
     split) and write ``out/counter.pt``; returns ``{"count_error": %, "epochs": n, "path": str}``. ``init``: a
-    counter checkpoint (or a bare state dict) to start from (:func:`load_matching`)."""
+    counter checkpoint (or a bare state dict) to start from (:func:`load_matching`); ``top_cut_prob``:
+    :class:`RandCountViewd`'s."""
     from monai.data import DataLoader, Dataset
     from monai.handlers import from_engine
     from monai.utils import set_determinism
@@ -245,7 +259,7 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
         load_matching(net, state.get("state_dict", state) if isinstance(state, Mapping) else state)
     net = net.to(dev)
     metric = CountError(output_transform=from_engine(["pred", "label"]))
-    result = fit(net, DataLoader(Dataset(train, transform=RandCountViewd()), batch_size=batch_size, shuffle=True,
+    result = fit(net, DataLoader(Dataset(train, transform=RandCountViewd(top_cut_prob=top_cut_prob)), batch_size=batch_size, shuffle=True,
                                  num_workers=0),
                  CentreWeightedBCE(), lr=lr, max_epochs=epochs,
                  val_loader=DataLoader(Dataset(val, transform=RandCountViewd(jitter=False)), batch_size=batch_size,
@@ -309,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--max-seconds", type=float, default=None)
     t.add_argument("--device", default="auto")
     t.add_argument("--init", default=None, help="a counter checkpoint to start from")
+    t.add_argument("--top-cut-prob", type=float, default=0.0,
+                   help="share of training views blanked above a row between T1 and T4 (no T1 target)")
     a = sub.add_parser("attach", help="copy an AP model with the counter in it")
     a.add_argument("--model", required=True)
     a.add_argument("--counter", required=True)
@@ -325,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "train":
             r = train_counter(args.datalist, args.out, layout=args.layout, epochs=args.epochs, lr=args.lr,
                               long_side=args.long_side, max_seconds=args.max_seconds, device=args.device,
-                              init=args.init)
+                              init=args.init, top_cut_prob=args.top_cut_prob)
             print(f"counter: {r['epochs']} epochs, validation count error {r['count_error']:.1f} % -> {r['path']}")
         else:
             aux = None if args.aux_vertebrae is None else [v.strip() for v in args.aux_vertebrae.split(",") if v.strip()]

@@ -181,6 +181,10 @@ def test_count_error_metric():
     low = torch.as_tensor(counter_target(SPINE[T1:] + [0.0, 20.0]))[None]  # a level low, about
     metric.update((torch.logit(low.clamp(1e-4, 1 - 1e-4)), target))
     assert metric.compute() == 50.0
+    no_t1 = target.clone()
+    no_t1[:, 1] = 0.0
+    metric.update((torch.logit(no_t1.clamp(1e-4, 1 - 1e-4)), target))  # refused: a quarter of a wrong count
+    assert metric.compute() == pytest.approx(100.0 * 1.25 / 3)
 
 
 def test_load_matching_grows_the_output_layer():

@@ -3,7 +3,8 @@
 The shipped AP model (``bundles/lumbar_landmarks/models/aasce_ap.pt``) must stay under 10 MB; this prints what the
 paper-size configuration would cost. FLOPs are counted by ``torch.utils.flop_counter`` on the meta device (no
 computation), one multiply-add = 2 FLOPs; stage 1 runs ``passes`` times per image, stage 2 once per lumbar vertebra
-(twice with the mirror averaging of the shipped checkpoint, ``tta: "mirror"``).
+(twice with the mirror averaging of the shipped checkpoint, ``tta: "mirror"``); the vertebra counter
+(:mod:`lumbar_monai.counting`) once, on the letterboxed whole image.
 
     .venv/bin/python benchmarks/model_size_ap.py [--schedule configs/framed/aasce_ap_cpu.json]
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from lumbar_monai.counting import COUNT_INPUT, build_counter_net
 from lumbar_monai.networks.mnet import MNet, mnet_kwargs_for
 from lumbar_monai.networks.posenet import PoseNet
 
@@ -41,19 +43,21 @@ def main() -> None:
     compact = ({k: pc[k] for k in ("width", "stage_channels", "kernel_size", "pre_convs", "stage_convs")},
                int(pc["input_size"]), passes, tuple(mc["channels"]), int(mc["crop_size"]))
     rows = [
-        ("paper (An et al. 2022)", dict(width=32), 512, 1, (32, 64, 128, 256), 256, 1),
-        ("compact, no mirror averaging", *compact, 1),
-        ("compact (shipped: M-Net mirror averaging)", *compact, 2),
+        ("paper (An et al. 2022)", dict(width=32), 512, 1, (32, 64, 128, 256), 256, 1, False),
+        ("compact, no mirror averaging", *compact, 1, False),
+        ("compact, M-Net mirror averaging", *compact, 2, False),
+        ("compact, M-Net mirror averaging, vertebra counter", *compact, 2, True),
     ]
-    print("| configuration | Pose-Net params | M-Net params | checkpoint MiB (float32) | stage-1 input | passes "
-          "| crop | GFLOPs per image |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, pkw, size, n_pass, ch, crop, stage2_runs in rows:
+    cp, cf = _count(build_counter_net, (1, 1, *COUNT_INPUT))
+    print("| configuration | Pose-Net params | M-Net params | counter params | checkpoint MiB (float32) | stage-1 input "
+          "| passes | crop | GFLOPs per image |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, pkw, size, n_pass, ch, crop, stage2_runs, counter in rows:
         pp, pf = _count(lambda pkw=pkw: PoseNet("ap", **pkw), (1, 1, size, size))
         mp, mf = _count(lambda ch=ch: MNet(**mnet_kwargs_for("ap", "lumbar", channels=ch)), (5, 1, crop, crop))
-        mb = 4 * (pp + mp) / 2**20
-        print(f"| {name} | {pp / 1e6:.2f} M | {mp / 1e6:.2f} M | {mb:.1f} | {size} | {n_pass} | {crop} "
-              f"| {n_pass * pf + stage2_runs * mf:.1f} |")
+        mb = 4 * (pp + mp + (cp if counter else 0)) / 2**20
+        print(f"| {name} | {pp / 1e6:.2f} M | {mp / 1e6:.2f} M | {f'{cp / 1e6:.2f} M' if counter else '-'} | {mb:.1f} "
+              f"| {size} | {n_pass} | {crop} | {n_pass * pf + stage2_runs * mf + (cf if counter else 0.0):.1f} |")
 
 
 if __name__ == "__main__":

@@ -144,11 +144,25 @@ def chain_from_maps(prob: torch.Tensor | np.ndarray, threshold: float = 0.5, min
 @torch.inference_mode()
 def count_reference(net: torch.nn.Module, image: np.ndarray, threshold: float = 0.5, min_distance: float = 8.0,
                     size: tuple[int, int] = COUNT_INPUT, device: torch.device | str = "cpu",
-                    first: int = 12, count: int = 5) -> np.ndarray | None:
-    """The counted L1-L5 chain of an ``(H, W)`` image in its pixels (:func:`counted_chain`), or ``None``."""
+                    first: int = 12, count: int = 5, mirror_check: bool = False) -> np.ndarray | None:
+    """The counted L1-L5 chain of an ``(H, W)`` image in its pixels (:func:`counted_chain`), or ``None``.
+
+    ``mirror_check``: count the image's left-right mirror too (one batch of two; the counter has no left or right)
+    and keep the count only when both exist and agree within half a spacing: a count that a mirror changes is a
+    count the network was unsure of.
+    """
     x, scale, offset = letterbox(image, size)
-    prob = torch.sigmoid(net(torch.as_tensor(x)[None, None].to(device)))[0].float().cpu()
-    chain = chain_from_maps(prob, threshold, min_distance, first, count)
+    t = torch.as_tensor(x)[None, None]
+    views = torch.cat([t, t.flip(-1)]) if mirror_check else t
+    prob = torch.sigmoid(net(views.to(device))).float().cpu()
+    chain = chain_from_maps(prob[0], threshold, min_distance, first, count)
+    if chain is not None and mirror_check:
+        other = chain_from_maps(prob[1].flip(-1), threshold, min_distance, first, count)  # maps flipped back
+        if other is None:
+            return None
+        spacing = float(np.median(np.linalg.norm(np.diff(chain, axis=0), axis=1)))
+        if float(np.median(np.linalg.norm(chain - other, axis=1))) >= 0.5 * spacing:
+            return None
     return None if chain is None else (chain - offset) / scale
 
 
@@ -165,6 +179,7 @@ class CountPass:
             (median distance), or nothing is renamed.
         threshold: peak height (probability) a vertebra needs.
         min_distance: closest two peaks (counter input pixels).
+        mirror_check: keep only counts that the image's mirror repeats (:func:`count_reference`).
     """
 
     net: torch.nn.Module
@@ -173,7 +188,9 @@ class CountPass:
     agreement: float = DEFAULT_AGREEMENT
     threshold: float = 0.5
     min_distance: float = 8.0
+    mirror_check: bool = False
 
     def reference(self, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray | None:
         """The counted L1-L5 of ``image`` (``None``: no regular chain, the window's names stand)."""
-        return count_reference(self.net, image, self.threshold, self.min_distance, device=device)
+        return count_reference(self.net, image, self.threshold, self.min_distance, device=device,
+                               mirror_check=self.mirror_check)

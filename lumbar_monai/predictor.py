@@ -112,8 +112,9 @@ class LandmarkPredictor:
             directly over L1, top to bottom, e.g. ``["T11", "T12"]``) and ``margin``.
         counter_net: a vertebra counter (:mod:`lumbar_monai.counting`, framed stage 1 only): counts the vertebrae
             from T1 down on the whole image; its L1-L5 rename the window Pose-Net's chain by whole levels.
-                ``stage1["count"]`` holds ``above`` (as for ``level_net``), ``margin``, ``agreement``, ``threshold``
-            and ``min_distance`` (:class:`~lumbar_monai.counting.CountPass`). Not together with ``level_net``.
+                ``stage1["count"]`` holds ``above`` (as for ``level_net``), ``margin``, ``agreement``, ``threshold``,
+            ``min_distance`` and ``mirror_check`` (:class:`~lumbar_monai.counting.CountPass`). Not together with
+            ``level_net``.
         display_net: an AP display network (:mod:`lumbar_monai.display`): decides whether an AP image is shown
             mirrored (the patient's left on the image left); a mirrored image is mirrored back before the landmark
             networks and the points mirrored after, names unchanged. AP layouts only.
@@ -241,7 +242,8 @@ class LandmarkPredictor:
         self.stage1["count"] = {"above": above, "margin": float(settings.get("margin", DEFAULT_LEVEL_MARGIN)),
                                 "agreement": float(settings.get("agreement", DEFAULT_AGREEMENT)),
                                 "threshold": float(settings.get("threshold", 0.5)),
-                                "min_distance": float(settings.get("min_distance", 8.0))}
+                                "min_distance": float(settings.get("min_distance", 8.0)),
+                                "mirror_check": bool(settings.get("mirror_check", False))}
         self.counter_net = net.to(self.device).eval()
 
     # ----- input ----------------------------------------------------------------------------------------------
@@ -361,7 +363,8 @@ class LandmarkPredictor:
             c = self.stage1["count"]
             above = tuple(self.layout.num_vertebrae + self.stage1["aux_vertebrae"].index(n) for n in c["above"])
             return CountPass(net=self.counter_net, above_channels=above, margin=c["margin"],
-                             agreement=c["agreement"], threshold=c["threshold"], min_distance=c["min_distance"])
+                             agreement=c["agreement"], threshold=c["threshold"], min_distance=c["min_distance"],
+                             mirror_check=c["mirror_check"])
         if self.level_net is None:
             return None
         from .codecs.centre import CentreHeatmapCodec

@@ -104,7 +104,7 @@ class _FixedCounter(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert tuple(x.shape[-2:]) == COUNT_INPUT
-        return self.logits
+        return self.logits.expand(x.shape[0], -1, -1, -1)
 
 
 def test_count_reference_is_in_image_pixels():
@@ -116,6 +116,13 @@ def test_count_reference_is_in_image_pixels():
     # the peaks are whole input pixels: within half of one, 1.25 image pixels
     np.testing.assert_allclose(ref, (SPINE[L1:L5 + 1] - offset) / scale, atol=1.3)
     assert count_reference(_FixedCounter(maps * [[[1.0]], [[0.1]]]), image) is None  # no T1
+    # the stand-in gives the same maps for the mirror: the symmetric spine (x = 80 of 160) agrees with itself,
+    # a spine off the middle does not
+    np.testing.assert_allclose(count_reference(_FixedCounter(maps), image, mirror_check=True), ref)
+    aside = np.stack([centre_heatmap(SPINE - [40.0, 0.0], COUNT_INPUT),
+                      centre_heatmap(SPINE[T1:T1 + 1] - [40.0, 0.0], COUNT_INPUT)])
+    assert count_reference(_FixedCounter(aside), image) is not None
+    assert count_reference(_FixedCounter(aside), image, mirror_check=True) is None
 
 
 class _FixedMaps(torch.nn.Module):
@@ -230,7 +237,7 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     model = attach_counter(SHIPPED, r["path"], tmp_path / "model.pt", margin=0.3, aux_vertebrae=["T11", "T12"])
     pred = LandmarkPredictor.load(model, device="cpu")
     assert pred.stage1["count"] == {"above": ["T11", "T12"], "margin": 0.3, "agreement": 0.5, "threshold": 0.5,
-                                  "min_distance": 8.0}
+                                  "min_distance": 8.0, "mirror_check": False}
     assert isinstance(pred.level_pass(), CountPass) and pred.level_pass().above_channels == (5, 6)
     res = pred.predict(pairs[0][0])
     assert res.centres.shape == (5, 2) and np.isfinite(res.centres).all()

@@ -280,12 +280,13 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
 
 
 def attach_counter(model: str | Path, counter: str | Path, out: str | Path, margin: float | None = None,
-                   aux_vertebrae: list[str] | None = None) -> Path:
+                   aux_vertebrae: list[str] | None = None, mirror_check: bool = False) -> Path:
     """Write a copy of the AP predictor checkpoint ``model`` (framed stage 1) with the counter ``counter`` in it.
 
     The window Pose-Net's T11/T12 maps, when it has them, let the count rename its chain upwards too.
     ``aux_vertebrae`` names its channels after L1-L5 for a checkpoint that does not (one written before the names
-    were recorded, as the shipped model's round-4 Pose-Net with T11 and T12)."""
+    were recorded, as the shipped model's round-4 Pose-Net with T11 and T12). ``mirror_check``: keep only counts
+    the image's mirror repeats (:func:`~lumbar_monai.counting.count_reference`)."""
     from ..errors import InputError
     from ..predictor import LandmarkPredictor, _build_counter
 
@@ -304,7 +305,8 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
         raise InputError(Path(counter), "not a readable checkpoint (torch.load, weights only)") from None
     if not isinstance(entry, Mapping) or "state_dict" not in entry:
         raise InputError(Path(counter), "not a counter checkpoint (train one with 'counter train')")
-    settings = {"above": [v for v in ("T11", "T12") if v in pred.stage1.get("aux_vertebrae", [])]}
+    settings = {"above": [v for v in ("T11", "T12") if v in pred.stage1.get("aux_vertebrae", [])],
+                "mirror_check": bool(mirror_check)}
     if margin is not None:
         settings["margin"] = float(margin)
     try:
@@ -338,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--aux-vertebrae", default=None,
                    help="comma-separated names of the Pose-Net's channels after L1-L5, for a checkpoint that does not "
                         "record them (the shipped model: T11,T12)")
+    a.add_argument("--mirror-check", action="store_true", help="keep only counts that the image's mirror repeats")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ..errors import InputError
@@ -350,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"counter: {r['epochs']} epochs, validation count error {r['count_error']:.1f} % -> {r['path']}")
         else:
             aux = None if args.aux_vertebrae is None else [v.strip() for v in args.aux_vertebrae.split(",") if v.strip()]
-            print(f"wrote {attach_counter(args.model, args.counter, args.out, args.margin, aux)}")
+            print(f"wrote {attach_counter(args.model, args.counter, args.out, args.margin, aux, args.mirror_check)}")
     except (InputError, ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
 

@@ -241,6 +241,17 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     assert isinstance(pred.level_pass(), CountPass) and pred.level_pass().above_channels == (5, 6)
     res = pred.predict(pairs[0][0])
     assert res.centres.shape == (5, 2) and np.isfinite(res.centres).all()
+    check = subprocess.run([sys.executable, "benchmarks/count_check.py", "--model", str(model), "--datalist",
+                            str(datalist), "--split", "training", "--mirror-check", "on"], cwd=REPO,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert "split training, 2 images; mirror check on" in check.stdout
+    row = next(line for line in check.stdout.splitlines() if line.startswith("| images |"))
+    assert sum(int(v) for v in row.strip("|").split("|")[1:]) == 2  # every image in one class
+    assert "| window Pose-Net alone |" in check.stdout and "| renamed by the count |" in check.stdout
+    refused = subprocess.run([sys.executable, "benchmarks/count_check.py", "--model", str(SHIPPED), "--datalist",
+                              str(datalist)], cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode != 0 and "no vertebra counter" in refused.stderr
     ck = pred.checkpoint()
     ck["stage1"]["count"]["above"] = ["T10"]
     with pytest.raises(ValueError, match="not among"):

@@ -232,9 +232,17 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     datalist.write_text(json.dumps({"training": items[:2], "validation": items[2:], "test": []}))
     r = train_counter(datalist, tmp_path / "counter", epochs=1, long_side=512, batch_size=2)
     assert r["epochs"] == 1 and 0.0 <= r["count_error"] <= 100.0
+    # the window networks alone, their auxiliary channels unnamed (as the round-4 Pose-Net's checkpoint was)
+    legacy = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    legacy["stage1_counter"] = None
+    for key in ("count", "aux_vertebrae"):
+        legacy["stage1"].pop(key, None)
+    torch.save(legacy, tmp_path / "legacy.pt")
     with pytest.raises(InputError, match="2 auxiliary channels, not 1"):
-        attach_counter(SHIPPED, r["path"], tmp_path / "model.pt", aux_vertebrae=["T12"])
-    model = attach_counter(SHIPPED, r["path"], tmp_path / "model.pt", margin=0.3, aux_vertebrae=["T11", "T12"])
+        attach_counter(tmp_path / "legacy.pt", r["path"], tmp_path / "model.pt", aux_vertebrae=["T12"])
+    assert "count" not in LandmarkPredictor.load(tmp_path / "legacy.pt", device="cpu").stage1
+    model = attach_counter(tmp_path / "legacy.pt", r["path"], tmp_path / "model.pt", margin=0.3,
+                           aux_vertebrae=["T11", "T12"])
     pred = LandmarkPredictor.load(model, device="cpu")
     assert pred.stage1["count"] == {"above": ["T11", "T12"], "margin": 0.3, "agreement": 0.5, "threshold": 0.5,
                                   "min_distance": 8.0, "mirror_check": False}
@@ -249,7 +257,7 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     row = next(line for line in check.stdout.splitlines() if line.startswith("| images |"))
     assert sum(int(v) for v in row.strip("|").split("|")[1:]) == 2  # every image in one class
     assert "| window Pose-Net alone |" in check.stdout and "| renamed by the count |" in check.stdout
-    refused = subprocess.run([sys.executable, "benchmarks/count_check.py", "--model", str(SHIPPED), "--datalist",
+    refused = subprocess.run([sys.executable, "benchmarks/count_check.py", "--model", str(tmp_path / "legacy.pt"), "--datalist",
                               str(datalist)], cwd=REPO, capture_output=True, text=True)
     assert refused.returncode != 0 and "no vertebra counter" in refused.stderr
     ck = pred.checkpoint()

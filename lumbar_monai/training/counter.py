@@ -32,8 +32,8 @@ from monai.transforms import MapTransform, RandomizableTransform
 
 from ..counting import COUNT_INPUT, chain_from_maps, letterbox, vertebra_peaks
 
-__all__ = ["COUNT_SIGMA", "AASCE_SPINE", "centre_heatmap", "counter_target", "RandCountViewd", "CentreWeightedBCE", "CountError", "counter_samples",
-           "train_counter", "attach_counter", "main"]
+__all__ = ["COUNT_SIGMA", "AASCE_SPINE", "centre_heatmap", "counter_target", "RandCountViewd", "CentreWeightedBCE",
+           "CountError", "count_matches", "counter_samples", "load_matching", "train_counter", "attach_counter", "main"]
 
 logger = logging.getLogger(__name__)
 

@@ -143,12 +143,14 @@ class LevelPass:
         above_channels: the *window* network's output channels of the vertebrae directly over L1, top to bottom
             (e.g. T11, T12 of its auxiliary maps); empty: the level pass only frames, nothing is renamed.
         margin: :func:`~lumbar_monai.levels.anchor_chain`'s margin (centre spacings).
+        agreement: its ``agreement`` (``None``: not checked, as round 8 was measured).
     """
 
     net: torch.nn.Module
     codec: Any
     above_channels: tuple[int, ...] = ()
     margin: float = DEFAULT_LEVEL_MARGIN
+    agreement: float | None = None
 
 
 def _run_pass(net: torch.nn.Module, img: np.ndarray, codec, centre, side: float, preprocessing, repair,
@@ -228,7 +230,7 @@ def detect_centres_framed(
                                     else (np.zeros((0, 2)), np.zeros(0)))
             original, confidence, shift = anchor_chain(
                 reference, np.concatenate([above_xy, original]), np.concatenate([above_conf, confidence]),
-                above=len(level.above_channels), margin=level.margin, agreement=getattr(level, "agreement", None))
+                above=len(level.above_channels), margin=level.margin, agreement=level.agreement)
         if not last:
             centre, side = lumbar_window(original, factor)
             side = float(np.clip(side, 0.05 * full, 1.5 * full))

@@ -602,9 +602,16 @@ class LandmarkPredictor:
             "meta": dict(self.meta),
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`checkpoint` atomically."""
-        return save_checkpoint(self.checkpoint(), path)
+    def save(self, path: str | os.PathLike, half: Sequence[str] = ()) -> Path:
+        """Write :meth:`checkpoint` atomically; the networks of the entries named in ``half`` (e.g. ``"lumbar"``,
+        ``"stage1_counter"``) store their weights as float16, half the bytes (:meth:`load` builds float32 networks
+        from them, ``load_state_dict`` casting). A ``ValueError`` names an entry the checkpoint does not hold."""
+        ckpt = self.checkpoint()
+        for name in half:
+            if ckpt.get(name) is None or not isinstance(ckpt[name], Mapping) or "state_dict" not in ckpt[name]:
+                raise ValueError(f"no network {name!r} in this checkpoint to store as float16")
+            ckpt[name] = {**ckpt[name], "state_dict": _half_weights(ckpt[name]["state_dict"])}
+        return save_checkpoint(ckpt, path)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], device: str | torch.device | None = None) -> LandmarkPredictor:
@@ -657,6 +664,11 @@ def check_tta(tta: str, layout: Layout) -> str:
     if tta == "mirror" and layout.mirror_order is None:
         raise ValueError(f"tta 'mirror' needs a layout with left/right corners (AP), not {layout.name!r}")
     return tta
+
+
+def _half_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with its floating-point tensors cast to float16 (integer buffers unchanged)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:

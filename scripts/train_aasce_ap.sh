@@ -154,7 +154,8 @@ mkdir -p "$(dirname $MODEL)"
 CNT="$RUN/counter"
 "$PY" -m lumbar_monai.training.counter train --datalist "$RUN/datalist.json" --out "$CNT" --epochs 105 \
     --max-seconds 2800 > "$RUN/counter.log" 2>&1
-"$PY" -m lumbar_monai.training.counter attach --model $MODEL --counter "$CNT/counter.pt" --out $MODEL
+"$PY" -m lumbar_monai.training.counter attach --model $MODEL --counter "$CNT/counter.pt" --out $MODEL \
+    --half lumbar,stage1_counter
 # The AP display network (is the film shown mirrored?), chosen on the validation split among three runs (README
 # "AP display side"), attached to a copy: not shipped, because on the test split it calls a standard film mirrored.
 DSP="$RUN/display"

@@ -249,6 +249,17 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     assert isinstance(pred.level_pass(), CountPass) and pred.level_pass().above_channels == (5, 6)
     res = pred.predict(pairs[0][0])
     assert res.centres.shape == (5, 2) and np.isfinite(res.centres).all()
+    small = pred.save(tmp_path / "half.pt", half=["lumbar", "stage1_counter"])
+    raw = torch.load(small, map_location="cpu", weights_only=True)
+    for name in ("lumbar", "stage1_counter"):
+        assert all(v.dtype != torch.float32 for v in raw[name]["state_dict"].values())
+    assert any(v.dtype == torch.float32 for v in raw["stage1"]["state_dict"].values())  # the Pose-Net stays
+    assert small.stat().st_size < model.stat().st_size
+    halved = LandmarkPredictor.load(small, device="cpu")
+    assert next(halved.counter_net.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(halved.predict(pairs[0][0]).centres, res.centres, atol=2.0)
+    with pytest.raises(ValueError, match="no network 'sacrum'"):
+        pred.save(tmp_path / "x.pt", half=["sacrum"])
     check = subprocess.run([sys.executable, "benchmarks/count_check.py", "--model", str(model), "--datalist",
                             str(datalist), "--split", "training", "--mirror-check", "on"], cwd=REPO,
                            capture_output=True, text=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -280,13 +280,14 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
 
 
 def attach_counter(model: str | Path, counter: str | Path, out: str | Path, margin: float | None = None,
-                   aux_vertebrae: list[str] | None = None, mirror_check: bool = False) -> Path:
+                   aux_vertebrae: list[str] | None = None, mirror_check: bool = False, half: Sequence[str] = ()) -> Path:
     """Write a copy of the AP predictor checkpoint ``model`` (framed stage 1) with the counter ``counter`` in it.
 
     The window Pose-Net's T11/T12 maps, when it has them, let the count rename its chain upwards too.
     ``aux_vertebrae`` names its channels after L1-L5 for a checkpoint that does not (one written before the names
     were recorded, as the shipped model's round-4 Pose-Net with T11 and T12). ``mirror_check``: keep only counts
-    the image's mirror repeats (:func:`~lumbar_monai.counting.count_reference`)."""
+    the image's mirror repeats (:func:`~lumbar_monai.counting.count_reference`); ``half``: the entries whose weights
+    are stored as float16 (:meth:`~lumbar_monai.predictor.LandmarkPredictor.save`)."""
     from ..errors import InputError
     from ..predictor import LandmarkPredictor, _build_counter
 
@@ -314,7 +315,7 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
     except ValueError as e:
         raise InputError(Path(model), str(e)) from None
     pred.meta["counter"] = {"count_error": float(entry.get("count_error", float("nan")))}
-    return pred.save(out)
+    return pred.save(out, half=half)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -341,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated names of the Pose-Net's channels after L1-L5, for a checkpoint that does not "
                         "record them (the shipped model: T11,T12)")
     a.add_argument("--mirror-check", action="store_true", help="keep only counts that the image's mirror repeats")
+    a.add_argument("--half", default="", help="comma-separated checkpoint entries whose weights are stored as float16 "
+                                              "(e.g. lumbar,stage1_counter: the shipped model)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ..errors import InputError
@@ -353,7 +356,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"counter: {r['epochs']} epochs, validation count error {r['count_error']:.1f} % -> {r['path']}")
         else:
             aux = None if args.aux_vertebrae is None else [v.strip() for v in args.aux_vertebrae.split(",") if v.strip()]
-            print(f"wrote {attach_counter(args.model, args.counter, args.out, args.margin, aux, args.mirror_check)}")
+            half = [v.strip() for v in args.half.split(",") if v.strip()]
+            path = attach_counter(args.model, args.counter, args.out, args.margin, aux, args.mirror_check, half)
+            print(f"wrote {path}")
     except (InputError, ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
 

@@ -289,7 +289,7 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
     the image's mirror repeats (:func:`~lumbar_monai.counting.count_reference`); ``half``: the entries whose weights
     are stored as float16 (:meth:`~lumbar_monai.predictor.LandmarkPredictor.save`)."""
     from ..errors import InputError
-    from ..predictor import LandmarkPredictor, _build_counter
+    from ..predictor import LandmarkPredictor, _build_counter, read_network_file
 
     pred = LandmarkPredictor.load(model, device="cpu")
     if aux_vertebrae is not None and not pred.stage1.get("aux_vertebrae"):
@@ -298,14 +298,7 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
             raise InputError(Path(model), f"its Pose-Net has {extra} auxiliary channels, not "
                                           f"{len(aux_vertebrae)} ({', '.join(aux_vertebrae)})")
         pred.stage1["aux_vertebrae"] = [str(v) for v in aux_vertebrae]
-    try:
-        entry = torch.load(counter, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception:  # noqa: BLE001 - any unreadable file is the same one-line problem
-        raise InputError(Path(counter), "not a readable checkpoint (torch.load, weights only)") from None
-    if not isinstance(entry, Mapping) or "state_dict" not in entry:
-        raise InputError(Path(counter), "not a counter checkpoint (train one with 'counter train')")
+    entry = read_network_file(counter, "vertebra counter (train one with 'counter train')")
     settings = {"above": [v for v in ("T11", "T12") if v in pred.stage1.get("aux_vertebrae", [])],
                 "mirror_check": bool(mirror_check)}
     if margin is not None:

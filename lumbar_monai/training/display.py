@@ -157,19 +157,12 @@ def train_display(datalist: str | Path, out: str | Path, layout: str = "ap", epo
 def attach_display(model: str | Path, display: str | Path, out: str | Path) -> Path:
     """Write a copy of the AP predictor checkpoint ``model`` with the display network ``display`` in it."""
     from ..errors import InputError
-    from ..predictor import LandmarkPredictor, _build_display
+    from ..predictor import LandmarkPredictor, _build_display, read_network_file
 
     pred = LandmarkPredictor.load(model, device="cpu")
     if pred.layout.view == "lateral":
         raise InputError(Path(model), "a display network is for AP models; this one is lateral")
-    try:
-        entry = torch.load(display, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception:  # noqa: BLE001 - any unreadable file is the same one-line problem
-        raise InputError(Path(display), "not a readable checkpoint (torch.load, weights only)") from None
-    if not isinstance(entry, Mapping) or "state_dict" not in entry:
-        raise InputError(Path(display), "not a display network checkpoint (train one with 'display train')")
+    entry = read_network_file(display, "display network (train one with 'display train')")
     pred.display_net = _build_display(entry).eval()
     pred.meta["display_net"] = {"val_accuracy": float(entry.get("val_accuracy", float("nan")))}
     return pred.save(out)

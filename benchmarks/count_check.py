@@ -4,7 +4,8 @@ changes.
 For every image of a datalist split: the counter's L1-L5 (:mod:`lumbar_monai.counting`) against the labelled
 centres (*right*: every centre within half a labelled spacing; *a level high / low*: the chain's mean vertical error
 beyond half a spacing; *refused*: no regular chain from a T1), and stage 1 with and without the counter's renaming
-(centre outliers as in Section 4.2). Prints two tables::
+(centre outliers as in Section 4.2), and what the level check said (``meta["level_check"]``, the QC flags
+``level_unconfirmed``) with how many of those images kept a centre outlier. Prints three tables::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/count_check.py --model MODEL_WITH_COUNTER \\
         --datalist runs/aasce_ap/datalist.json --split validation
@@ -23,6 +24,7 @@ import torch
 from lumbar_monai.framing import detect_centres_framed
 from lumbar_monai.io.annotations import read_annotation_json
 from lumbar_monai.io.datalist import load_landmark_datalist
+from lumbar_monai.levels import LEVEL_STATUSES
 from lumbar_monai.metrics.centre import centre_outliers
 from lumbar_monai.predictor import LandmarkPredictor
 
@@ -54,7 +56,7 @@ def main() -> None:
         count = replace(count, mirror_check=a.mirror_check == "on")
     fr = pred.stage1["framing"]
     items = load_landmark_datalist(a.datalist, a.split)[: a.limit]
-    classes, before, after = [], [], []
+    classes, before, after, statuses = [], [], [], []
     for item in items:
         image = pred.read_input(item["image"])[0]
         points = np.asarray(read_annotation_json(item["label"]).points, dtype=np.float64)
@@ -62,10 +64,12 @@ def main() -> None:
         spacing = float(np.median(np.linalg.norm(np.diff(truth, axis=0), axis=1)))
         classes.append(count_class(count.reference(image), truth, spacing))
         for level, out in ((None, before), (count, after)):
-            c = detect_centres_framed(pred.centre_net, image, pred._centre_decoder(), passes=int(fr.get("passes", 2)),
-                                      factor=float(fr.get("factor", 2.0)), preprocessing=pred.stage1["preprocessing"],
-                                      repair=pred.stage1["repair"], level=level)["original"]
-            out.append(not centre_outliers(c, points, pred.layout))
+            found = detect_centres_framed(pred.centre_net, image, pred._centre_decoder(),
+                                          passes=int(fr.get("passes", 2)), factor=float(fr.get("factor", 2.0)),
+                                          preprocessing=pred.stage1["preprocessing"], repair=pred.stage1["repair"],
+                                          level=level)
+            out.append(not centre_outliers(found["original"], points, pred.layout))
+        statuses.append(found["level_check"]["status"])
     n = len(items)
     print(f"split {a.split}, {n} images; mirror check {'on' if count.mirror_check else 'off'}")
     print("| counter's L1-L5 | right | a level high | a level low | other | refused |")
@@ -78,6 +82,17 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     print(f"| window Pose-Net alone | {100.0 * b.mean():.1f} | - | - |")
     print(f"| renamed by the count | {100.0 * c.mean():.1f} | {int((c & ~b).sum())} | {int((b & ~c).sum())} |")
+    st = np.array(statuses)
+    print()
+    print("| level check (renamed by the count) | QC flag | images | all centres found | centre outliers |")
+    print("|---|---|---:|---:|---:|")
+    for status in LEVEL_STATUSES:
+        k = st == status
+        flag = "-" if status == "confirmed" else "`level_unconfirmed`"
+        print(f"| {status} | {flag} | {int(k.sum())} | {int(c[k].sum())} | {int((~c[k]).sum())} |")
+    flagged = st != "confirmed"
+    print(f"\nflagged: {int(flagged.sum())} of {n} images, holding {int((flagged & ~c).sum())} of the "
+          f"{int((~c).sum())} images with a centre outlier")
 
 
 if __name__ == "__main__":

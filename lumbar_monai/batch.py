@@ -364,6 +364,7 @@ def _write_outputs(path: Path, out_dir: Path, radiograph, digest: str, result: L
            "spacing_plane": result.spacing_plane or "", "length_unit": ms.length_unit,
            "facing": (result.meta.get("facing") or {}).get("facing") or "",
            "display": (result.meta.get("display") or {}).get("display") or "",
+           "level_check": (result.meta.get("level_check") or {}).get("status") or "",
            "qc_flags": " ".join(result.qc_flags)}
     row.update(ms.as_row())
     return BatchItem(path=str(path), status="ok", name=name, outputs=[str(out_dir / n) for n in names], row=row,

@@ -38,6 +38,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from .anatomy import Layout
+from .result import CentreAnswer
 
 __all__ = [
     "CANONICAL_FACING",
@@ -271,6 +272,7 @@ class StageOutput:
     repaired: bool
     points: np.ndarray
     confidence: np.ndarray
+    level_check: dict[str, Any] | None = None
 
     def mirrored(self, width: int) -> StageOutput:
         """The same answer for the mirrored image (names kept)."""
@@ -323,8 +325,9 @@ def facing_score(out: StageOutput, layout: Layout, facing: str) -> float:
 
 
 def _run_stages(predictor, image: np.ndarray, centres, timings) -> StageOutput:
-    if centres is None:
-        c, c_conf, repaired = predictor.detect_centres(image, timings)
+    level_check = None
+    if centres is None:  # a CentreAnswer (stand-ins may answer its first three fields only)
+        c, c_conf, repaired, level_check = CentreAnswer(*predictor.detect_centres(image, timings))
     else:
         c = np.asarray(centres, dtype=np.float64).reshape(predictor.layout.num_vertebrae, 2)
         c_conf, repaired = np.full(predictor.layout.num_vertebrae, np.nan), False
@@ -334,7 +337,7 @@ def _run_stages(predictor, image: np.ndarray, centres, timings) -> StageOutput:
             c = predictor.refined_centres(c, pts)
             pts, conf = predictor.detect_corners(image, c, timings)
     return StageOutput(np.asarray(c, dtype=np.float64), np.asarray(c_conf, dtype=np.float64), bool(repaired),
-                       np.asarray(pts, dtype=np.float64), np.asarray(conf, dtype=np.float64))
+                       np.asarray(pts, dtype=np.float64), np.asarray(conf, dtype=np.float64), level_check)
 
 
 def run_in_facing(predictor, image: np.ndarray, facing: str, centres=None,

@@ -194,14 +194,16 @@ def detect_centres_framed(
     """Pose-Net centres of an ``(H, W)`` image through ``passes`` framings (whole image, then lumbar windows).
 
     Returns ``{"original": (V, 2), "confidence": (V,), "centre_repaired": bool, "windows": [(centre, side)],
-    "level_shift": int}``; Algorithm 1 (``repair``: its kwargs, or ``False``) runs on the last pass only.
+    "level_shift": int, "level_check": {"source", "status", "shift"} | None}``; Algorithm 1 (``repair``: its kwargs, or ``False``) runs on the last pass only.
     ``first_window`` (``(centre, side)`` in image pixels) replaces the whole image as the first framing: e.g. the
     window around the ground-truth centres, which separates what framing gets wrong from what the network gets
     wrong (``benchmarks/stage1_failures.py``). ``level``: the first pass is the level network's on the whole image
     and every window pass's chain is renamed by the level it names (:func:`~lumbar_monai.levels.anchor_chain`),
     so that the next window frames the renamed chain (``level_shift``: the last pass's shift, positive: down);
     ignored with ``first_window``. A :class:`~lumbar_monai.counting.CountPass` instead counts the vertebrae on the
-    whole image first, and its L1-L5 renames every pass (none when it finds no regular chain).
+    whole image first, and its L1-L5 renames every pass (none when it finds no regular chain). ``level_check``
+    (``None`` without ``level``) says what the reference made of the last pass's names
+    (:data:`~lumbar_monai.levels.LEVEL_STATUSES`; ``"not_counted"``: no reference).
     """
     n = max(int(passes), 1)
     img = minmax_scale(np.asarray(image)).astype(np.float32)
@@ -210,7 +212,7 @@ def detect_centres_framed(
     if first_window is not None:
         centre, side = np.asarray(first_window[0], dtype=np.float64), float(first_window[1])
         level = None
-    windows, reference, shift = [], None, 0
+    windows, reference, shift, status = [], None, 0, "not_counted"
     counted = isinstance(level, CountPass)
     if counted:  # the counter's reference comes first; every pass, the whole image's included, is renamed by it
         reference = level.reference(img, device=device)
@@ -228,14 +230,17 @@ def detect_centres_framed(
             # the renamed chain (without vertebrae above L1 a count can still move the chain down)
             above_xy, above_conf = (_decode_channels(maps, level.above_channels, codec, a) if level.above_channels
                                     else (np.zeros((0, 2)), np.zeros(0)))
-            original, confidence, shift = anchor_chain(
+            original, confidence, shift, status = anchor_chain(
                 reference, np.concatenate([above_xy, original]), np.concatenate([above_conf, confidence]),
                 above=len(level.above_channels), margin=level.margin, agreement=level.agreement)
         if not last:
             centre, side = lumbar_window(original, factor)
             side = float(np.clip(side, 0.05 * full, 1.5 * full))
+    check = None
+    if counted or (level is not None and level.above_channels):  # a reference that can rename the chain
+        check = {"source": "vertebra_counter" if counted else "level_network", "status": status, "shift": int(shift)}
     return {"original": original, "confidence": confidence, "centre_repaired": bool(out["centre_repaired"]),
-            "windows": windows, "level_shift": int(shift)}
+            "windows": windows, "level_shift": int(shift), "level_check": check}
 
 
 class RandFramed(RandomizableTransform, MapTransform):

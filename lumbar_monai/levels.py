@@ -18,13 +18,25 @@ level too high) extends the sequence by one centre spacing below L5.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["centre_spacing", "shifted_chain", "level_costs", "anchor_chain", "DEFAULT_LEVEL_MARGIN"]
+__all__ = ["centre_spacing", "shifted_chain", "level_costs", "level_decision", "anchor_chain", "AnchoredChain",
+           "LEVEL_STATUSES", "DEFAULT_LEVEL_MARGIN"]
 
 #: a shift must beat keeping the window's names by this many centre spacings (*ours*).
 DEFAULT_LEVEL_MARGIN = 0.25
+
+#: what the reference said of the window's names (``meta["level_check"]["status"]``; every status but
+#: ``"confirmed"`` sets the QC flag ``level_unconfirmed``).
+LEVEL_STATUSES = {
+    "confirmed": "the reference names the chain as the window Pose-Net did",
+    "renamed": "the reference named the chain by whole levels otherwise, and the chain was renamed",
+    "disputed": "the reference matches neither the window's names nor a renaming clearly (half a level between, or "
+    "further off than a renaming reaches): the window's names stand",
+    "not_counted": "no reference (the counter found no T1 or no regular chain from it): the window's names stand",
+}
 
 
 def centre_spacing(centres) -> float:
@@ -68,16 +80,42 @@ def level_costs(reference, sequence, above: int, max_below: int = 1) -> dict[int
     return costs
 
 
+class AnchoredChain(NamedTuple):
+    """:func:`anchor_chain`'s answer: the chain, its confidence, the shift applied and its status
+    (:data:`LEVEL_STATUSES`)."""
+
+    chain: np.ndarray
+    confidence: np.ndarray
+    shift: int
+    status: str
+
+
+def level_decision(costs: dict[int, float], margin: float = DEFAULT_LEVEL_MARGIN,
+                   agreement: float | None = None) -> tuple[int, str]:
+    """``(shift, status)`` from :func:`level_costs`: the best shift where it beats keeping the window's names by more
+    than ``margin`` and, with ``agreement``, lies within that many spacings of the reference (``"renamed"``);
+    0 and ``"confirmed"`` where keeping the names is best; 0 and ``"disputed"`` otherwise."""
+    best = min(costs, key=lambda s: (costs[s], abs(s)))
+    if agreement is not None and costs[best] > float(agreement):
+        return 0, "disputed"
+    if best == 0:
+        return 0, "confirmed"
+    if costs[best] + float(margin) < costs.get(0, float("inf")):
+        return best, "renamed"
+    return 0, "disputed"
+
+
 def anchor_chain(reference, sequence, confidence: Sequence[float], above: int,
                  margin: float = DEFAULT_LEVEL_MARGIN, max_below: int = 1,
-                 agreement: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(chain (V, 2), confidence (V,), shift)``: the window's chain renamed by the level the ``reference`` names.
+                 agreement: float | None = None) -> AnchoredChain:
+    """The window's chain renamed by the level the ``reference`` names: ``(chain (V, 2), confidence (V,), shift,
+    status)``.
 
     ``sequence``: ``(above + V, 2)`` window centres, the ``above`` auxiliary vertebrae over the chain then the chain;
     ``confidence``: their ``above + V`` peak heights (an extrapolated centre gets the last one's). The window's own
     names stay (``shift`` 0) unless another shift is closer to the reference by more than ``margin`` spacings
     and, with ``agreement``, within that many spacings of it: a reference that no renaming matches (a count from
-    the wrong vertebra, a chain off by more levels than the shifts reach) renames nothing.
+    the wrong vertebra, a chain off by more levels than the shifts reach) renames nothing (:func:`level_decision`).
     """
     ref = np.asarray(reference, dtype=np.float64).reshape(-1, 2)
     seq = np.asarray(sequence, dtype=np.float64).reshape(-1, 2)
@@ -85,10 +123,7 @@ def anchor_chain(reference, sequence, confidence: Sequence[float], above: int,
     v = len(ref)
     if len(seq) != int(above) + v or len(conf) != len(seq):
         raise ValueError(f"sequence and confidence need {int(above) + v} rows, got {len(seq)} and {len(conf)}")
-    costs = level_costs(ref, seq, above, max_below)
-    best = min(costs, key=lambda s: (costs[s], abs(s)))
-    agrees = agreement is None or costs[best] <= float(agreement)
-    shift = best if agrees and costs[best] + float(margin) < costs.get(0, float("inf")) else 0
+    shift, status = level_decision(level_costs(ref, seq, above, max_below), margin, agreement)
     start = int(above) + shift
     idx = np.minimum(np.arange(start, start + v), len(seq) - 1)
-    return shifted_chain(seq, above, shift, v), conf[idx], shift
+    return AnchoredChain(shifted_chain(seq, above, shift, v), conf[idx], shift, status)

@@ -14,7 +14,8 @@ when a corner's peak height is below ``confidence_threshold`` (0.3, *ours*: the 
 M-Net's peaks at visible corners are typically well above one half); ``order_violation`` when the centres are not
 strictly cranio-caudal in y, a vertebra's inferior corner is above its superior corner on the same side, or the
 mean y of an end plate is above the one before it (vertebrae overlapping), all of which are anatomically
-impossible on an upright lateral or AP radiograph.
+impossible on an upright lateral or AP radiograph; ``level_unconfirmed`` when a vertebra counter (or level network)
+did not confirm the window Pose-Net's names of L1-L5 (``meta["level_check"]``: renamed, disputed or not counted).
 
 Checkpoint format (:meth:`LandmarkPredictor.save` / :meth:`LandmarkPredictor.load`): one ``torch.save`` of plain
 dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_only=True)`` reads it::
@@ -52,7 +53,7 @@ from .counting import DEFAULT_AGREEMENT
 from .crops import crop_to_image, extract_vertebra_crops
 from .levels import DEFAULT_LEVEL_MARGIN
 from .networks.mnet import MNet
-from .result import LandmarkResult
+from .result import CentreAnswer, LandmarkResult
 
 __all__ = ["LandmarkPredictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations"]
 
@@ -327,12 +328,13 @@ class LandmarkPredictor:
         out = postprocess_centres(maps.cpu(), self._centre_decoder(), geometry=np.asarray(geometries, np.float64),
                                   repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))
         t.lap("stage1_postprocess")
-        return [(out["original"][b].numpy(), out["confidence"][b].numpy(), bool(out["centre_repaired"][b]))
+        return [CentreAnswer(out["original"][b].numpy(), out["confidence"][b].numpy(), bool(out["centre_repaired"][b]))
                 for b in range(len(maps))]
 
     @torch.inference_mode()
-    def detect_centres(self, image: np.ndarray, timings: dict[str, float] | None = None):
-        """Stage 1 on a ``(H, W)`` image: ``(centres (V, 2) original px, confidence (V,), repaired: bool)``."""
+    def detect_centres(self, image: np.ndarray, timings: dict[str, float] | None = None) -> CentreAnswer:
+        """Stage 1 on a ``(H, W)`` image: a :class:`~lumbar_monai.result.CentreAnswer` (centres ``(V, 2)`` original
+        px, confidence ``(V,)``, repaired, level check)."""
         if self.centre_net is None:
             raise ValueError("this predictor has no Pose-Net: pass centres to predict()")
         if self.stage1.get("framing"):
@@ -352,7 +354,7 @@ class LandmarkPredictor:
                                     factor=float(fr.get("factor", 2.0)), preprocessing=self.stage1["preprocessing"],
                                     repair=self.stage1["repair"], device=self.device, level=self.level_pass())
         t.lap("stage1_framed")
-        return out["original"], out["confidence"], out["centre_repaired"]
+        return CentreAnswer(out["original"], out["confidence"], out["centre_repaired"], out["level_check"])
 
     def level_pass(self):
         """The :class:`~lumbar_monai.framing.LevelPass` of the level network, the
@@ -525,12 +527,16 @@ class LandmarkPredictor:
             flags.append("facing_uncertain")
         if shown is not None and shown.uncertain:
             flags.append("display_uncertain")
+        if out.level_check is not None and out.level_check["status"] != "confirmed":
+            flags.append("level_unconfirmed")
         meta = dict(self.meta)
         meta["timings_ms"] = {k: 1000.0 * v for k, v in timings.items()}
         if decision is not None and decision.facing is not None:
             meta["facing"] = decision.as_meta()
         if shown is not None:
             meta["display"] = shown.as_meta()
+        if out.level_check is not None:
+            meta["level_check"] = dict(out.level_check)
         if reasons:
             meta["order_violations"] = reasons
         meta["centres_from"] = "stage1" if centres is None else "given"

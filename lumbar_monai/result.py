@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .anatomy import Layout
 
-__all__ = ["LandmarkResult", "QC_FLAGS", "SPACING_PLANES", "spacing_plane"]
+__all__ = ["LandmarkResult", "CentreAnswer", "QC_FLAGS", "SPACING_PLANES", "spacing_plane"]
 
 #: QC flags a result may carry, with their meaning.
 QC_FLAGS = {
@@ -18,7 +18,22 @@ QC_FLAGS = {
     "order_violation": "landmarks are in an anatomically impossible order (e.g. a vertebra above the one before it)",
     "facing_uncertain": "lateral view: the image and its mirror read almost equally well, so the side the patient "
     "faces (and with it anterior/posterior) is uncertain",
+    "display_uncertain": "AP view: the display network could not tell a standard display from a mirrored one",
+    "level_unconfirmed": "framed stage 1 with a vertebra counter (or level network): it did not confirm the window "
+    "Pose-Net's L1-L5 names; it renamed them, disputed them or found no count (meta['level_check']['status']), and "
+    "such images had all centres right far less often than confirmed ones (README, 'The level check')",
 }
+
+
+class CentreAnswer(NamedTuple):
+    """Stage 1's answer for one image: centres ``(V, 2)`` in original pixels, their confidence ``(V,)``, whether
+    Algorithm 1 repaired the chain, and the level check of a framed stage 1 with a counter or level network
+    (``{"source", "status", "shift"}``, :data:`~lumbar_monai.levels.LEVEL_STATUSES`; ``None`` without one)."""
+
+    centres: np.ndarray
+    confidence: np.ndarray
+    repaired: bool
+    level_check: dict[str, Any] | None = None
 
 #: The plane a pixel spacing measures in, by :attr:`LandmarkResult.spacing_source`. ``"patient"``: calibrated to
 #: the patient (DICOM ``PixelSpacing``, or ``ImagerPixelSpacing`` divided by ``EstimatedRadiographicMagnificationFactor``);

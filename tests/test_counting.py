@@ -155,11 +155,14 @@ def test_framed_detection_with_a_count_renames_the_window_chain(window_offset):
     counter = CountPass(net=_FixedCounter(maps), above_channels=(5, 6))
     out = detect_centres_framed(window_net, image, codec, passes=1, repair=False, level=counter)
     assert out["level_shift"] == -window_offset
+    assert out["level_check"] == {"source": "vertebra_counter", "status": "renamed", "shift": -window_offset}
     np.testing.assert_allclose(out["original"], truth, atol=6.0)
     no_t1 = CountPass(net=_FixedCounter(maps * [[[1.0]], [[0.1]]]), above_channels=(5, 6))
     plain = detect_centres_framed(window_net, image, codec, passes=1, repair=False, level=no_t1)
     assert plain["level_shift"] == 0
+    assert plain["level_check"] == {"source": "vertebra_counter", "status": "not_counted", "shift": 0}
     np.testing.assert_allclose(plain["original"], named[2:], atol=6.0)
+    assert detect_centres_framed(window_net, image, codec, passes=1, repair=False)["level_check"] is None
 
 
 def test_training_view_moves_the_centres_with_the_image():
@@ -297,11 +300,11 @@ def test_a_count_that_no_renaming_matches_renames_nothing():
     l1, l5 = L1 - 1, L5 - 1
     window = spine[l1 - 3:l5]  # the window's T11, T12, L1-L5, one level high: T10 .. L4
     off = spine[l1 - 5:l5 - 4]  # the count five levels high: T8 .. T12
-    _, _, free = anchor_chain(off, window, np.ones(7), above=2)
+    _, _, free, _ = anchor_chain(off, window, np.ones(7), above=2)
     assert free == -2  # without the check the chain is dragged up as far as it goes
-    _, _, shift = anchor_chain(off, window, np.ones(7), above=2, agreement=0.5)
-    assert shift == 0
-    _, _, right = anchor_chain(spine[l1:l5 + 1], window, np.ones(7), above=2, agreement=0.5)
+    _, _, shift, status = anchor_chain(off, window, np.ones(7), above=2, agreement=0.5)
+    assert shift == 0 and status == "disputed"
+    _, _, right, _ = anchor_chain(spine[l1:l5 + 1], window, np.ones(7), above=2, agreement=0.5)
     assert right == 1
 
 
@@ -316,3 +319,51 @@ def test_a_view_cut_below_t1_has_no_t1_target():
     assert c[0, 1] <= row <= c[3, 1] + 1
     peaks = vertebra_peaks(label[0], threshold=0.5)
     assert len(peaks) == int((c[1:, 1] >= row - 1).sum()) and peaks[0, 1] >= row - 1
+
+
+@pytest.mark.parametrize("status", ["renamed", "disputed", "confirmed", "not_counted"])
+def test_predictor_reports_the_level_check(status, tmp_path, monkeypatch):
+    """The predictor carries stage 1's level check into the result's meta and QC flags, and both reach the JSON."""
+    from pathlib import Path
+
+    import lumbar_monai.framing as framing
+    from lumbar_monai.io.result_json import read_result_json, write_result_json
+    from lumbar_monai.predictor import LandmarkPredictor
+    from lumbar_monai.result import QC_FLAGS
+
+    shipped = Path(__file__).resolve().parents[1] / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
+    if not shipped.is_file():
+        pytest.skip("shipped AP model not found")
+    image = np.zeros((500, 200), np.float32)
+    image[100:400, 80:120] = 1.0
+    centres = np.stack([np.full(5, 100.0), 150.0 + 50.0 * np.arange(5)], axis=1)
+    check = {"source": "vertebra_counter", "status": status, "shift": 1 if status == "renamed" else 0}
+
+    def fixed(*args, **kwargs):
+        assert isinstance(kwargs["level"], CountPass)
+        return {"original": centres, "confidence": np.ones(5), "centre_repaired": False, "windows": [],
+                "level_shift": check["shift"], "level_check": dict(check)}
+
+    monkeypatch.setattr(framing, "detect_centres_framed", fixed)
+    res = LandmarkPredictor.load(shipped, device="cpu").predict(image, facing="standard")
+    np.testing.assert_allclose(res.centres, centres)
+    assert res.meta["level_check"] == check
+    flags = {f for f in res.qc_flags if f.startswith("level_")}
+    assert flags == (set() if status == "confirmed" else {"level_unconfirmed"})
+    assert flags <= set(QC_FLAGS)
+    write_result_json(tmp_path / "r.json", res)
+    back, _ = read_result_json(tmp_path / "r.json")
+    assert back.meta["level_check"] == check and back.qc_flags == res.qc_flags
+    if status == "renamed":  # the batch's measurements.csv has a column for it
+        import csv
+
+        from PIL import Image
+
+        from lumbar_monai.batch import run_batch
+
+        (tmp_path / "in").mkdir()
+        Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "in" / "a.png")
+        pred = LandmarkPredictor.load(shipped, device="cpu")
+        rows = list(csv.DictReader(run_batch(tmp_path / "in", tmp_path / "out", pred,
+                                             progress=False).measurements_csv.open()))
+        assert [r["level_check"] for r in rows] == ["renamed"] and "level_unconfirmed" in rows[0]["qc_flags"]

@@ -217,7 +217,10 @@ def test_the_display_reaches_the_sr_and_the_measurements_csv(shipped, tmp_path):
     res.qc_flags.append("display_uncertain")
     back, info = read_sr_landmarks(write_sr(tmp_path / "sr.dcm", pydicom.dcmread(dx), res), layout="ap")
     np.testing.assert_allclose(back, pts, atol=1e-3)
-    assert info["display"] == "mirrored uncertain" and info["facing"] is None
+    assert info["display"] == "mirrored uncertain" and info["facing"] is None and info["level_check"] is None
+    res.meta["level_check"] = {"source": "vertebra_counter", "status": "renamed", "shift": -1}
+    assert read_sr_landmarks(write_sr(tmp_path / "sr1.dcm", pydicom.dcmread(dx), res),
+                             layout="ap")[1]["level_check"] == "renamed"
     res.qc_flags.clear()
     res.meta.pop("display")
     assert read_sr_landmarks(write_sr(tmp_path / "sr2.dcm", pydicom.dcmread(dx), res), layout="ap")[1]["display"] is None

@@ -8,7 +8,7 @@ import torch
 from lumbar_monai.codecs.centre import CentreHeatmapCodec
 from lumbar_monai.codecs.gaussian import render_gaussians
 from lumbar_monai.framing import LevelPass, detect_centres_framed, lumbar_window, window_affine
-from lumbar_monai.levels import anchor_chain, centre_spacing, level_costs, shifted_chain
+from lumbar_monai.levels import anchor_chain, centre_spacing, level_costs, level_decision, shifted_chain
 
 # a straight spine, centres 30 px apart: T11, T12, L1 .. L5, S1 (x, y)
 SPINE = np.stack([np.full(8, 100.0), 100.0 + 30.0 * np.arange(8)], axis=1)
@@ -45,8 +45,9 @@ def test_anchor_renames_a_chain_a_level_off(window_offset):
     start = 1 + window_offset  # T11 of the window's names in `full`
     sequence = full[start:start + 7]
     conf = np.linspace(0.9, 0.3, 7)
-    chain, c, shift = anchor_chain(reference, sequence, conf, above=2)
+    chain, c, shift, status = anchor_chain(reference, sequence, conf, above=2)
     assert shift == -window_offset
+    assert status == ("confirmed" if window_offset == 0 else "renamed")
     np.testing.assert_allclose(chain, truth, atol=1e-9)
     assert len(c) == 5 and np.isfinite(c).all()
 
@@ -54,10 +55,15 @@ def test_anchor_renames_a_chain_a_level_off(window_offset):
 def test_anchor_keeps_the_window_names_within_the_margin():
     truth = SPINE[L1:L5 + 1]
     halfway = truth - [0.0, 16.0]  # a reference just over half a level high: no clear answer
-    chain, _, shift = anchor_chain(halfway, SPINE[T11:L5 + 1], np.ones(7), above=2, margin=0.25)
+    chain, _, shift, status = anchor_chain(halfway, SPINE[T11:L5 + 1], np.ones(7), above=2, margin=0.25)
     assert shift == 0 and np.allclose(chain, truth)
+    assert status == "disputed"  # a reference half a level off neither confirms the names nor renames them
     costs = level_costs(halfway, SPINE[T11:L5 + 1], above=2)
     assert set(costs) == {-2, -1, 0, 1} and costs[-1] < costs[0]  # closer, but not by the margin
+    assert level_decision(costs, margin=0.25) == (0, "disputed")
+    assert level_decision(costs, margin=0.0) == (-1, "renamed")
+    assert level_decision(costs, margin=0.0, agreement=0.1) == (0, "disputed")  # the best is too far
+    assert level_decision({-1: 0.9, 0: 0.05, 1: 1.1}, agreement=0.5) == (0, "confirmed")
     nan_above = SPINE[T11:L5 + 1].copy()
     nan_above[:2] = np.nan
     assert level_costs(truth - [0, 30.0], nan_above, above=2)[-1] == np.inf

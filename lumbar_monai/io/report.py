@@ -148,6 +148,13 @@ _DISPLAY = hd.sr.CodedConcept("LM-DISPLAY", PRIVATE_SCHEME, "AP image display")
 _DISPLAY_VALUES = {"standard": hd.sr.CodedConcept("LM-DISPLAY-STD", PRIVATE_SCHEME, "Patient right on image left"),
                    "mirrored": hd.sr.CodedConcept("LM-DISPLAY-MIR", PRIVATE_SCHEME, "Patient left on image left"),
                    "uncertain": hd.sr.CodedConcept("LM-DISPLAY-UNC", PRIVATE_SCHEME, "Display uncertain")}
+#: how L1-L5 were named (the predictor's level check, lumbar_monai.levels.LEVEL_STATUSES): what a vertebra counter
+#: or level network said of the window Pose-Net's names, as a qualitative evaluation of every landmark
+_LEVEL = hd.sr.CodedConcept("LM-LEVEL", PRIVATE_SCHEME, "Vertebral level naming check")
+_LEVEL_VALUES = {"confirmed": hd.sr.CodedConcept("LM-LEVEL-CONF", PRIVATE_SCHEME, "Level names confirmed"),
+                 "renamed": hd.sr.CodedConcept("LM-LEVEL-REN", PRIVATE_SCHEME, "Level names changed by the check"),
+                 "disputed": hd.sr.CodedConcept("LM-LEVEL-DISP", PRIVATE_SCHEME, "Level names disputed"),
+                 "not_counted": hd.sr.CodedConcept("LM-LEVEL-NONE", PRIVATE_SCHEME, "Level names not checked")}
 _UCUM = {
     "deg": ("deg", "degree"),
     "mm": ("mm", "millimeter"),
@@ -226,8 +233,11 @@ def source_for_derivation(source: Dataset) -> Dataset:
 def _facing_evaluations(result: LandmarkResult) -> list:
     """The orientation the landmarks were read in, for every landmark group: the lateral facing
     (``meta["facing"]``) and the AP display (``meta["display"]``), each with an "uncertain" evaluation beside it when
-    its QC flag is set; none when the result does not record them."""
+    its QC flag is set, and the level check (``meta["level_check"]``); none when the result does not record them."""
     out = []
+    status = (result.meta.get("level_check") or {}).get("status")
+    if status in _LEVEL_VALUES:
+        out.append(hd.sr.QualitativeEvaluation(name=_LEVEL, value=_LEVEL_VALUES[status]))
     for key, concept, values in (("facing", _FACING, _FACING_VALUES), ("display", _DISPLAY, _DISPLAY_VALUES)):
         value = (result.meta.get(key) or {}).get(key)
         if value not in values or value == "uncertain":
@@ -396,7 +406,8 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
 
     ``info`` holds ``confidence`` ``(N,)``, the ``finding_sites`` (code values), the referenced SOP Instance UID and
     ``facing`` (``"left"``/``"right"``, ``"right uncertain"``, ... or ``None`` when the SR does not say) and, for AP
-    views, ``display`` (``"standard"``/``"mirrored"``, ``"mirrored uncertain"``, ... or ``None``).
+    views, ``display`` (``"standard"``/``"mirrored"``, ``"mirrored uncertain"``, ... or ``None``), and
+    ``level_check`` (``"confirmed"``, ``"renamed"``, ``"disputed"``, ``"not_counted"`` or ``None``).
     Raises ``ValueError`` if a landmark of the layout is missing.
     """
     layout = get_layout(layout)
@@ -405,7 +416,10 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
     found: dict[str, tuple[np.ndarray, float, str, str]] = {}
     facing: set[str] = set()
     display: set[str] = set()
+    level: set[str] = set()
     for g in groups:
+        for q in g.get_qualitative_evaluations(name=_LEVEL):
+            level.add({v.value: k for k, v in _LEVEL_VALUES.items()}.get(q.value.value, "?"))
         for q in g.get_qualitative_evaluations(name=_FACING):
             facing.add({v.value: k for k, v in _FACING_VALUES.items()}.get(q.value.value, "?"))
         for q in g.get_qualitative_evaluations(name=_DISPLAY):
@@ -435,6 +449,7 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
         "referenced_sop_instance_uids": sorted({found[n][3] for n in layout.point_names}),
         "facing": _joined(facing),
         "display": _joined(display),
+        "level_check": _joined(level),
     }
     return pts, info
 

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_AGREEMENT",
     "GAP_RANGE",
     "build_counter_net",
+    "check_input_size",
     "letterbox",
     "vertebra_peaks",
     "counted_chain",
@@ -43,7 +44,8 @@ __all__ = [
     "CountPass",
 ]
 
-#: counter input (height, width): a 2.4:1 box, the shape of a whole-spine film (AASCE: 2.7:1 median).
+#: counter input (height, width) by default: a 2.4:1 box, the shape of a whole-spine film (AASCE: 2.7:1 median);
+#: a counter trained on another (``counter train --input-size``) carries its own in the checkpoint.
 COUNT_INPUT = (384, 160)
 #: BasicUNet features of the counter (0.49 M parameters).
 COUNT_FEATURES = (8, 16, 32, 64, 128, 8)
@@ -52,6 +54,18 @@ DEFAULT_AGREEMENT = 0.5
 #: a chain is regular when every gap between consecutive peaks lies within this range of the gap above it (the
 #: vertebrae grow slowly from T1 to L5; a missed vertebra doubles a gap, a spurious one halves it).
 GAP_RANGE = (0.65, 1.55)
+
+
+def check_input_size(size: Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of a counter input, checked: two positive multiples of 16 (the U-Net halves it four
+    times); ``ValueError`` with one line otherwise."""
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"a counter input size is two integers (height, width), got {size!r}") from None
+    if h <= 0 or w <= 0 or h % 16 or w % 16:
+        raise ValueError(f"a counter input size needs two positive multiples of 16, got {h}x{w}")
+    return h, w
 
 
 def build_counter_net(features: Sequence[int] = COUNT_FEATURES) -> torch.nn.Module:
@@ -180,6 +194,7 @@ class CountPass:
         threshold: peak height (probability) a vertebra needs.
         min_distance: closest two peaks (counter input pixels).
         mirror_check: keep only counts that the image's mirror repeats (:func:`count_reference`).
+        input_size: the letterbox ``(height, width)`` the counter was trained on (multiples of 16).
     """
 
     net: torch.nn.Module
@@ -189,8 +204,9 @@ class CountPass:
     threshold: float = 0.5
     min_distance: float = 8.0
     mirror_check: bool = False
+    input_size: tuple[int, int] = COUNT_INPUT
 
     def reference(self, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray | None:
         """The counted L1-L5 of ``image`` (``None``: no regular chain, the window's names stand)."""
-        return count_reference(self.net, image, self.threshold, self.min_distance, device=device,
-                               mirror_check=self.mirror_check)
+        return count_reference(self.net, image, self.threshold, self.min_distance, size=tuple(self.input_size),
+                               device=device, mirror_check=self.mirror_check)

@@ -49,7 +49,7 @@ import torch
 
 from .anatomy import Layout, crop_record, get_layout, with_crop_record
 from .codecs.corner import CornerCodec
-from .counting import DEFAULT_AGREEMENT
+from .counting import COUNT_INPUT, DEFAULT_AGREEMENT, check_input_size
 from .crops import crop_to_image, extract_vertebra_crops
 from .levels import DEFAULT_LEVEL_MARGIN
 from .networks.mnet import MNet
@@ -228,8 +228,8 @@ class LandmarkPredictor:
 
     def set_counter(self, net: torch.nn.Module, settings: Mapping[str, Any]) -> None:
         """Use the vertebra counter ``net`` (:mod:`lumbar_monai.counting`) with ``settings`` (``above``, ``margin``,
-        ``threshold``, ``min_distance``; defaults for the missing ones); ``ValueError`` with one line when the
-        predictor cannot use one."""
+        ``agreement``, ``threshold``, ``min_distance``, ``mirror_check``, ``input_size``; defaults for the missing
+        ones); ``ValueError`` with one line when the predictor cannot use one."""
         if not self.stage1.get("framing") or self.centre_net is None:
             raise ValueError("a vertebra counter needs a framed stage 1 (stage1['framing'])")
         if self.level_net is not None:
@@ -244,7 +244,8 @@ class LandmarkPredictor:
                                 "agreement": float(settings.get("agreement", DEFAULT_AGREEMENT)),
                                 "threshold": float(settings.get("threshold", 0.5)),
                                 "min_distance": float(settings.get("min_distance", 8.0)),
-                                "mirror_check": bool(settings.get("mirror_check", False))}
+                                "mirror_check": bool(settings.get("mirror_check", False)),
+                                "input_size": list(check_input_size(settings.get("input_size", COUNT_INPUT)))}
         self.counter_net = net.to(self.device).eval()
 
     # ----- input ----------------------------------------------------------------------------------------------
@@ -366,7 +367,7 @@ class LandmarkPredictor:
             above = tuple(self.layout.num_vertebrae + self.stage1["aux_vertebrae"].index(n) for n in c["above"])
             return CountPass(net=self.counter_net, above_channels=above, margin=c["margin"],
                              agreement=c["agreement"], threshold=c["threshold"], min_distance=c["min_distance"],
-                             mirror_check=c["mirror_check"])
+                             mirror_check=c["mirror_check"], input_size=tuple(c["input_size"]))
         if self.level_net is None:
             return None
         from .codecs.centre import CentreHeatmapCodec

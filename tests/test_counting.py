@@ -103,8 +103,26 @@ class _FixedCounter(torch.nn.Module):
         self.logits = torch.as_tensor(np.log(p / (1 - p)), dtype=torch.float32)[None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert tuple(x.shape[-2:]) == COUNT_INPUT
+        assert tuple(x.shape[-2:]) == tuple(self.logits.shape[-2:])  # the letterbox the maps were drawn for
         return self.logits.expand(x.shape[0], -1, -1, -1)
+
+
+def test_counter_input_size_is_checked_and_used():
+    from lumbar_monai.counting import check_input_size
+
+    assert check_input_size([512, "208"]) == (512, 208)
+    for bad in ((500, 208), (0, 16), (512,), "big"):
+        with pytest.raises(ValueError, match="counter input size"):
+            check_input_size(bad)
+    # a counter trained on a 192 x 80 letterbox: the same spine at half the default scale
+    small = (192, 80)
+    image = np.zeros((960, 400), np.float32)  # letterboxed at scale 0.2
+    half = SPINE * 0.5
+    maps = np.stack([centre_heatmap(half, small), centre_heatmap(half[T1:T1 + 1], small)])
+    count = CountPass(net=_FixedCounter(maps), input_size=small, min_distance=4.0)
+    _, scale, offset = letterbox(image, small)
+    assert scale == pytest.approx(0.2)
+    np.testing.assert_allclose(count.reference(image), (half[L1:L5 + 1] - offset) / scale, atol=2.6)
 
 
 def test_count_reference_is_in_image_pixels():
@@ -233,7 +251,7 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
               "aasce_order": "anatomical"} for i, (p, a) in enumerate(pairs)]
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"training": items[:2], "validation": items[2:], "test": []}))
-    r = train_counter(datalist, tmp_path / "counter", epochs=1, long_side=512, batch_size=2)
+    r = train_counter(datalist, tmp_path / "counter", epochs=1, long_side=512, batch_size=2, input_size=(192, 80))
     assert r["epochs"] == 1 and 0.0 <= r["count_error"] <= 100.0
     # the window networks alone, their auxiliary channels unnamed (as the round-4 Pose-Net's checkpoint was)
     legacy = torch.load(SHIPPED, map_location="cpu", weights_only=True)
@@ -248,8 +266,9 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
                            aux_vertebrae=["T11", "T12"])
     pred = LandmarkPredictor.load(model, device="cpu")
     assert pred.stage1["count"] == {"above": ["T11", "T12"], "margin": 0.3, "agreement": 0.5, "threshold": 0.5,
-                                  "min_distance": 8.0, "mirror_check": False}
+                                  "min_distance": 8.0, "mirror_check": False, "input_size": [192, 80]}
     assert isinstance(pred.level_pass(), CountPass) and pred.level_pass().above_channels == (5, 6)
+    assert pred.level_pass().input_size == (192, 80)  # the counter's own letterbox, from its checkpoint
     res = pred.predict(pairs[0][0])
     assert res.centres.shape == (5, 2) and np.isfinite(res.centres).all()
     small = pred.save(tmp_path / "half.pt", half=["lumbar", "stage1_counter"])
@@ -279,6 +298,11 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     with pytest.raises(ValueError, match="not among"):
         LandmarkPredictor.from_checkpoint(ck, device="cpu")
     ck["stage1"]["count"]["above"] = []
+    ck["stage1"]["count"]["input_size"] = [200, 80]
+    with pytest.raises(ValueError, match="multiples of 16"):
+        LandmarkPredictor.from_checkpoint(ck, device="cpu")
+    ck["stage1"]["count"].pop("input_size")  # a checkpoint written before the setting: the default letterbox
+    assert LandmarkPredictor.from_checkpoint(ck, device="cpu").stage1["count"]["input_size"] == list(COUNT_INPUT)
     ck["stage1"].pop("framing")
     with pytest.raises(ValueError, match="framed stage 1"):
         LandmarkPredictor.from_checkpoint(ck, device="cpu")

@@ -30,7 +30,7 @@ from ignite.metrics.metric import reinit__is_reduced
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
-from ..counting import COUNT_INPUT, chain_from_maps, letterbox, vertebra_peaks
+from ..counting import COUNT_INPUT, chain_from_maps, check_input_size, letterbox, vertebra_peaks
 
 __all__ = ["COUNT_SIGMA", "AASCE_SPINE", "centre_heatmap", "counter_target", "RandCountViewd", "CentreWeightedBCE",
            "CountError", "count_matches", "counter_samples", "load_matching", "train_counter", "attach_counter", "main"]
@@ -195,7 +195,8 @@ def count_matches(prob: torch.Tensor, centres: np.ndarray, threshold: float = 0.
 
 
 def counter_samples(datalist: str | Path, split: str, layout: str = "ap", long_side: int = 1024,
-                    cache: str | Path | None = None) -> list[dict[str, Any]]:
+                    cache: str | Path | None = None,
+                    size: tuple[int, int] = COUNT_INPUT) -> list[dict[str, Any]]:
     """``[{"image": letterboxed (H, W), "centres": (17, 2) T1-L5 in letterbox pixels}]`` of one split of an AASCE
     datalist (the images shrunk to ``long_side`` and cached as :func:`~lumbar_monai.training.framed.load_split`
     does; T1-T12 from the AASCE copy that holds each image, :func:`~lumbar_monai.training.framed.attach_aux_centres`)."""
@@ -208,7 +209,7 @@ def counter_samples(datalist: str | Path, split: str, layout: str = "ap", long_s
     out = []
     for s in samples:
         lumbar = np.asarray(s["points"], np.float64).reshape(lay.num_vertebrae, -1, 2).mean(1)
-        img, scale, offset = letterbox(s["image"].astype(np.float32) / 255.0)
+        img, scale, offset = letterbox(s["image"].astype(np.float32) / 255.0, size)
         centres = np.concatenate([np.asarray(s["aux_points"], np.float64), lumbar]) * scale + offset
         out.append({"image": img, "centres": centres.astype(np.float32)})
     return out
@@ -236,11 +237,12 @@ def load_matching(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> in
 def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epochs: int = 100,
                   batch_size: int = 8, lr: float = 2e-3, long_side: int = 1024, max_seconds: float | None = None,
                   device: str = "auto", seed: int = 0, init: str | Path | None = None,
-                  top_cut_prob: float = 0.0) -> dict[str, Any]:
+                  top_cut_prob: float = 0.0, input_size: Sequence[int] = COUNT_INPUT) -> dict[str, Any]:
     """Train the counter on ``datalist``'s training split (the best epoch by :class:`CountError` on its validation
     split) and write ``out/counter.pt``; returns ``{"count_error": %, "epochs": n, "path": str}``. ``init``: a
-    counter checkpoint (or a bare state dict) to start from (:func:`load_matching`); ``top_cut_prob``:
-    :class:`RandCountViewd`'s."""
+    counter checkpoint (or a bare state dict) to start from (:func:`load_matching`; the U-Net is fully
+    convolutional, so a counter of another ``input_size`` starts it too); ``top_cut_prob``: :class:`RandCountViewd`'s;
+    ``input_size``: the letterbox ``(height, width)``, kept in the checkpoint (``attach`` copies it)."""
     from monai.data import DataLoader, Dataset
     from monai.handlers import from_engine
     from monai.utils import set_determinism
@@ -250,12 +252,13 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     from .fit import fit
     from .framed import resolve_device
 
+    size = check_input_size(input_size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     set_determinism(seed)
     dev = resolve_device(device)
-    train = counter_samples(datalist, "training", layout, long_side, out / f"cache_training_{long_side}.npz")
-    val = counter_samples(datalist, "validation", layout, long_side, out / f"cache_validation_{long_side}.npz")
+    train = counter_samples(datalist, "training", layout, long_side, out / f"cache_training_{long_side}.npz", size)
+    val = counter_samples(datalist, "validation", layout, long_side, out / f"cache_validation_{long_side}.npz", size)
     if not train or not val:
         raise ValueError(f"{datalist}: the counter needs training and validation images")
     net = build_counter_net()
@@ -274,7 +277,8 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     error = float(min(result["val_history"])) if result["val_history"] else float("nan")
     path = save_checkpoint({"network": "BasicUNet", "kwargs": _kwargs_of(net),
                             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                            "count_error": error, "epochs": len(result["history"])}, out / "counter.pt")
+                            "count_error": error, "epochs": len(result["history"]), "input_size": list(size)},
+                           out / "counter.pt")
     logger.info("counter: %d epochs, validation count error %.1f %%", len(result["history"]), error)
     return {"count_error": error, "epochs": len(result["history"]), "path": str(path)}
 
@@ -300,7 +304,7 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
         pred.stage1["aux_vertebrae"] = [str(v) for v in aux_vertebrae]
     entry = read_network_file(counter, "vertebra counter (train one with 'counter train')")
     settings = {"above": [v for v in ("T11", "T12") if v in pred.stage1.get("aux_vertebrae", [])],
-                "mirror_check": bool(mirror_check)}
+                "mirror_check": bool(mirror_check), "input_size": entry.get("input_size", COUNT_INPUT)}
     if margin is not None:
         settings["margin"] = float(margin)
     try:
@@ -326,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--init", default=None, help="a counter checkpoint to start from")
     t.add_argument("--top-cut-prob", type=float, default=0.0,
                    help="share of training views blanked above a row between T1 and T4 (no T1 target)")
+    t.add_argument("--input-size", default=f"{COUNT_INPUT[0]},{COUNT_INPUT[1]}",
+                   help="letterbox HEIGHT,WIDTH of the counter input, multiples of 16 (default %(default)s)")
     a = sub.add_parser("attach", help="copy an AP model with the counter in it")
     a.add_argument("--model", required=True)
     a.add_argument("--counter", required=True)
@@ -345,7 +351,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "train":
             r = train_counter(args.datalist, args.out, layout=args.layout, epochs=args.epochs, lr=args.lr,
                               long_side=args.long_side, max_seconds=args.max_seconds, device=args.device,
-                              init=args.init, top_cut_prob=args.top_cut_prob)
+                              init=args.init, top_cut_prob=args.top_cut_prob,
+                              input_size=[v.strip() for v in args.input_size.split(",")])
             print(f"counter: {r['epochs']} epochs, validation count error {r['count_error']:.1f} % -> {r['path']}")
         else:
             aux = None if args.aux_vertebrae is None else [v.strip() for v in args.aux_vertebrae.split(",") if v.strip()]

@@ -38,7 +38,6 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from .anatomy import Layout
-from .result import CentreAnswer
 
 __all__ = [
     "CANONICAL_FACING",
@@ -326,8 +325,10 @@ def facing_score(out: StageOutput, layout: Layout, facing: str) -> float:
 
 def _run_stages(predictor, image: np.ndarray, centres, timings) -> StageOutput:
     level_check = None
-    if centres is None:  # a CentreAnswer (stand-ins may answer its first three fields only)
-        c, c_conf, repaired, level_check = CentreAnswer(*predictor.detect_centres(image, timings))
+    if centres is None:  # a CentreAnswer (a stand-in may answer a plain triple: no level check)
+        answer = predictor.detect_centres(image, timings)
+        c, c_conf, repaired = answer
+        level_check = getattr(answer, "level_check", None)
     else:
         c = np.asarray(centres, dtype=np.float64).reshape(predictor.layout.num_vertebrae, 2)
         c_conf, repaired = np.full(predictor.layout.num_vertebrae, np.nan), False

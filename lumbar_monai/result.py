@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -25,15 +25,33 @@ QC_FLAGS = {
 }
 
 
-class CentreAnswer(NamedTuple):
-    """Stage 1's answer for one image: centres ``(V, 2)`` in original pixels, their confidence ``(V,)``, whether
-    Algorithm 1 repaired the chain, and the level check of a framed stage 1 with a counter or level network
+class CentreAnswer(tuple):
+    """Stage 1's answer for one image, the triple ``(centres (V, 2) original px, confidence (V,), repaired)`` that
+    ``detect_centres`` has always returned (so ``c, conf, repaired = answer`` still works), with
+    :attr:`level_check` beside it: the level check of a framed stage 1 with a counter or level network
     (``{"source", "status", "shift"}``, :data:`~lumbar_monai.levels.LEVEL_STATUSES`; ``None`` without one)."""
 
-    centres: np.ndarray
-    confidence: np.ndarray
-    repaired: bool
-    level_check: dict[str, Any] | None = None
+    level_check: dict[str, Any] | None
+
+    def __new__(cls, centres, confidence, repaired, level_check: dict[str, Any] | None = None) -> CentreAnswer:
+        answer = super().__new__(cls, (centres, confidence, repaired))
+        answer.level_check = level_check
+        return answer
+
+    def __getnewargs__(self) -> tuple:  # pickling (worker processes)
+        return (*self, self.level_check)
+
+    @property
+    def centres(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self[1]
+
+    @property
+    def repaired(self) -> bool:
+        return self[2]
 
 #: The plane a pixel spacing measures in, by :attr:`LandmarkResult.spacing_source`. ``"patient"``: calibrated to
 #: the patient (DICOM ``PixelSpacing``, or ``ImagerPixelSpacing`` divided by ``EstimatedRadiographicMagnificationFactor``);

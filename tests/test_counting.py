@@ -391,3 +391,18 @@ def test_predictor_reports_the_level_check(status, tmp_path, monkeypatch):
         rows = list(csv.DictReader(run_batch(tmp_path / "in", tmp_path / "out", pred,
                                              progress=False).measurements_csv.open()))
         assert [r["level_check"] for r in rows] == ["renamed"] and "level_unconfirmed" in rows[0]["qc_flags"]
+
+
+def test_centre_answer_is_still_the_triple():
+    """``detect_centres`` keeps answering ``(centres, confidence, repaired)``; the level check rides beside it."""
+    import pickle
+
+    from lumbar_monai.result import CentreAnswer
+
+    check = {"source": "vertebra_counter", "status": "confirmed", "shift": 0}
+    answer = CentreAnswer(np.zeros((5, 2)), np.ones(5), False, check)
+    centres, confidence, repaired = answer
+    assert centres is answer.centres and confidence is answer.confidence and repaired is False
+    assert answer.level_check == check and CentreAnswer(centres, confidence, True).level_check is None
+    back = pickle.loads(pickle.dumps(answer))
+    assert back.level_check == check and len(back) == 3

@@ -194,7 +194,8 @@ def detect_centres_framed(
     """Pose-Net centres of an ``(H, W)`` image through ``passes`` framings (whole image, then lumbar windows).
 
     Returns ``{"original": (V, 2), "confidence": (V,), "centre_repaired": bool, "windows": [(centre, side)],
-    "level_shift": int, "level_check": {"source", "status", "shift"} | None}``; Algorithm 1 (``repair``: its kwargs, or ``False``) runs on the last pass only.
+    "level_shift": int, "level_check": {"source", "status", "shift"} | None}``; Algorithm 1 (``repair``: its
+    kwargs, or ``False``) runs on the last pass only.
     ``first_window`` (``(centre, side)`` in image pixels) replaces the whole image as the first framing: e.g. the
     window around the ground-truth centres, which separates what framing gets wrong from what the network gets
     wrong (``benchmarks/stage1_failures.py``). ``level``: the first pass is the level network's on the whole image

@@ -255,6 +255,7 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     assert r["epochs"] == 1 and 0.0 <= r["count_error"] <= 100.0
     # the window networks alone, their auxiliary channels unnamed (as the round-4 Pose-Net's checkpoint was)
     legacy = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    shipped_size = legacy["stage1"]["count"]["input_size"]
     legacy["stage1_counter"] = None
     for key in ("count", "aux_vertebrae"):
         legacy["stage1"].pop(key, None)
@@ -262,6 +263,12 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     with pytest.raises(InputError, match="2 auxiliary channels, not 1"):
         attach_counter(tmp_path / "legacy.pt", r["path"], tmp_path / "model.pt", aux_vertebrae=["T12"])
     assert "count" not in LandmarkPredictor.load(tmp_path / "legacy.pt", device="cpu").stage1
+    # a model's counter can be attached to other window networks: the shipped one's, with its letterbox
+    reused = LandmarkPredictor.load(attach_counter(tmp_path / "legacy.pt", SHIPPED, tmp_path / "reused.pt",
+                                                   aux_vertebrae=["T11", "T12"]), device="cpu")
+    assert reused.stage1["count"]["input_size"] == shipped_size and reused.counter_net is not None
+    with pytest.raises(InputError, match="holds no vertebra counter"):
+        attach_counter(SHIPPED, tmp_path / "legacy.pt", tmp_path / "x.pt")
     model = attach_counter(tmp_path / "legacy.pt", r["path"], tmp_path / "model.pt", margin=0.3,
                            aux_vertebrae=["T11", "T12"])
     pred = LandmarkPredictor.load(model, device="cpu")

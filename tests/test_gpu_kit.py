@@ -131,11 +131,12 @@ def test_device_script_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PY": sys.executable, "DEVICE": "cpu", "WORKERS": "0",
            "TRAIN_SECONDS": "4", "DATALIST": str(datalist), "RUN": str(tmp_path / "run"), "OUT": str(out),
-           "PLAN": f"configs/framed/aasce_ap_continue.json:{SHIPPED}"}
+           "PLAN": f"configs/framed/aasce_ap_continue.json:{SHIPPED}", "LEVEL": "configs/framed/aasce_ap_level.json"}
     proc = subprocess.run(["bash", "scripts/gpu/train_aasce_ap.sh"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    for variant in ("", "_level"):  # as trained, and with the level network (configs/framed/aasce_ap_level.json)
+    # as trained, with the level network (LEVEL) and with the shipped model's vertebra counter (COUNTER's default)
+    for variant in ("", "_level", "_count"):
         for split in ("validation", "test"):
             assert f"aasce_ap_continue_continued{variant} {split}: | 3 |" in proc.stdout, proc.stdout
         model = out / f"aasce_ap_continue_continued{variant}.pt"
@@ -146,6 +147,9 @@ def test_device_script_dry_run_on_the_cpu(tmp_path):
     assert "./level/posenet.done.json" in names
     assert "./aasce_ap_continue_continued/eval_test/passes3/landmark_error.md" in names
     assert "./aasce_ap_continue_continued/eval_level_test/passes3/landmark_error.md" in names
+    assert "./aasce_ap_continue_continued/eval_count_test/passes3/landmark_error.md" in names
+    counted = torch.load(out / "aasce_ap_continue_continued_count.pt", map_location="cpu", weights_only=True)
+    assert counted["stage1_counter"] is not None and counted["stage1"]["count"]["input_size"] == [512, 208]
     assert not [n for n in names if n.endswith((".npz", ".pt", ".png"))]
 
 

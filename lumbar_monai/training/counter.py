@@ -33,7 +33,8 @@ from monai.transforms import MapTransform, RandomizableTransform
 from ..counting import COUNT_INPUT, chain_from_maps, check_input_size, letterbox, vertebra_peaks
 
 __all__ = ["COUNT_SIGMA", "AASCE_SPINE", "centre_heatmap", "counter_target", "RandCountViewd", "CentreWeightedBCE",
-           "CountError", "count_matches", "counter_samples", "load_matching", "train_counter", "attach_counter", "main"]
+           "CountError", "count_matches", "counter_samples", "load_matching", "train_counter", "counter_entry", "attach_counter",
+           "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +284,25 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     return {"count_error": error, "epochs": len(result["history"]), "path": str(path)}
 
 
+def counter_entry(path: str | Path) -> Mapping[str, Any]:
+    """The counter checkpoint entry (``network``, ``kwargs``, ``state_dict``, ``input_size``, ...) of ``path``: a
+    file written by ``counter train``, or a predictor checkpoint that holds a counter (e.g. the shipped AP model:
+    its counter can be attached to other window networks); :class:`~lumbar_monai.errors.InputError` with one line
+    otherwise."""
+    from ..errors import InputError
+    from ..predictor import _read_checkpoint, read_network_file
+
+    ckpt = _read_checkpoint(path)
+    if "stage1_counter" not in ckpt:
+        return read_network_file(path, "vertebra counter (train one with 'counter train')")
+    if not isinstance(ckpt["stage1_counter"], Mapping):
+        raise InputError(Path(path), "the model holds no vertebra counter")
+    settings = (ckpt.get("stage1") or {}).get("count") or {}
+    counted = (ckpt.get("meta") or {}).get("counter") or {}
+    return {**ckpt["stage1_counter"], "input_size": settings.get("input_size", list(COUNT_INPUT)),
+            "count_error": counted.get("count_error", float("nan"))}
+
+
 def attach_counter(model: str | Path, counter: str | Path, out: str | Path, margin: float | None = None,
                    aux_vertebrae: list[str] | None = None, mirror_check: bool = False, half: Sequence[str] = ()) -> Path:
     """Write a copy of the AP predictor checkpoint ``model`` (framed stage 1) with the counter ``counter`` in it.
@@ -293,7 +313,7 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
     the image's mirror repeats (:func:`~lumbar_monai.counting.count_reference`); ``half``: the entries whose weights
     are stored as float16 (:meth:`~lumbar_monai.predictor.LandmarkPredictor.save`)."""
     from ..errors import InputError
-    from ..predictor import LandmarkPredictor, _build_counter, read_network_file
+    from ..predictor import LandmarkPredictor, _build_counter
 
     pred = LandmarkPredictor.load(model, device="cpu")
     if aux_vertebrae is not None and not pred.stage1.get("aux_vertebrae"):
@@ -302,7 +322,7 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
             raise InputError(Path(model), f"its Pose-Net has {extra} auxiliary channels, not "
                                           f"{len(aux_vertebrae)} ({', '.join(aux_vertebrae)})")
         pred.stage1["aux_vertebrae"] = [str(v) for v in aux_vertebrae]
-    entry = read_network_file(counter, "vertebra counter (train one with 'counter train')")
+    entry = counter_entry(counter)
     settings = {"above": [v for v in ("T11", "T12") if v in pred.stage1.get("aux_vertebrae", [])],
                 "mirror_check": bool(mirror_check), "input_size": entry.get("input_size", COUNT_INPUT)}
     if margin is not None:
@@ -334,7 +354,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="letterbox HEIGHT,WIDTH of the counter input, multiples of 16 (default %(default)s)")
     a = sub.add_parser("attach", help="copy an AP model with the counter in it")
     a.add_argument("--model", required=True)
-    a.add_argument("--counter", required=True)
+    a.add_argument("--counter", required=True,
+                   help="a counter file ('counter train'), or a model holding one (e.g. the shipped AP model)")
     a.add_argument("--out", required=True)
     a.add_argument("--margin", type=float, default=None)
     a.add_argument("--aux-vertebrae", default=None,

@@ -10,7 +10,9 @@
 #                  checkpoint (default: configs/framed/aasce_ap_gpu.json, aasce_ap_paper.json, and the shipped model
 #                  continued with aasce_ap_continue.json)
 #   LEVEL          a level network's schedule, trained beside the plan; every entry is also exported with it
-#                  (NAME_level.pt) (default: configs/framed/aasce_ap_level.json; empty: none)
+#                  (NAME_level.pt) (default: empty, none; e.g. configs/framed/aasce_ap_level.json, round 8's)
+#   COUNTER        a model (or counter file) whose vertebra counter every entry is also scored with (NAME_count.pt;
+#                  default: the shipped AP model's counter; empty: none)
 #   DATA           AASCE copy the datalist is written from (.gpu/aasce16; the split is the fixed one, by patient)
 #   DATALIST       an existing datalist instead (DATA is then not read)
 #   TRAIN_SECONDS  wall-time cap of every training process (420); DEADLINE (570): seconds after the start by which
@@ -30,7 +32,8 @@ DATA=${DATA:-.gpu/aasce16}
 SHIPPED=bundles/lumbar_landmarks/models/aasce_ap.pt
 F=configs/framed
 PLAN=${PLAN:-"$F/aasce_ap_gpu.json $F/aasce_ap_paper.json $F/aasce_ap_continue.json:$SHIPPED"}
-LEVEL=${LEVEL-$F/aasce_ap_level.json}
+LEVEL=${LEVEL-}  # round 8's level network was not kept; the vertebra counter (COUNTER) names the levels instead
+COUNTER=${COUNTER-$SHIPPED}
 DEADLINE=${DEADLINE:-570}  # seconds after the start by which results are packed, whatever is still scoring
 T0=$(date +%s)
 left() { echo $((DEADLINE - 15 - ($(date +%s) - T0))); }  # seconds a scoring step may still take
@@ -87,9 +90,16 @@ for name in "${names[@]}"; do  # export and score the runs side by side
         schedule=$(cut -d: -f1 "$d/plan.txt")
         variants=("")
         [ -f "$RUN/level/posenet.pt" ] && variants+=("_level")
-        for v in "${variants[@]}"; do  # each entry as trained, and with the level network's first pass
+        [ -n "$COUNTER" ] && variants+=("_count")
+        for v in "${variants[@]}"; do  # each entry as trained, with the level network's first pass, with the counter
             model="$d/model$v.pt"
-            if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.framed export \
+            if [ "$v" = "_count" ]; then  # the exported entry (first variant) with the counter attached
+                if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.counter attach \
+                        --model "$d/model.pt" --counter "$COUNTER" --out "$model" > "$d/attach.log" 2>&1; then
+                    log "$name$v: counter not attached (see $name/attach.log)"
+                    continue
+                fi
+            elif [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.framed export \
                     --datalist "$DATALIST" --schedule "$schedule" --out "$d" --model "$model" \
                     --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" --tta mirror \
                     ${v:+--level "$RUN/level/posenet.pt"} > "$d/export$v.log" 2>&1; then

@@ -21,7 +21,6 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from lumbar_monai.framing import detect_centres_framed
 from lumbar_monai.io.annotations import read_annotation_json
 from lumbar_monai.io.datalist import load_landmark_datalist
 from lumbar_monai.levels import LEVEL_STATUSES
@@ -54,7 +53,6 @@ def main() -> None:
         raise SystemExit(f"error: {a.model}: the model has no vertebra counter (training.counter attach)")
     if a.mirror_check != "model":
         count = replace(count, mirror_check=a.mirror_check == "on")
-    fr = pred.stage1["framing"]
     items = load_landmark_datalist(a.datalist, a.split)[: a.limit]
     classes, before, after, statuses = [], [], [], []
     for item in items:
@@ -64,10 +62,7 @@ def main() -> None:
         spacing = float(np.median(np.linalg.norm(np.diff(truth, axis=0), axis=1)))
         classes.append(count_class(count.reference(image), truth, spacing))
         for level, out in ((None, before), (count, after)):
-            found = detect_centres_framed(pred.centre_net, image, pred._centre_decoder(),
-                                          passes=int(fr.get("passes", 2)), factor=float(fr.get("factor", 2.0)),
-                                          preprocessing=pred.stage1["preprocessing"], repair=pred.stage1["repair"],
-                                          level=level)
+            found = pred.framed_centres(image, level=level)
             out.append(not centre_outliers(found["original"], points, pred.layout))
         statuses.append(found["level_check"]["status"])
     n = len(items)

@@ -18,9 +18,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lumbar_monai.counting import COUNT_INPUT, build_counter_net
+from lumbar_monai.counting import COUNT_INPUT, build_counter_net, check_input_size
 from lumbar_monai.networks.mnet import MNet, mnet_kwargs_for
 from lumbar_monai.networks.posenet import PoseNet
+
+SHIPPED = Path(__file__).resolve().parents[1] / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
 
 
 def _count(net_fn, shape) -> tuple[int, float]:
@@ -33,10 +35,23 @@ def _count(net_fn, shape) -> tuple[int, float]:
     return params, fc.get_total_flops() / 1e9
 
 
+def shipped_counter_size() -> tuple[int, int]:
+    """The letterbox of the shipped model's counter (``stage1["count"]["input_size"]``), or the default one."""
+    if SHIPPED.is_file():
+        ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+        size = ((ckpt.get("stage1") or {}).get("count") or {}).get("input_size")
+        if size:
+            return check_input_size(size)
+    return COUNT_INPUT
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--schedule", default="configs/framed/aasce_ap_cpu.json")
+    p.add_argument("--counter-size", default=None,
+                   help="counter letterbox HEIGHT,WIDTH (default: the shipped model's, else 384,160)")
     a = p.parse_args()
+    counter_size = (check_input_size(a.counter_size.split(",")) if a.counter_size else shipped_counter_size())
     s = json.loads(Path(a.schedule).read_text())
     pc, mc = s["posenet"], s["mnet_lumbar"]
     passes = int(s["framing"]["passes"])
@@ -46,9 +61,10 @@ def main() -> None:
         ("paper (An et al. 2022)", dict(width=32), 512, 1, (32, 64, 128, 256), 256, 1, False),
         ("compact, no mirror averaging", *compact, 1, False),
         ("compact, M-Net mirror averaging", *compact, 2, False),
-        ("compact, M-Net mirror averaging, vertebra counter", *compact, 2, True),
+        (f"compact, M-Net mirror averaging, vertebra counter ({counter_size[0]} x {counter_size[1]})", *compact, 2,
+         True),
     ]
-    cp, cf = _count(build_counter_net, (1, 1, *COUNT_INPUT))
+    cp, cf = _count(build_counter_net, (1, 1, *counter_size))
     print("| configuration | Pose-Net params | M-Net params | counter params | checkpoint MiB (float32) | stage-1 input "
           "| passes | crop | GFLOPs per image |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

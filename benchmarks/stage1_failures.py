@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lumbar_monai.framing import detect_centres_framed, lumbar_window
+from lumbar_monai.framing import lumbar_window
 from lumbar_monai.io.annotations import read_annotation_json
 from lumbar_monai.io.datalist import load_landmark_datalist
 from lumbar_monai.metrics.centre import centre_outliers
@@ -42,12 +42,7 @@ SHIFT = 0.5
 
 def centres_of(pred: LandmarkPredictor, image: np.ndarray, truth_window: tuple | None) -> np.ndarray:
     """Stage-1 centres ``(V, 2)``: the model's framed passes, or one pass on ``truth_window``."""
-    fr = pred.stage1["framing"]
-    out = detect_centres_framed(pred.centre_net, image, pred._centre_decoder(),
-                                passes=1 if truth_window else int(fr.get("passes", 2)),
-                                factor=float(fr.get("factor", 2.0)), preprocessing=pred.stage1["preprocessing"],
-                                repair=pred.stage1["repair"], first_window=truth_window, level=pred.level_pass())
-    return out["original"]
+    return pred.framed_centres(image, passes=1 if truth_window else None, first_window=truth_window)["original"]
 
 
 def classify(outlier: bool, mean_shift: float) -> str:

@@ -346,16 +346,27 @@ class LandmarkPredictor:
         return self.centres_batch(x[None], geometry[None], timings)[0]
 
     def _detect_centres_framed(self, image: np.ndarray, timings: dict[str, float] | None = None):
-        """Stage 1 through :func:`~lumbar_monai.framing.detect_centres_framed` (whole image, then lumbar windows)."""
-        from .framing import detect_centres_framed
-
+        """Stage 1 through :meth:`framed_centres` (whole image, then lumbar windows)."""
         t = _Timer(self.device, timings)
-        fr = self.stage1["framing"]
-        out = detect_centres_framed(self.centre_net, image, self._centre_decoder(), passes=int(fr.get("passes", 2)),
-                                    factor=float(fr.get("factor", 2.0)), preprocessing=self.stage1["preprocessing"],
-                                    repair=self.stage1["repair"], device=self.device, level=self.level_pass())
+        out = self.framed_centres(image)
         t.lap("stage1_framed")
         return CentreAnswer(out["original"], out["confidence"], out["centre_repaired"], out["level_check"])
+
+    def framed_centres(self, image: np.ndarray, level: Any = "model", passes: int | None = None,
+                       first_window: tuple[Sequence[float], float] | None = None) -> dict[str, Any]:
+        """:func:`~lumbar_monai.framing.detect_centres_framed` with this predictor's Pose-Net and framing settings
+        (its whole answer: windows, level shift and check too). ``level``: ``"model"`` (the counter or level network
+        the checkpoint holds, :meth:`level_pass`), ``None`` (the window networks alone) or a
+        :class:`~lumbar_monai.framing.LevelPass` / :class:`~lumbar_monai.counting.CountPass`; ``passes`` overrides
+        the checkpoint's; ``first_window`` as there (benchmarks)."""
+        from .framing import detect_centres_framed
+
+        fr = self.stage1["framing"]
+        return detect_centres_framed(self.centre_net, image, self._centre_decoder(),
+                                     passes=int(fr.get("passes", 2)) if passes is None else int(passes),
+                                     factor=float(fr.get("factor", 2.0)), preprocessing=self.stage1["preprocessing"],
+                                     repair=self.stage1["repair"], device=self.device, first_window=first_window,
+                                     level=self.level_pass() if level == "model" else level)
 
     def level_pass(self):
         """The :class:`~lumbar_monai.framing.LevelPass` of the level network, the

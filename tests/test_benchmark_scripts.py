@@ -290,3 +290,17 @@ def test_acquisition_shift_prints_one_row_per_view(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "unknown views ['sideways']" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_model_size_counts_the_counter_at_its_letterbox():
+    """The counter row uses the shipped counter's letterbox; a finer one costs more FLOPs, the same parameters."""
+    rows = {}
+    for size in ("384,160", "512,208"):
+        proc = subprocess.run([sys.executable, "benchmarks/model_size_ap.py", "--counter-size", size], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        line = next(r for r in proc.stdout.splitlines() if "vertebra counter" in r)
+        assert f"({size.replace(',', ' x ')})" in line
+        rows[size] = [c.strip() for c in line.strip("|").split("|")]
+    assert rows["384,160"][3] == rows["512,208"][3] == "0.49 M"
+    assert float(rows["512,208"][-1]) > float(rows["384,160"][-1])

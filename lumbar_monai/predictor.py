@@ -721,13 +721,13 @@ def _read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
     return ckpt
 
 
-def read_network_file(path: str | os.PathLike, what: str) -> Mapping[str, Any]:
+def read_network_file(path: str | os.PathLike, what: str, ckpt: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """A single network's checkpoint (``{"state_dict": ..., ...}``, e.g. a display network or a vertebra counter)
-    read with weights only; :class:`~lumbar_monai.errors.InputError` with one line otherwise (``what`` tells the
-    user what the file should have been)."""
+    read with weights only (``ckpt``: the file already read); :class:`~lumbar_monai.errors.InputError` with one line
+    otherwise (``what`` tells the user what the file should have been)."""
     from .errors import InputError
 
-    entry = _read_checkpoint(path)
+    entry = _read_checkpoint(path) if ckpt is None else ckpt
     if "state_dict" not in entry:
         raise InputError(path, f"not a {what} checkpoint")
     return entry

@@ -230,7 +230,7 @@ def source_for_derivation(source: Dataset) -> Dataset:
     return out
 
 
-def _facing_evaluations(result: LandmarkResult) -> list:
+def _reading_evaluations(result: LandmarkResult) -> list:
     """The orientation the landmarks were read in, for every landmark group: the lateral facing
     (``meta["facing"]``) and the AP display (``meta["display"]``), each with an "uncertain" evaluation beside it when
     its QC flag is set, and the level check (``meta["level_check"]``); none when the result does not record them."""
@@ -251,7 +251,7 @@ def _facing_evaluations(result: LandmarkResult) -> list:
 def _landmark_groups(result: LandmarkResult, source: Dataset, algo) -> list:
     layout = get_layout(result.layout)
     src = _source_image(source)
-    facing = _facing_evaluations(result)
+    evaluations = _reading_evaluations(result)
     groups = []
     for i, name in enumerate(layout.point_names):
         vi = int(layout.point_vertebra[i])
@@ -273,7 +273,7 @@ def _landmark_groups(result: LandmarkResult, source: Dataset, algo) -> list:
                 finding_sites=[hd.sr.FindingSite(vertebra_code(spec.name))],
                 algorithm_id=algo,
                 measurements=meas or None,
-                qualitative_evaluations=facing or None,
+                qualitative_evaluations=evaluations or None,
             )
         )
     return groups

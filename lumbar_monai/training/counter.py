@@ -294,7 +294,7 @@ def counter_entry(path: str | Path) -> Mapping[str, Any]:
 
     ckpt = _read_checkpoint(path)
     if "stage1_counter" not in ckpt:
-        return read_network_file(path, "vertebra counter (train one with 'counter train')")
+        return read_network_file(path, "vertebra counter (train one with 'counter train')", ckpt)
     if not isinstance(ckpt["stage1_counter"], Mapping):
         raise InputError(Path(path), "the model holds no vertebra counter")
     settings = (ckpt.get("stage1") or {}).get("count") or {}

@@ -352,6 +352,26 @@ def test_a_view_cut_below_t1_has_no_t1_target():
     assert len(peaks) == int((c[1:, 1] >= row - 1).sum()) and peaks[0, 1] >= row - 1
 
 
+def test_a_view_cut_below_l5_keeps_every_target():
+    """A film that ends just below L5: the image is blank from a row 0.55-1.6 L4-L5 spacings under L5, every target
+    stays; without the cut (the default) nothing is blanked."""
+    image = np.ones(COUNT_INPUT, np.float32)
+    plain = dict(zoom=(1.0, 1.0), rotate=0.0, shift=(0.0, 0.0), gamma=(1.0, 1.0))
+    for seed in range(4):
+        view = RandCountViewd(bottom_cut_prob=1.0, **plain)
+        view.set_random_state(seed)
+        d = view({"image": image, "centres": SPINE[T1:] + 0.0})
+        img, c, label = d["image"][0].numpy(), d["centres"].numpy(), d["label"].numpy()
+        gap = float(np.linalg.norm(c[-1] - c[-2]))
+        row = int(np.argmax(img.max(axis=1) == 0))  # first blank row
+        assert img[row:].max() == 0.0 and img[:row].min() > 0.0
+        assert c[-1, 1] + 0.55 * gap <= row <= c[-1, 1] + 1.6 * gap + 1
+        assert len(vertebra_peaks(label[0], threshold=0.5)) == len(c)
+    uncut = RandCountViewd(**plain)
+    uncut.set_random_state(0)
+    assert uncut({"image": image, "centres": SPINE[T1:] + 0.0})["image"].min() > 0.0
+
+
 @pytest.mark.parametrize("status", ["renamed", "disputed", "confirmed", "not_counted"])
 def test_predictor_reports_the_level_check(status, tmp_path, monkeypatch):
     """The predictor carries stage 1's level check into the result's meta and QC flags, and both reach the JSON."""

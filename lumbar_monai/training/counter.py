@@ -67,19 +67,23 @@ class RandCountViewd(RandomizableTransform, MapTransform):
     width, height), mirrored with probability 0.5 (the target is symmetric: no names) and gamma-changed; the centres
     move with it. With probability ``top_cut_prob`` the view is also blanked above a random row between the T1 and
     the T4 centres (a film that starts lower): the vertebrae above the row leave both targets, so the T1 map learns
-    T1 itself rather than "the topmost vertebra". Without ``jitter`` the letterboxed image is the input
-    (validation).
+    T1 itself rather than "the topmost vertebra". With probability ``bottom_cut_prob`` it is blanked below a row
+    ``bottom_cut`` L4-L5 spacings under the L5 centre (a film that ends just below L5, the framing where a counter
+    misses L5 most; *ours*): the targets stay, L5 is above the row. Without ``jitter`` the letterboxed image is the
+    input (validation).
     """
 
     def __init__(self, keys: KeysCollection = "image", point_key: str = "centres", label_key: str = "label",
                  zoom: tuple[float, float] = (0.8, 1.15), rotate: float = 8.0, shift: tuple[float, float] = (0.1, 0.06),
                  gamma: tuple[float, float] = (0.6, 1.6), sigma: float = COUNT_SIGMA, jitter: bool = True,
-                 top_cut_prob: float = 0.0) -> None:
+                 top_cut_prob: float = 0.0, bottom_cut_prob: float = 0.0,
+                 bottom_cut: tuple[float, float] = (0.55, 1.6)) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, 1.0)
         self.point_key, self.label_key = point_key, label_key
         self.zoom, self.rotate, self.shift, self.gamma = tuple(zoom), float(rotate), tuple(shift), tuple(gamma)
         self.sigma, self.jitter, self.top_cut_prob = float(sigma), bool(jitter), float(top_cut_prob)
+        self.bottom_cut_prob, self.bottom_cut = float(bottom_cut_prob), tuple(float(v) for v in bottom_cut)
 
     def randomize(self, data: Any = None) -> None:
         self._zoom = self.R.uniform(*self.zoom)
@@ -88,6 +92,9 @@ class RandCountViewd(RandomizableTransform, MapTransform):
         self._mirror = bool(self.R.random() < 0.5)
         self._gamma = self.R.uniform(*self.gamma)
         self._cut = self.R.uniform(0.0, 1.0) if self.R.random() < self.top_cut_prob else None
+        self._bottom = None  # drawn only when asked for, so that the draws of the other settings stay as they were
+        if self.bottom_cut_prob > 0 and self.R.random() < self.bottom_cut_prob:
+            self._bottom = self.R.uniform(*self.bottom_cut)
 
     def _warp(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Image and points under the drawn similarity about the canvas centre (output pixel ``q`` samples input
@@ -128,6 +135,9 @@ class RandCountViewd(RandomizableTransform, MapTransform):
                     img[: max(int(np.ceil(row)), 0)] = 0.0
                     below = pts[1:][pts[1:, 1] >= row]
                     shown = np.concatenate([np.full((1, 2), -1e4), below])  # no T1: a point far off the canvas
+                if self._bottom is not None:  # blank below a row under L5 (the last centre); the targets stay
+                    row = pts[-1, 1] + self._bottom * float(np.linalg.norm(pts[-1] - pts[-2]))
+                    img[min(max(int(np.ceil(row)), 0), img.shape[0]):] = 0.0
             d[key] = torch.as_tensor(np.ascontiguousarray(img))[None]
             d[self.label_key] = torch.as_tensor(counter_target(shown, img.shape, self.sigma))
         d[self.point_key] = torch.as_tensor(pts, dtype=torch.float32)
@@ -238,11 +248,13 @@ def load_matching(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> in
 def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epochs: int = 100,
                   batch_size: int = 8, lr: float = 2e-3, long_side: int = 1024, max_seconds: float | None = None,
                   device: str = "auto", seed: int = 0, init: str | Path | None = None,
-                  top_cut_prob: float = 0.0, input_size: Sequence[int] = COUNT_INPUT) -> dict[str, Any]:
+                  top_cut_prob: float = 0.0, input_size: Sequence[int] = COUNT_INPUT,
+                  bottom_cut_prob: float = 0.0) -> dict[str, Any]:
     """Train the counter on ``datalist``'s training split (the best epoch by :class:`CountError` on its validation
     split) and write ``out/counter.pt``; returns ``{"count_error": %, "epochs": n, "path": str}``. ``init``: a
     counter checkpoint (or a bare state dict) to start from (:func:`load_matching`; the U-Net is fully
-    convolutional, so a counter of another ``input_size`` starts it too); ``top_cut_prob``: :class:`RandCountViewd`'s;
+    convolutional, so a counter of another ``input_size`` starts it too); ``top_cut_prob``, ``bottom_cut_prob``:
+    :class:`RandCountViewd`'s;
     ``input_size``: the letterbox ``(height, width)``, kept in the checkpoint (``attach`` copies it)."""
     from monai.data import DataLoader, Dataset
     from monai.handlers import from_engine
@@ -268,7 +280,8 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
         load_matching(net, state.get("state_dict", state) if isinstance(state, Mapping) else state)
     net = net.to(dev)
     metric = CountError(output_transform=from_engine(["pred", "label"]))
-    result = fit(net, DataLoader(Dataset(train, transform=RandCountViewd(top_cut_prob=top_cut_prob)), batch_size=batch_size, shuffle=True,
+    views = RandCountViewd(top_cut_prob=top_cut_prob, bottom_cut_prob=bottom_cut_prob)
+    result = fit(net, DataLoader(Dataset(train, transform=views), batch_size=batch_size, shuffle=True,
                                  num_workers=0),
                  CentreWeightedBCE(), lr=lr, max_epochs=epochs,
                  val_loader=DataLoader(Dataset(val, transform=RandCountViewd(jitter=False)), batch_size=batch_size,
@@ -350,6 +363,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--init", default=None, help="a counter checkpoint to start from")
     t.add_argument("--top-cut-prob", type=float, default=0.0,
                    help="share of training views blanked above a row between T1 and T4 (no T1 target)")
+    t.add_argument("--bottom-cut-prob", type=float, default=0.0,
+                   help="share of training views blanked below a row 0.55-1.6 L4-L5 spacings under L5 (a film that "
+                        "ends just below L5)")
     t.add_argument("--input-size", default=f"{COUNT_INPUT[0]},{COUNT_INPUT[1]}",
                    help="letterbox HEIGHT,WIDTH of the counter input, multiples of 16 (default %(default)s)")
     a = sub.add_parser("attach", help="copy an AP model with the counter in it")
@@ -372,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "train":
             r = train_counter(args.datalist, args.out, layout=args.layout, epochs=args.epochs, lr=args.lr,
                               long_side=args.long_side, max_seconds=args.max_seconds, device=args.device,
-                              init=args.init, top_cut_prob=args.top_cut_prob,
+                              init=args.init, top_cut_prob=args.top_cut_prob, bottom_cut_prob=args.bottom_cut_prob,
                               input_size=[v.strip() for v in args.input_size.split(",")])
             print(f"counter: {r['epochs']} epochs, validation count error {r['count_error']:.1f} % -> {r['path']}")
         else:

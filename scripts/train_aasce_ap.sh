@@ -163,6 +163,8 @@ CNT15="$RUN/counter512"
 # Round 16: the round-15 counter continued at lr 3e-4 for 3300 s (README "Round 16"; validation count error 12.9 % ->
 # 11.3 %): all centres on the same 90.3 % of the validation images and 76.3 % of the test images, on more validation
 # images in the acquisition views (318 of 372 against 315; the wider field 88.7 % against 83.9 %), which decided.
+# Not kept: c9 (round 15's 640 x 256 counter continued), c10 (this one at lr 1e-4) and c11 (this one with
+# --bottom-cut-prob 0.3): 88.7 %, 88.7 % and the same 90.3 % (README "Round 16").
 CNT16="$RUN/counter512b"
 "$PY" -m lumbar_monai.training.counter train --datalist "$RUN/datalist.json" --out "$CNT16" --init "$CNT15/counter.pt" \
     --input-size 512,208 --lr 3e-4 --epochs 200 --max-seconds 3300 > "$RUN/counter512b.log" 2>&1

@@ -21,6 +21,7 @@ from lumbar_monai.counting import (
 )
 from lumbar_monai.framing import detect_centres_framed, whole_image_window, window_affine
 from lumbar_monai.training.counter import (
+    BOTTOM_CUT,
     CountError,
     RandCountViewd,
     centre_heatmap,
@@ -352,9 +353,9 @@ def test_a_view_cut_below_t1_has_no_t1_target():
     assert len(peaks) == int((c[1:, 1] >= row - 1).sum()) and peaks[0, 1] >= row - 1
 
 
-def test_a_view_cut_below_l5_keeps_every_target():
-    """A film that ends just below L5: the image is blank from a row 0.55-1.6 L4-L5 spacings under L5, every target
-    stays; without the cut (the default) nothing is blanked."""
+def test_a_view_cut_below_l5_keeps_every_target(monkeypatch):
+    """A film that ends just below L5: the image is blank from a row BOTTOM_CUT L4-L5 distances under L5, every target
+    stays; without the cut (the default) nothing is blanked; ``counter train --bottom-cut-prob`` reaches training."""
     image = np.ones(COUNT_INPUT, np.float32)
     plain = dict(zoom=(1.0, 1.0), rotate=0.0, shift=(0.0, 0.0), gamma=(1.0, 1.0))
     for seed in range(4):
@@ -365,11 +366,22 @@ def test_a_view_cut_below_l5_keeps_every_target():
         gap = float(np.linalg.norm(c[-1] - c[-2]))
         row = int(np.argmax(img.max(axis=1) == 0))  # first blank row
         assert img[row:].max() == 0.0 and img[:row].min() > 0.0
-        assert c[-1, 1] + 0.55 * gap <= row <= c[-1, 1] + 1.6 * gap + 1
+        assert c[-1, 1] + BOTTOM_CUT[0] * gap <= row <= c[-1, 1] + BOTTOM_CUT[1] * gap + 1
         assert len(vertebra_peaks(label[0], threshold=0.5)) == len(c)
     uncut = RandCountViewd(**plain)
     uncut.set_random_state(0)
     assert uncut({"image": image, "centres": SPINE[T1:] + 0.0})["image"].min() > 0.0
+    import lumbar_monai.training.counter as counter
+
+    seen = {}
+
+    def fake_train(*args, **kwargs):
+        seen.update(kwargs)
+        return {"epochs": 0, "count_error": 0.0, "path": "x"}
+
+    monkeypatch.setattr(counter, "train_counter", fake_train)
+    counter.main(["train", "--datalist", "d.json", "--out", "o", "--bottom-cut-prob", "0.3"])
+    assert seen["bottom_cut_prob"] == 0.3 and seen["top_cut_prob"] == 0.0
 
 
 @pytest.mark.parametrize("status", ["renamed", "disputed", "confirmed", "not_counted"])

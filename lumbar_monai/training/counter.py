@@ -32,9 +32,9 @@ from monai.transforms import MapTransform, RandomizableTransform
 
 from ..counting import COUNT_INPUT, chain_from_maps, check_input_size, letterbox, vertebra_peaks
 
-__all__ = ["COUNT_SIGMA", "AASCE_SPINE", "centre_heatmap", "counter_target", "RandCountViewd", "CentreWeightedBCE",
-           "CountError", "count_matches", "counter_samples", "load_matching", "train_counter", "counter_entry", "attach_counter",
-           "main"]
+__all__ = ["COUNT_SIGMA", "AASCE_SPINE", "BOTTOM_CUT", "centre_heatmap", "counter_target", "RandCountViewd",
+           "CentreWeightedBCE", "CountError", "count_matches", "counter_samples", "load_matching", "train_counter",
+           "counter_entry", "attach_counter", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 COUNT_SIGMA = 2.5
 #: the vertebrae the counter learns, top to bottom: every one the AASCE files label.
 AASCE_SPINE = tuple(f"T{i}" for i in range(1, 13)) + tuple(f"L{i}" for i in range(1, 6))
+#: range of a bottom cut's row under the L5 centre, in L4-L5 centre distances (:class:`RandCountViewd`).
+BOTTOM_CUT = (0.55, 1.6)
 
 
 def centre_heatmap(points: np.ndarray, size: tuple[int, int] = COUNT_INPUT, sigma: float = COUNT_SIGMA) -> np.ndarray:
@@ -68,8 +70,8 @@ class RandCountViewd(RandomizableTransform, MapTransform):
     move with it. With probability ``top_cut_prob`` the view is also blanked above a random row between the T1 and
     the T4 centres (a film that starts lower): the vertebrae above the row leave both targets, so the T1 map learns
     T1 itself rather than "the topmost vertebra". With probability ``bottom_cut_prob`` it is blanked below a row
-    ``bottom_cut`` L4-L5 spacings under the L5 centre (a film that ends just below L5, the framing where a counter
-    misses L5 most; *ours*): the targets stay, L5 is above the row. Without ``jitter`` the letterboxed image is the
+    ``bottom_cut`` L4-L5 centre distances under the L5 centre (a film that ends just below L5; *ours*): the targets
+    stay, L5 is above the row. Without ``jitter`` the letterboxed image is the
     input (validation).
     """
 
@@ -77,7 +79,7 @@ class RandCountViewd(RandomizableTransform, MapTransform):
                  zoom: tuple[float, float] = (0.8, 1.15), rotate: float = 8.0, shift: tuple[float, float] = (0.1, 0.06),
                  gamma: tuple[float, float] = (0.6, 1.6), sigma: float = COUNT_SIGMA, jitter: bool = True,
                  top_cut_prob: float = 0.0, bottom_cut_prob: float = 0.0,
-                 bottom_cut: tuple[float, float] = (0.55, 1.6)) -> None:
+                 bottom_cut: tuple[float, float] = BOTTOM_CUT) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, 1.0)
         self.point_key, self.label_key = point_key, label_key
@@ -137,7 +139,7 @@ class RandCountViewd(RandomizableTransform, MapTransform):
                     shown = np.concatenate([np.full((1, 2), -1e4), below])  # no T1: a point far off the canvas
                 if self._bottom is not None:  # blank below a row under L5 (the last centre); the targets stay
                     row = pts[-1, 1] + self._bottom * float(np.linalg.norm(pts[-1] - pts[-2]))
-                    img[min(max(int(np.ceil(row)), 0), img.shape[0]):] = 0.0
+                    img[max(int(np.ceil(row)), 0):] = 0.0
             d[key] = torch.as_tensor(np.ascontiguousarray(img))[None]
             d[self.label_key] = torch.as_tensor(counter_target(shown, img.shape, self.sigma))
         d[self.point_key] = torch.as_tensor(pts, dtype=torch.float32)
@@ -364,8 +366,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--top-cut-prob", type=float, default=0.0,
                    help="share of training views blanked above a row between T1 and T4 (no T1 target)")
     t.add_argument("--bottom-cut-prob", type=float, default=0.0,
-                   help="share of training views blanked below a row 0.55-1.6 L4-L5 spacings under L5 (a film that "
-                        "ends just below L5)")
+                   help=f"share of training views blanked below a row {BOTTOM_CUT[0]}-{BOTTOM_CUT[1]} L4-L5 centre "
+                        "distances under L5 (a film that ends just below L5; every target kept)")
     t.add_argument("--input-size", default=f"{COUNT_INPUT[0]},{COUNT_INPUT[1]}",
                    help="letterbox HEIGHT,WIDTH of the counter input, multiples of 16 (default %(default)s)")
     a = sub.add_parser("attach", help="copy an AP model with the counter in it")

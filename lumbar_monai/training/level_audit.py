@@ -1,0 +1,133 @@
+"""Find training images whose L1-L5 labels sit a whole vertebra off the level two trained networks agree on
+(*ours*, issue 15), and write a datalist without them.
+
+The AASCE files label 17 vertebrae per image, read as T1-L5, but on some images the 17 labelled vertebrae start a
+vertebra lower or higher than on the others (a first labelled vertebra that looks like T2 or C7), so that their
+"L1-L5" are anatomically T12-L4 or L2-S1. A network trained on them learns two answers for one anatomy. This audit
+runs a model that holds both a window Pose-Net (which names the lumbar vertebrae from their local look) and a
+vertebra counter (which counts from T1) and flags an image when *both* place the labelled chain a level off in the
+same direction: two differently built readers agreeing against the label. Flagged images are left out of the
+training split of the written datalist (validation and test stay whole, so that every score stays comparable)::
+
+    python -m lumbar_monai.training.level_audit --model bundles/lumbar_landmarks/models/aasce_ap.pt \\
+        --datalist runs/aasce_ap/datalist.json --out runs/aasce_ap/datalist_audited.json \\
+        --report runs/aasce_ap/level_audit.csv
+
+The report lists, per image of the split, its index, both shifts (in labelled centre spacings, positive: the
+network's chain lies below the label) and the flag; no file names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LEVEL_OFF", "chain_shift", "level_flag", "audit_split", "write_audited_datalist", "main"]
+
+#: a chain whose mean vertical error exceeds this many labelled centre spacings names another level
+LEVEL_OFF = 0.5
+
+
+def chain_shift(chain: np.ndarray | None, truth: np.ndarray) -> float:
+    """Mean vertical offset of a ``(5, 2)`` chain from the labelled ``(5, 2)`` centres in labelled spacings (the
+    median distance between neighbouring labelled centres); positive: the chain lies lower (caudal); NaN without a
+    chain."""
+    if chain is None:
+        return float("nan")
+    truth = np.asarray(truth, dtype=np.float64)
+    spacing = float(np.median(np.linalg.norm(np.diff(truth, axis=0), axis=1)))
+    return float(np.mean(np.asarray(chain, dtype=np.float64)[:, 1] - truth[:, 1])) / spacing
+
+
+def level_flag(window_shift: float, count_shift: float, off: float = LEVEL_OFF) -> bool:
+    """True when both readers put the labelled chain more than ``off`` spacings away, on the same side (a refused
+    count, NaN, never flags)."""
+    if not (np.isfinite(window_shift) and np.isfinite(count_shift)):
+        return False
+    return bool(abs(window_shift) > off and abs(count_shift) > off and np.sign(window_shift) == np.sign(count_shift))
+
+
+def audit_split(model: str | Path, datalist: str | Path, split: str = "training",
+                limit: int | None = None) -> list[dict[str, Any]]:
+    """``[{"index", "window_shift", "count_shift", "flagged"}]`` for the items of one split (the window Pose-Net's
+    chain without renaming, the counter's L1-L5; both from ``model``, which must hold a counter)."""
+    from ..io.annotations import read_annotation_json
+    from ..io.datalist import load_landmark_datalist
+    from ..predictor import LandmarkPredictor
+
+    pred = LandmarkPredictor.load(model, device="cpu")
+    count = pred.level_pass()
+    if pred.counter_net is None or count is None:
+        raise ValueError(f"{model}: the model has no vertebra counter (training.counter attach)")
+    rows = []
+    for i, item in enumerate(load_landmark_datalist(datalist, split)[:limit]):
+        image = pred.read_input(item["image"])[0]
+        truth = pred.layout.centres(np.asarray(read_annotation_json(item["label"]).points, dtype=np.float64))
+        window = chain_shift(pred.framed_centres(image, level=None)["original"], truth)
+        counted = chain_shift(count.reference(image), truth)
+        rows.append({"index": i, "window_shift": window, "count_shift": counted,
+                     "flagged": level_flag(window, counted)})
+    return rows
+
+
+def write_audited_datalist(datalist: str | Path, out: str | Path, flagged: Sequence[int],
+                           split: str = "training") -> Path:
+    """Copy ``datalist`` to ``out`` without the ``flagged`` item indices of ``split``; relative ``image`` /
+    ``label`` paths are rewritten relative to ``out``'s folder, so the copy can live anywhere. Written atomically."""
+    src, dst = Path(datalist).resolve(), Path(out).resolve()
+    raw = json.loads(src.read_text())
+    drop = set(int(i) for i in flagged)
+
+    def moved(item: dict[str, Any]) -> dict[str, Any]:
+        item = dict(item)
+        for key in ("image", "label", "dicom"):
+            if isinstance(item.get(key), str) and not os.path.isabs(item[key]):
+                item[key] = os.path.relpath(src.parent / item[key], dst.parent)
+        return item
+
+    for key, value in raw.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            raw[key] = [moved(it) for i, it in enumerate(value) if not (key == split and i in drop)]
+    raw["level_audit"] = f"{len(drop)} {split} item(s) left out: labels a level off both networks' reading"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.write_text(json.dumps(raw, indent=2))
+    os.replace(tmp, dst)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lumbar_monai.training.level_audit", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="an AP model holding a vertebra counter")
+    p.add_argument("--datalist", required=True)
+    p.add_argument("--out", required=True, help="the datalist written without the flagged items")
+    p.add_argument("--split", default="training")
+    p.add_argument("--report", default=None, help="CSV: index, window_shift, count_shift, flagged")
+    p.add_argument("--limit", type=int, default=None, help="audit only the split's first N items")
+    args = p.parse_args(argv)
+    from ..errors import InputError
+
+    try:
+        rows = audit_split(args.model, args.datalist, args.split, args.limit)
+        flagged = [r["index"] for r in rows if r["flagged"]]
+        path = write_audited_datalist(args.datalist, args.out, flagged, args.split)
+        if args.report:
+            with open(args.report, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index"])
+                w.writeheader()
+                w.writerows({**r, "window_shift": f"{r['window_shift']:.3f}", "count_shift": f"{r['count_shift']:.3f}"}
+                            for r in rows)
+    except (InputError, ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"{len(flagged)} of {len(rows)} {args.split} images flagged (labels a level off both networks); wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -71,18 +71,23 @@ def test_audit_cli_on_the_shipped_model(tmp_path):
     items = [{"image": str(p), "label": str(write_annotation_json(tmp_path / "labels" / f"{i}.json", a))}
              for i, (p, a) in enumerate(pairs)]
     datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps({"training": items, "validation": items[:1], "test": []}))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    broken = {"image": str(tmp_path / "broken.png"), "label": items[0]["label"]}
+    datalist.write_text(json.dumps({"training": items + [broken], "validation": items[:1], "test": []}))
     out, report = tmp_path / "audited.json", tmp_path / "audit.csv"
     proc = subprocess.run([sys.executable, "-m", "lumbar_monai.training.level_audit", "--model", str(SHIPPED),
                            "--datalist", str(datalist), "--out", str(out), "--report", str(report)], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "of 2 training images flagged" in proc.stdout
+    assert "of 3 training images flagged" in proc.stdout
+    # an unreadable image: one warning line naming its index, not the file; the audit carries on and keeps the item
+    assert "warning: training item 2 skipped" in proc.stderr and "broken" not in proc.stderr
     rows = report.read_text().splitlines()
-    assert rows[0] == "index,window_shift,count_shift,flagged" and len(rows) == 3
+    assert rows[0] == "index,window_shift,count_shift,flagged" and len(rows) == 4
+    assert rows[3] == "2,nan,nan,False"
     assert all(p.name not in report.read_text() for p, _ in pairs)
     n_flagged = sum(r.endswith("True") for r in rows[1:])
-    assert len(json.loads(out.read_text())["training"]) == 2 - n_flagged
+    assert len(json.loads(out.read_text())["training"]) == 3 - n_flagged
     for row in rows[1:]:  # the stored flag is the rule applied to the stored shifts
         _, w, c, f = row.split(",")
         assert level_flag(float(w), float(c)) is (f == "True")

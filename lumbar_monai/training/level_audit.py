@@ -57,7 +57,12 @@ def level_flag(window_shift: float, count_shift: float, off: float = LEVEL_OFF) 
 def audit_split(model: str | Path, datalist: str | Path, split: str = "training",
                 limit: int | None = None) -> list[dict[str, Any]]:
     """``[{"index", "window_shift", "count_shift", "flagged"}]`` for the items of one split (the window Pose-Net's
-    chain without renaming, the counter's L1-L5; both from ``model``, which must hold a counter)."""
+    chain without renaming, the counter's L1-L5; both from ``model``, which must hold a counter). An item whose
+    image or label cannot be read gets NaN shifts, is not flagged and is named (by index) in a one-line warning on
+    stderr; the audit carries on."""
+    import sys
+
+    from ..errors import InputError
     from ..io.annotations import read_annotation_json
     from ..io.datalist import load_landmark_datalist
     from ..predictor import LandmarkPredictor
@@ -68,8 +73,13 @@ def audit_split(model: str | Path, datalist: str | Path, split: str = "training"
         raise ValueError(f"{model}: the model has no vertebra counter (training.counter attach)")
     rows = []
     for i, item in enumerate(load_landmark_datalist(datalist, split)[:limit]):
-        image = pred.read_input(item["image"])[0]
-        truth = pred.layout.centres(np.asarray(read_annotation_json(item["label"]).points, dtype=np.float64))
+        try:
+            image = pred.read_input(item["image"])[0]
+            truth = pred.layout.centres(np.asarray(read_annotation_json(item["label"]).points, dtype=np.float64))
+        except (InputError, OSError, ValueError) as e:
+            print(f"warning: {split} item {i} skipped: {type(e).__name__}", file=sys.stderr)
+            rows.append({"index": i, "window_shift": float("nan"), "count_shift": float("nan"), "flagged": False})
+            continue
         window = chain_shift(pred.framed_centres(image, level=None)["original"], truth)
         counted = chain_shift(count.reference(image), truth)
         rows.append({"index": i, "window_shift": window, "count_shift": counted,

@@ -1,13 +1,14 @@
 """Find training images whose L1-L5 labels sit a whole vertebra off the level two trained networks agree on
 (*ours*, issue 15), and write a datalist without them.
 
-The AASCE files label 17 vertebrae per image, read as T1-L5, but on some images the 17 labelled vertebrae start a
-vertebra lower or higher than on the others (a first labelled vertebra that looks like T2 or C7), so that their
-"L1-L5" are anatomically T12-L4 or L2-S1. A network trained on them learns two answers for one anatomy. This audit
-runs a model that holds both a window Pose-Net (which names the lumbar vertebrae from their local look) and a
-vertebra counter (which counts from T1) and flags an image when *both* place the labelled chain a level off in the
-same direction: two differently built readers agreeing against the label. Flagged images are left out of the
-training split of the written datalist (validation and test stay whole, so that every score stays comparable)::
+The AASCE files label 17 vertebrae per image, read as T1-L5. Where the 17 labelled vertebrae start a vertebra lower
+or higher than on the other images, their "L1-L5" are anatomically T12-L4 or L2-S1, and a network trained on them
+is taught two names for one anatomy. This audit looks for such images: it runs a model that holds both a window
+Pose-Net (which names the lumbar vertebrae from their local look) and a vertebra counter (which counts from T1) and
+flags an image when *both* place the labelled chain a level off in the same direction: two differently built
+readers agreeing against the label (which can also be an error both share: the audit finds candidates, it does not
+prove the label wrong). Flagged images are left out of the audited split (training by default) in the written
+datalist; the other splits stay whole, so that every score stays comparable::
 
     python -m lumbar_monai.training.level_audit --model bundles/lumbar_landmarks/models/aasce_ap.pt \\
         --datalist runs/aasce_ap/datalist.json --out runs/aasce_ap/datalist_audited.json \\
@@ -129,11 +130,14 @@ def main(argv: list[str] | None = None) -> None:
         flagged = [r["index"] for r in rows if r["flagged"]]
         path = write_audited_datalist(args.datalist, args.out, flagged, args.split)
         if args.report:
-            with open(args.report, "w", newline="") as f:
+            report = Path(args.report)
+            tmp = report.with_name(report.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index"])
                 w.writeheader()
                 w.writerows({**r, "window_shift": f"{r['window_shift']:.3f}", "count_shift": f"{r['count_shift']:.3f}"}
                             for r in rows)
+            os.replace(tmp, report)
     except (InputError, ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"{len(flagged)} of {len(rows)} {args.split} images flagged (labels a level off both networks); wrote {path}")

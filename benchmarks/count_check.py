@@ -23,10 +23,9 @@ import torch
 
 from lumbar_monai.io.annotations import read_annotation_json
 from lumbar_monai.io.datalist import load_landmark_datalist
-from lumbar_monai.levels import LEVEL_STATUSES
+from lumbar_monai.levels import LEVEL_OFF, LEVEL_STATUSES, chain_shift
 from lumbar_monai.metrics.centre import centre_outliers
 from lumbar_monai.predictor import LandmarkPredictor
-from lumbar_monai.training.level_audit import chain_shift
 
 
 def count_class(chain: np.ndarray | None, truth: np.ndarray, spacing: float) -> str:
@@ -36,7 +35,7 @@ def count_class(chain: np.ndarray | None, truth: np.ndarray, spacing: float) -> 
     if np.all(np.linalg.norm(chain - truth, axis=1) < 0.5 * spacing):
         return "right"
     shift = chain_shift(chain, truth)
-    return "a level low" if shift > 0.5 else "a level high" if shift < -0.5 else "other"
+    return "a level low" if shift > LEVEL_OFF else "a level high" if shift < -LEVEL_OFF else "other"
 
 
 def main() -> None:

@@ -33,11 +33,9 @@ import torch
 from lumbar_monai.framing import lumbar_window
 from lumbar_monai.io.annotations import read_annotation_json
 from lumbar_monai.io.datalist import load_landmark_datalist
+from lumbar_monai.levels import LEVEL_OFF, chain_shift
 from lumbar_monai.metrics.centre import centre_outliers
 from lumbar_monai.predictor import LandmarkPredictor
-
-#: mean vertical error (centre spacings) beyond which an outlier chain counts as shifted by a level
-SHIFT = 0.5
 
 
 def centres_of(pred: LandmarkPredictor, image: np.ndarray, truth_window: tuple | None) -> np.ndarray:
@@ -49,9 +47,9 @@ def classify(outlier: bool, mean_shift: float) -> str:
     """``ok`` / ``caudal shift`` / ``cranial shift`` / ``partial`` (image y grows caudally)."""
     if not outlier:
         return "ok"
-    if mean_shift > SHIFT:
+    if mean_shift > LEVEL_OFF:
         return "caudal shift"
-    if mean_shift < -SHIFT:
+    if mean_shift < -LEVEL_OFF:
         return "cranial shift"
     return "partial"
 
@@ -93,7 +91,7 @@ def main() -> None:
             c = centres_of(pred, view, window)
             err = (c - truth) / spacing
             outlier = bool(centre_outliers(c, points, layout))
-            shift = float(err[:, 1].mean())
+            shift = chain_shift(c, truth)
             rows.append({"image": i, "framing": kind, "outlier": int(outlier), "mean_shift": round(shift, 3),
                          "class": classify(outlier, shift), "below_l5": round(below, 2),
                          **{f"d{ax}_{n}": round(float(err[k, j]), 3) for k, n in enumerate(layout.vertebra_names)
@@ -104,7 +102,7 @@ def main() -> None:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    print(f"split {a.split}, {len(items)} images; level shift: mean vertical centre error beyond {SHIFT} spacing")
+    print(f"split {a.split}, {len(items)} images; level shift: mean vertical centre error beyond {LEVEL_OFF} spacing")
     print("| stage-1 framing | n | centre detection (%) | outliers: caudal level shift | cranial level shift "
           "| partial |")
     print("|---|---:|---:|---:|---:|---:|")

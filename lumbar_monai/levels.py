@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["centre_spacing", "shifted_chain", "level_costs", "level_decision", "anchor_chain", "AnchoredChain",
-           "LEVEL_STATUSES", "DEFAULT_LEVEL_MARGIN"]
+           "LEVEL_STATUSES", "DEFAULT_LEVEL_MARGIN", "LEVEL_OFF", "chain_shift"]
 
 #: a shift must beat keeping the window's names by this many centre spacings (*ours*).
 DEFAULT_LEVEL_MARGIN = 0.25
@@ -37,6 +37,22 @@ LEVEL_STATUSES = {
     "further off than a renaming reaches): the window's names stand",
     "not_counted": "no reference (the counter found no T1 or no regular chain from it): the window's names stand",
 }
+
+
+#: a chain whose mean vertical error exceeds this many labelled centre spacings names another level (the benchmarks'
+#: level-shift classes and the level audit).
+LEVEL_OFF = 0.5
+
+
+def chain_shift(chain, truth) -> float:
+    """Mean vertical offset of a ``(V, 2)`` chain from the labelled ``(V, 2)`` centres, in labelled spacings (the
+    median distance between neighbouring labelled centres); positive: the chain lies lower (caudal); NaN without a
+    chain (``None``)."""
+    if chain is None:
+        return float("nan")
+    truth = np.asarray(truth, dtype=np.float64)
+    spacing = float(np.median(np.linalg.norm(np.diff(truth, axis=0), axis=1)))
+    return float(np.mean(np.asarray(chain, dtype=np.float64)[:, 1] - truth[:, 1])) / spacing
 
 
 def centre_spacing(centres) -> float:

@@ -6,22 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from lumbar_monai.training.level_audit import chain_shift, level_flag, write_audited_datalist
+from lumbar_monai.training.level_audit import level_flag, write_audited_datalist
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _paths import REPO  # noqa: E402
-
-TRUTH = np.stack([np.full(5, 50.0), 100.0 + 20.0 * np.arange(5)], axis=1)
-
-
-def test_chain_shift_is_in_labelled_spacings_and_positive_downwards():
-    assert chain_shift(TRUTH, TRUTH) == 0.0
-    assert chain_shift(TRUTH + [3.0, 20.0], TRUTH) == pytest.approx(1.0)  # a level low (caudal)
-    assert chain_shift(TRUTH - [0.0, 10.0], TRUTH) == pytest.approx(-0.5)
-    assert np.isnan(chain_shift(None, TRUTH))
 
 
 @pytest.mark.parametrize("window, count, flagged", [

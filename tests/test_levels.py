@@ -8,7 +8,7 @@ import torch
 from lumbar_monai.codecs.centre import CentreHeatmapCodec
 from lumbar_monai.codecs.gaussian import render_gaussians
 from lumbar_monai.framing import LevelPass, detect_centres_framed, lumbar_window, window_affine
-from lumbar_monai.levels import anchor_chain, centre_spacing, level_costs, level_decision, shifted_chain
+from lumbar_monai.levels import anchor_chain, centre_spacing, chain_shift, level_costs, level_decision, shifted_chain
 
 # a straight spine, centres 30 px apart: T11, T12, L1 .. L5, S1 (x, y)
 SPINE = np.stack([np.full(8, 100.0), 100.0 + 30.0 * np.arange(8)], axis=1)
@@ -147,3 +147,13 @@ def test_export_carries_the_level_network_and_the_predictor_checks_it(tmp_path):
     ck["stage1"].pop("framing")
     with pytest.raises(ValueError, match="framed stage 1"):
         LandmarkPredictor.from_checkpoint(ck, device="cpu")
+
+
+LABELLED = np.stack([np.full(5, 50.0), 100.0 + 20.0 * np.arange(5)], axis=1)
+
+
+def test_chain_shift_is_in_labelled_spacings_and_positive_downwards():
+    assert chain_shift(LABELLED, LABELLED) == 0.0
+    assert chain_shift(LABELLED + [3.0, 20.0], LABELLED) == pytest.approx(1.0)  # a level low (caudal)
+    assert chain_shift(LABELLED - [0.0, 10.0], LABELLED) == pytest.approx(-0.5)
+    assert np.isnan(chain_shift(None, LABELLED))

@@ -30,22 +30,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LEVEL_OFF", "chain_shift", "level_flag", "audit_split", "write_audited_datalist", "main"]
+from ..levels import LEVEL_OFF, chain_shift
 
-#: a chain whose mean vertical error exceeds this many labelled centre spacings names another level
-LEVEL_OFF = 0.5
-
-
-def chain_shift(chain: np.ndarray | None, truth: np.ndarray) -> float:
-    """Mean vertical offset of a ``(5, 2)`` chain from the labelled ``(5, 2)`` centres in labelled spacings (the
-    median distance between neighbouring labelled centres); positive: the chain lies lower (caudal); NaN without a
-    chain."""
-    if chain is None:
-        return float("nan")
-    truth = np.asarray(truth, dtype=np.float64)
-    spacing = float(np.median(np.linalg.norm(np.diff(truth, axis=0), axis=1)))
-    return float(np.mean(np.asarray(chain, dtype=np.float64)[:, 1] - truth[:, 1])) / spacing
-
+__all__ = ["level_flag", "audit_split", "write_audited_datalist", "main"]
 
 def level_flag(window_shift: float, count_shift: float, off: float = LEVEL_OFF) -> bool:
     """True when both readers put the labelled chain more than ``off`` spacings away, on the same side (a refused

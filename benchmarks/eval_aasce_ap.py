@@ -2,8 +2,8 @@
 
 ``passes 1`` is the whole image only (pad to square and resize, the pre-framing input); ``2`` adds the lumbar window;
 ``3`` one more window. ``--repair argmax|subpixel`` overrides the peaks Algorithm 1 decides on, ``--tta none|mirror``
-the mirror averaging of the M-Net. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to
-the mean of their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine, tta). Each run is the project's evaluate workflow
+the mirror averaging of the M-Net, ``--shape-prior off`` leaves out the model's shape prior. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to
+the mean of their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine, tta, shape prior). Each run is the project's evaluate workflow
 (:func:`~lumbar_monai.workflows.evaluate.evaluate_predictor`: tables, per-case CSV, overlays under
 ``OUT/passes<N>``); this prints one summary row per run:
 
@@ -35,14 +35,17 @@ def main() -> None:
                    help="Algorithm 1's peaks: the model's setting, the paper's integer argmax or sub-pixel peaks")
     p.add_argument("--tta", nargs="+", choices=TTA_MODES, default=["model"],
                    help="test-time augmentation rows: none, mirror (default: the model's setting)")
+    p.add_argument("--shape-prior", nargs="+", choices=("model", "off"), default=["model"],
+                   help="rows with the model's shape prior (if it has one) and without it")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N: where the predictor runs")
     a = p.parse_args()
-    print("| framing passes | centre refinement | TTA | n | centre detection (%) | RD detected images, paper's Total (%) "
+    print("| framing passes | centre refinement | TTA | shape prior | n | centre detection (%) | RD detected images, paper's Total (%) "
           "| RD all images (%) | RD median image (%) | landmark outliers, detected images (%) | s / image |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for n, k, tta in ((n, k, t) for n in a.passes for k in a.refine for t in a.tta):
-        name = (f"passes{n}" if k == 0 else f"passes{n}_refine{k}") + ("" if tta == "model" else f"_{tta}")
+    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for n, k, tta, prior in ((n, k, t, sp) for n in a.passes for k in a.refine for t in a.tta for sp in a.shape_prior):
+        name = ((f"passes{n}" if k == 0 else f"passes{n}_refine{k}") + ("" if tta == "model" else f"_{tta}")
+                + ("" if prior == "model" else "_noprior"))
         out = Path(a.out) / name
         out.mkdir(parents=True, exist_ok=True)
         pred = LandmarkPredictor.load(a.model, device="cpu")
@@ -50,6 +53,8 @@ def main() -> None:
         pred.centre_refinement = k
         if tta != "model":
             pred.tta = tta
+        if prior == "off":
+            pred.shape_prior = None
         if a.repair != "model":
             pred.stage1["repair"] = {**(pred.stage1.get("repair") or {}), "rule_peaks": a.repair}
         ckpt = out / "model.pt"
@@ -62,7 +67,7 @@ def main() -> None:
         with open(out / "landmark_error.csv", newline="") as f:
             total = next(r for r in csv.DictReader(f) if r["vertebra"] == "Total")
         rd = s["landmark_rd_pct"]
-        print(f"| {n} | {k} | {pred.tta} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
+        print(f"| {n} | {k} | {pred.tta} | {'on' if pred.shape_prior is not None else 'none'} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
               f"| {'n/a' if rd is None else f'{rd:.2f}'} | {s['landmark_rd_all_pct']:.2f} "
               f"| {np.median(mean_rd):.2f} | {total['outlier_pct']} | {per_image:.1f} |")
 

@@ -15,7 +15,9 @@ M-Net's peaks at visible corners are typically well above one half); ``order_vio
 strictly cranio-caudal in y, a vertebra's inferior corner is above its superior corner on the same side, or the
 mean y of an end plate is above the one before it (vertebrae overlapping), all of which are anatomically
 impossible on an upright lateral or AP radiograph; ``level_unconfirmed`` when a vertebra counter (or level network)
-did not confirm the window Pose-Net's names of L1-L5 (``meta["level_check"]``: renamed, disputed or not counted).
+did not confirm the window Pose-Net's names of L1-L5 (``meta["level_check"]``: renamed, disputed or not counted);
+``shape_outlier`` when a model with a shape prior (:mod:`lumbar_monai.shape_prior`) replaced a corner that lay half a
+vertebra height or more from the prior's fit to all the corners (``meta["shape_prior"]``).
 
 Checkpoint format (:meth:`LandmarkPredictor.save` / :meth:`LandmarkPredictor.load`): one ``torch.save`` of plain
 dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_only=True)`` reads it::
@@ -28,6 +30,7 @@ dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_on
      "stage1_level": {"network": "PoseNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
      "display": {"network": "Classifier", "kwargs": {...}, "state_dict": {...}} | None,  # optional, AP
      "stage1_counter": {"network": "BasicUNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
+     "shape_prior": {"layout": ..., "mean": [...], "modes": [...], ...} | None,  # optional (ShapePrior.as_record)
      "crop_size": 256, "crop_blur_sigma": 1.0, "confidence_threshold": 0.3, "meta": {...},
      "crop_scale": 1.0, "crop_aspect": 1.0, "crop_spacing": "vertical"}  # the crops the M-Nets were trained on
 
@@ -54,6 +57,7 @@ from .crops import crop_to_image, extract_vertebra_crops
 from .levels import DEFAULT_LEVEL_MARGIN
 from .networks.mnet import MNet
 from .result import CentreAnswer, LandmarkResult
+from .shape_prior import ShapePrior
 
 __all__ = ["LandmarkPredictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations"]
 
@@ -140,6 +144,10 @@ class LandmarkPredictor:
             channels swapped back); twice the stage-2 network work. Only for layouts with left/right corners (AP).
             Pose-Net is not mirrored: AASCE validation split, round-2 weights, centre detection 79.0 % -> 77.4 %
             with a mirrored Pose-Net too (its window holds asymmetric anatomy, a likely cue to the levels).
+        shape_prior: a :class:`~lumbar_monai.shape_prior.ShapePrior` of the layout (*ours*; ``None``, the paper:
+            every corner is its own peak): after stage 2 the corners are fitted with it, each moved towards the
+            fit by one minus its Tukey weight; a corner half a vertebra height from the fit is replaced, QC flag
+            ``shape_outlier``, names and the largest residual in ``meta["shape_prior"]``.
     """
 
     def __init__(
@@ -160,8 +168,12 @@ class LandmarkPredictor:
         level_net: torch.nn.Module | None = None,
         display_net: torch.nn.Module | None = None,
         counter_net: torch.nn.Module | None = None,
+        shape_prior: ShapePrior | None = None,
     ) -> None:
         self.layout = get_layout(layout)
+        if shape_prior is not None and shape_prior.layout != self.layout.name:
+            raise ValueError(f"the shape prior is for layout {shape_prior.layout!r}, not {self.layout.name!r}")
+        self.shape_prior = shape_prior
         if display_net is not None and self.layout.view == "lateral":
             raise ValueError("a display network is for AP layouts (lateral images have a facing instead)")
         self.tta = tta
@@ -532,6 +544,11 @@ class LandmarkPredictor:
             flags.append("centre_repaired")
         if np.any(conf < self.confidence_threshold):
             flags.append("low_confidence")
+        shape = None if self.shape_prior is None else self.shape_prior.correct(pts)
+        if shape is not None:
+            pts = shape.points
+            if shape.outliers.any():
+                flags.append("shape_outlier")
         reasons = order_violations(pts, c, self.layout, None if decision is None else decision.facing)
         if reasons:
             flags.append("order_violation")
@@ -551,6 +568,10 @@ class LandmarkPredictor:
             meta["level_check"] = dict(out.level_check)
         if reasons:
             meta["order_violations"] = reasons
+        if shape is not None:
+            names = self.layout.point_names
+            meta["shape_prior"] = {"outliers": [names[i] for i in np.flatnonzero(shape.outliers)],
+                                   "max_residual_heights": round(float(shape.residual.max()), 3)}
         meta["centres_from"] = "stage1" if centres is None else "given"
         return LandmarkResult(
             layout=self.layout, points=pts, confidence=conf, centres=np.asarray(c, dtype=np.float64),
@@ -617,6 +638,7 @@ class LandmarkPredictor:
             "confidence_threshold": self.confidence_threshold,
             "centre_refinement": self.centre_refinement,
             "tta": self.tta,
+            "shape_prior": None if self.shape_prior is None else self.shape_prior.as_record(),
             "meta": dict(self.meta),
         }
 
@@ -662,6 +684,7 @@ class LandmarkPredictor:
             level_net=_build(PoseNet, ckpt["stage1_level"]) if ckpt.get("stage1_level") is not None else None,
             display_net=_build_display(ckpt["display"]) if ckpt.get("display") is not None else None,
             counter_net=_build_counter(ckpt["stage1_counter"]) if ckpt.get("stage1_counter") is not None else None,
+            shape_prior=ShapePrior.from_record(ckpt["shape_prior"]) if ckpt.get("shape_prior") is not None else None,
         )
 
     @classmethod

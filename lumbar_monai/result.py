@@ -22,6 +22,8 @@ QC_FLAGS = {
     "level_unconfirmed": "framed stage 1 with a vertebra counter (or level network): it did not confirm the window "
     "Pose-Net's L1-L5 names; it renamed them, disputed them or found no count (meta['level_check']['status']), and "
     "such images had all centres right far less often than confirmed ones (README, 'The level check')",
+    "shape_outlier": "a corner lay at least half a vertebra height from the model's shape prior fitted to all the "
+    "corners, and was replaced by the prior's position (names in meta['shape_prior']['outliers'])",
 }
 
 

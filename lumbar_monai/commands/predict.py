@@ -43,6 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=("none", "mirror"), default=None,
                    help="test-time augmentation: 'mirror' averages the corner network over each crop and its "
                         "left-right mirror (AP models only; twice the stage-2 time); default: the model's own setting")
+    p.add_argument("--no-shape-prior", action="store_true",
+                   help="keep every corner where the corner network put it, even when the model holds a shape prior "
+                        "(default: a model's shape prior corrects and flags outlying corners)")
     p.set_defaults(func=run)
     return p
 
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"lumbar-monai predict: {Path(args.model).name}: --tta {args.tta}: {e}", file=sys.stderr)
             return 2
+    if args.no_shape_prior and hasattr(predictor, "shape_prior"):
+        predictor.shape_prior = None
     try:
         summary = run_batch(args.inputs, args.out, predictor, secondary_capture=args.secondary_capture,
                             progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers,

@@ -177,6 +177,8 @@ class ShapePrior:
         var = np.asarray(record["variances"], dtype=np.float64)
         if mean.shape != (lay.num_points, 2) or modes.ndim != 2 or modes.shape != (2 * lay.num_points, len(var)):
             raise ValueError(f"shape prior record does not fit layout {lay.name!r}")
+        if not all(np.isfinite(a).all() for a in (mean, modes, var)):
+            raise ValueError("shape prior record holds non-finite numbers")
         if not (np.all(var > 0) and float(record["residual_variance"]) > 0 and float(record["cut"]) > 0):
             raise ValueError("shape prior record has non-positive variances or cut")
         return cls(layout=lay.name, mean=mean, modes=modes, variances=var,

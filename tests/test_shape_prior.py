@@ -105,11 +105,14 @@ def test_fit_and_record_reject_bad_input():
         ShapePrior.from_record({**record, "layout": "lateral"})
     with pytest.raises(ValueError, match="non-positive"):
         ShapePrior.from_record({**record, "cut": 0.0})
+    with pytest.raises(ValueError, match="non-finite"):
+        ShapePrior.from_record({**record, "mean": [[float("nan"), 0.0]] + record["mean"][1:]})
 
 
 def test_the_prior_travels_in_the_checkpoint_and_corrects_the_predictor_output(tmp_path):
     """Saved with the model, read back with ``weights_only=True``; the predictor's points are the prior's
     correction of the corner network's, flagged when a corner was replaced; ``--no-shape-prior`` turns it off."""
+    from lumbar_monai.errors import InputError
     from lumbar_monai.predictor import LandmarkPredictor
 
     path = tiny_untrained_model(tmp_path / "tiny.pt")
@@ -128,6 +131,11 @@ def test_the_prior_travels_in_the_checkpoint_and_corrects_the_predictor_output(t
     assert ("shape_outlier" in out.qc_flags) is bool(expected.outliers.any())
     names = loaded.layout.point_names
     assert out.meta["shape_prior"]["outliers"] == [names[i] for i in np.flatnonzero(expected.outliers)]
+    bad = torch.load(tmp_path / "with_prior.pt", weights_only=True)
+    bad["shape_prior"] = {**bad["shape_prior"], "modes": [[1.0]]}
+    torch.save(bad, tmp_path / "bad_prior.pt")
+    with pytest.raises(InputError, match="bad_prior.pt: invalid checkpoint: shape prior record does not fit"):
+        LandmarkPredictor.load(tmp_path / "bad_prior.pt", device="cpu")
     with pytest.raises(ValueError, match="shape prior is for layout"):
         LandmarkPredictor(layout="ap", lumbar_net=loaded.lumbar_net, shape_prior=prior)
 

@@ -44,7 +44,8 @@ def attach_shape_prior(model: str | Path, datalist: str | Path, out: str | Path,
     """Write a copy of ``model`` holding a :class:`ShapePrior` fitted on ``split``'s labels; ``(path, prior)``.
 
     The checkpoint is copied entry by entry (network weights byte for byte, float16 ones stay float16); only
-    ``shape_prior`` and ``meta["shape_prior"]`` are set."""
+    ``shape_prior`` and ``meta["shape_prior_fit"]`` (what it was fitted on; each result's ``meta["shape_prior"]`` says
+    what it did to that image) are set."""
     from ..anatomy import get_layout
     from ..errors import InputError
     from ..predictor import (
@@ -67,7 +68,7 @@ def attach_shape_prior(model: str | Path, datalist: str | Path, out: str | Path,
         raise InputError(Path(datalist), f"split {split!r}: {e}") from None
     ckpt["shape_prior"] = prior.as_record()
     ckpt["meta"] = {**dict(ckpt.get("meta") or {}),
-                    "shape_prior": {"split": split, "n_shapes": prior.n_shapes, "modes": modes, "cut": cut}}
+                    "shape_prior_fit": {"split": split, "n_shapes": prior.n_shapes, "modes": modes, "cut": cut}}
     return save_checkpoint(ckpt, out), prior
 
 

@@ -131,7 +131,8 @@ def test_device_script_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PY": sys.executable, "DEVICE": "cpu", "WORKERS": "0",
            "TRAIN_SECONDS": "4", "DATALIST": str(datalist), "RUN": str(tmp_path / "run"), "OUT": str(out),
-           "PLAN": f"configs/framed/aasce_ap_continue.json:{SHIPPED}", "LEVEL": "configs/framed/aasce_ap_level.json"}
+           "PLAN": f"configs/framed/aasce_ap_continue.json:{SHIPPED}", "LEVEL": "configs/framed/aasce_ap_level.json",
+           "PRIOR_MODES": "2"}
     proc = subprocess.run(["bash", "scripts/gpu/train_aasce_ap.sh"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
@@ -141,6 +142,8 @@ def test_device_script_dry_run_on_the_cpu(tmp_path):
             assert f"aasce_ap_continue_continued{variant} {split}: | 3 |" in proc.stdout, proc.stdout
         model = out / f"aasce_ap_continue_continued{variant}.pt"
         assert model.is_file() and model.stat().st_size < 10_000_000
+        prior = torch.load(model, map_location="cpu", weights_only=True)["shape_prior"]  # fitted on the 3 labels
+        assert prior["n_shapes"] == 3 and len(prior["variances"]) == 2
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
     assert "./run.log" in names and "./aasce_ap_continue_continued/posenet.done.json" in names

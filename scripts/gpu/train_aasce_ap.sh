@@ -13,6 +13,7 @@
 #                  (NAME_level.pt) (default: empty, none; e.g. configs/framed/aasce_ap_level.json, round 8's)
 #   COUNTER        a model (or counter file) whose vertebra counter every entry is also scored with (NAME_count.pt;
 #                  default: the shipped AP model's counter; empty: none)
+#   PRIOR_MODES    modes of the shape prior every exported model gets, fitted on the training labels (8, as shipped)
 #   DATA           AASCE copy the datalist is written from (.gpu/aasce16; the split is the fixed one, by patient)
 #   DATALIST       an existing datalist instead (DATA is then not read)
 #   TRAIN_SECONDS  wall-time cap of every training process (420); DEADLINE (570): seconds after the start by which
@@ -34,6 +35,7 @@ F=configs/framed
 PLAN=${PLAN:-"$F/aasce_ap_gpu.json $F/aasce_ap_paper.json $F/aasce_ap_continue.json:$SHIPPED"}
 LEVEL=${LEVEL-}  # round 8's level network was not kept; the vertebra counter (COUNTER) names the levels instead
 COUNTER=${COUNTER-$SHIPPED}
+PRIOR_MODES=${PRIOR_MODES:-8}  # the shape prior's modes (the shipped model's 8; fewer for a dry run on a few labels)
 DEADLINE=${DEADLINE:-570}  # seconds after the start by which results are packed, whatever is still scoring
 T0=$(date +%s)
 left() { echo $((DEADLINE - 15 - ($(date +%s) - T0))); }  # seconds a scoring step may still take
@@ -105,6 +107,11 @@ for name in "${names[@]}"; do  # export and score the runs side by side
                     ${v:+--level "$RUN/level/posenet.pt"} > "$d/export$v.log" 2>&1; then
                 log "$name$v: export failed or out of time (see $name/export$v.log)"
                 continue
+            fi
+            # the shipped model's shape prior (README "The shape prior"), fitted on the training labels: a few seconds
+            if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.shape_prior --model "$model" \
+                    --datalist "$DATALIST" --modes "$PRIOR_MODES" --out "$model" > "$d/prior$v.log" 2>&1; then
+                log "$name$v: no shape prior (see $name/prior$v.log)"
             fi
             for split in validation test; do
                 [ "$(left)" -le 0 ] && { log "$name$v $split: not scored (out of time)"; continue; }

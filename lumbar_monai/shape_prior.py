@@ -134,15 +134,16 @@ class ShapePrior:
     def correct(self, points: np.ndarray) -> ShapeFit:
         """Fit the prior to ``(N, 2)`` predicted points and move each towards the fit by one minus its weight.
 
-        Non-finite input comes back unchanged with all weights 1 and no outliers (nothing to fit)."""
+        Non-finite input, or points without a vertebra height (all on one spot), come back unchanged with all
+        weights 1 and no outliers (nothing to fit)."""
         y = np.asarray(points, dtype=np.float64)
         lay = get_layout(self.layout)
         if y.shape != self.mean.shape:
             raise ValueError(f"points must be {self.mean.shape} for layout {self.layout!r}, got {y.shape}")
         n = len(y)
-        if not np.isfinite(y).all():
+        height = vertebra_height(y, lay) if np.isfinite(y).all() else float("nan")
+        if not height > 1e-6:
             return ShapeFit(y.copy(), np.ones(n), np.zeros(n), np.zeros(n, dtype=bool))
-        height = max(vertebra_height(y, lay), 1e-6)
         w = np.ones(n)
         b = np.zeros(self.modes.shape[1])
         # MAP: (P^T W P + sigma^2 diag(1 / lambda)) b = P^T W r  (Gaussian prior on the mode coefficients)

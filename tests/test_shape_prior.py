@@ -84,12 +84,15 @@ def test_correction_follows_the_image_pose_mirrors_included():
         assert np.allclose(moved, 1.7 * base @ rot.T + [40.0, 5.0], atol=1e-6)
 
 
-def test_non_finite_points_come_back_unchanged():
+def test_non_finite_or_degenerate_points_come_back_unchanged():
     prior = _prior("ap", n=30, modes=4)
     pts = _random_spine(np.random.default_rng(2), "ap")
     pts[3] = np.nan
     fit = prior.correct(pts)
     assert np.array_equal(fit.points, pts, equal_nan=True) and not fit.outliers.any()
+    one_spot = np.full((20, 2), 7.0)  # e.g. an untrained network's corners
+    fit = prior.correct(one_spot)
+    assert np.array_equal(fit.points, one_spot) and not fit.outliers.any()
 
 
 def test_fit_and_record_reject_bad_input():

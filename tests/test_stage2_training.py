@@ -49,6 +49,27 @@ def test_stage2_transforms_make_one_crop_sample_per_vertebra():
     assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
 
 
+def test_gamma_and_noise_change_only_the_intensities():
+    """The optional intensity augmentations (off by default) alter the crop pixels, never the geometry or targets."""
+    from monai.transforms import RandAdjustContrastd, RandGaussianNoised
+
+    s = _sample(1)
+    plain = Stage2Config(kind="lumbar", crop_size=32, translate=0.0, rotate=0.0, scale=(1.0, 1.0), intensity_prob=1.0,
+                         brightness=0.0, contrast=0.0)
+    heavy = Stage2Config(**{**plain.__dict__, "gamma": 0.5, "noise_std": 0.05})
+    assert not any(isinstance(t, (RandAdjustContrastd, RandGaussianNoised))
+                   for t in stage2_transforms(plain, train=True).transforms)
+    chain = stage2_transforms(heavy, train=True)
+    assert sum(isinstance(t, (RandAdjustContrastd, RandGaussianNoised)) for t in chain.transforms) == 2
+    chain.set_random_state(seed=3)
+    a, b = stage2_transforms(plain, train=True)(dict(s)), chain(dict(s))
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x["label"], y["label"]) and np.allclose(x["points"], y["points"])
+        assert not torch.allclose(x["image"], y["image"], atol=1e-3)
+    assert not any(isinstance(t, (RandAdjustContrastd, RandGaussianNoised))
+                   for t in stage2_transforms(heavy, train=True, augment=False).transforms)
+
+
 @pytest.mark.slow
 def test_short_cpu_training_beats_the_mean_shape_baseline():
     # about a minute on one busy core: 32 synthetic images, 48 px crops, a narrow M-Net, 30 epochs

@@ -304,7 +304,8 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
                       max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
                       seed=int(schedule.get("seed", 0)), device=device,
                       **{k: (tuple(cfg[k]) if k == "scale" else float(cfg[k]))
-                         for k in ("translate", "rotate", "scale", "mirror_prob") if k in cfg})
+                         for k in ("translate", "rotate", "scale", "mirror_prob", "brightness", "contrast",
+                                   "intensity_prob", "gamma", "noise_std") if k in cfg})
     set_determinism(seed=s2.seed)
     net = with_init_kwargs(MNet, **s2.network_kwargs())
     if init is not None:

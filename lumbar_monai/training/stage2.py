@@ -5,7 +5,9 @@ Chain per image sample ``{"image": (1, H, W) or (H, W), "points": (N, 2) origina
 min-max scale the whole image to [0, 1] (the same as the predictor) -> :class:`~lumbar_monai.crops.VertebraCropsd`
 (Eq. 5 crops around the ground-truth centres, random translation / rotation / scale, resize; one sample per
 vertebra of the chosen kind) -> Gaussian blur of each crop (:class:`~lumbar_monai.transforms.blur.GaussianBlurd`)
--> random brightness / contrast (stage 1's :class:`~lumbar_monai.transforms.augment.RandBrightnessContrastd`) -> :class:`CornerTargetsd` (Eq. 6-9 targets).
+-> random brightness / contrast (stage 1's :class:`~lumbar_monai.transforms.augment.RandBrightnessContrastd`)
+[-> random gamma (MONAI's ``RandAdjustContrastd``) -> Gaussian noise (``RandGaussianNoised``), both off by default]
+-> :class:`CornerTargetsd` (Eq. 6-9 targets).
 
 Training follows Section 4.1 (Adam, lr 1e-4, batch 32, linear LR decay, up to 250 epochs, early stopping after 25
 epochs without validation-loss improvement); every number is a field of :class:`Stage2Config`. The augmentation
@@ -60,6 +62,8 @@ class Stage2Config:
     brightness: float = 0.1
     contrast: float = 0.2
     intensity_prob: float = 0.5
+    gamma: float = 0.0  # *ours*: gamma drawn from (1 / (1 + g), 1 + g) with intensity_prob (0: off)
+    noise_std: float = 0.0  # *ours*: Gaussian noise of std up to this (on [0, 1] crops) with intensity_prob (0: off)
     mirror_prob: float = 0.0  # *ours*: left-right mirrors (AP: sides swapped, Layout.mirror_order; lateral: names kept)
     paf: bool = True
     paf_width: float = 4.0
@@ -168,6 +172,15 @@ def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | Non
 
         chain.append(RandBrightnessContrastd("image", prob=cfg.intensity_prob, brightness=cfg.brightness,
                                              contrast=cfg.contrast))
+        if cfg.gamma > 0:
+            from monai.transforms import RandAdjustContrastd
+
+            chain.append(RandAdjustContrastd("image", prob=cfg.intensity_prob,
+                                             gamma=(1.0 / (1.0 + cfg.gamma), 1.0 + cfg.gamma)))
+        if cfg.noise_std > 0:
+            from monai.transforms import RandGaussianNoised
+
+            chain.append(RandGaussianNoised("image", prob=cfg.intensity_prob, std=cfg.noise_std, sample_std=True))
     chain.append(CornerTargetsd("points", corner, paf))
     return Compose(chain)
 

@@ -228,10 +228,12 @@ def test_sr_and_measurements_of_an_ap_layout(tmp_path):
     path = H.write_dx(tmp_path / "ap.dcm", np.full((160, 120), 1000, np.uint16), spacing=(0.5, 0.5))
     ds = pydicom.dcmread(path)
     res = H.result_from_points(pts, "ap", (0.5, 0.5), "PixelSpacing", (120, 160))
+    res.meta["shape_prior"] = {"outliers": ["L3_superior_left"], "max_residual_heights": 0.7}  # one corner placed
     ms = compute_measurements(pts, AP, (0.5, 0.5), "PixelSpacing")
     sr_path = write_sr(tmp_path / "sr.dcm", ds, res, ms)
     back, info = read_sr_landmarks(sr_path, layout="ap")
     np.testing.assert_allclose(back, pts, atol=1e-3)
+    assert info["shape_prior_replaced"] == ["L3_superior_left"]
     m = read_sr_measurements(sr_path)
     q = {v: k for k, v in sr_quantity_lookup().items()}
     assert m[("spine measurements", q["max_cobb_angle"])] == (pytest.approx(16.0), "deg")

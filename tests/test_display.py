@@ -221,6 +221,9 @@ def test_the_display_reaches_the_sr_and_the_measurements_csv(shipped, tmp_path):
     res.meta["level_check"] = {"source": "vertebra_counter", "status": "renamed", "shift": -1}
     assert read_sr_landmarks(write_sr(tmp_path / "sr1.dcm", pydicom.dcmread(dx), res),
                              layout="ap")[1]["level_check"] == "renamed"
+    res.meta["shape_prior"] = {"outliers": ["L2_inferior_left", "L5_superior_right"], "max_residual_heights": 0.8}
+    back, info = read_sr_landmarks(write_sr(tmp_path / "sr3.dcm", pydicom.dcmread(dx), res), layout="ap")
+    assert info["shape_prior_replaced"] == ["L2_inferior_left", "L5_superior_right"]  # only those two groups say so
     res.qc_flags.clear()
     res.meta.pop("display")
     assert read_sr_landmarks(write_sr(tmp_path / "sr2.dcm", pydicom.dcmread(dx), res), layout="ap")[1]["display"] is None

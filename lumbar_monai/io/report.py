@@ -155,6 +155,10 @@ _LEVEL_VALUES = {"confirmed": hd.sr.CodedConcept("LM-LEVEL-CONF", PRIVATE_SCHEME
                  "renamed": hd.sr.CodedConcept("LM-LEVEL-REN", PRIVATE_SCHEME, "Level names changed by the check"),
                  "disputed": hd.sr.CodedConcept("LM-LEVEL-DISP", PRIVATE_SCHEME, "Level names disputed"),
                  "not_counted": hd.sr.CodedConcept("LM-LEVEL-NONE", PRIVATE_SCHEME, "Level names not checked")}
+#: a corner the shape prior (lumbar_monai.shape_prior) put where its fit says, replacing the corner network's peak
+#: (``meta["shape_prior"]["outliers"]``, QC flag ``shape_outlier``): a qualitative evaluation of that landmark only
+_SOURCE = hd.sr.CodedConcept("LM-SOURCE", PRIVATE_SCHEME, "Landmark position source")
+_SOURCE_PRIOR = hd.sr.CodedConcept("LM-SOURCE-PRIOR", PRIVATE_SCHEME, "Placed by the shape prior")
 _UCUM = {
     "deg": ("deg", "degree"),
     "mm": ("mm", "millimeter"),
@@ -252,6 +256,7 @@ def _landmark_groups(result: LandmarkResult, source: Dataset, algo) -> list:
     layout = get_layout(result.layout)
     src = _source_image(source)
     evaluations = _reading_evaluations(result)
+    replaced = set((result.meta.get("shape_prior") or {}).get("outliers") or ())
     groups = []
     for i, name in enumerate(layout.point_names):
         vi = int(layout.point_vertebra[i])
@@ -273,7 +278,8 @@ def _landmark_groups(result: LandmarkResult, source: Dataset, algo) -> list:
                 finding_sites=[hd.sr.FindingSite(vertebra_code(spec.name))],
                 algorithm_id=algo,
                 measurements=meas or None,
-                qualitative_evaluations=evaluations or None,
+                qualitative_evaluations=(evaluations + ([hd.sr.QualitativeEvaluation(name=_SOURCE, value=_SOURCE_PRIOR)]
+                                                        if name in replaced else [])) or None,
             )
         )
     return groups
@@ -407,7 +413,8 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
     ``info`` holds ``confidence`` ``(N,)``, the ``finding_sites`` (code values), the referenced SOP Instance UID and
     ``facing`` (``"left"``/``"right"``, ``"right uncertain"``, ... or ``None`` when the SR does not say) and, for AP
     views, ``display`` (``"standard"``/``"mirrored"``, ``"mirrored uncertain"``, ... or ``None``), and
-    ``level_check`` (``"confirmed"``, ``"renamed"``, ``"disputed"``, ``"not_counted"`` or ``None``).
+    ``level_check`` (``"confirmed"``, ``"renamed"``, ``"disputed"``, ``"not_counted"`` or ``None``), and
+    ``shape_prior_replaced``: the landmarks the shape prior placed (names in layout order; empty when none).
     Raises ``ValueError`` if a landmark of the layout is missing.
     """
     layout = get_layout(layout)
@@ -417,7 +424,11 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
     facing: set[str] = set()
     display: set[str] = set()
     level: set[str] = set()
+    replaced: set[str] = set()
     for g in groups:
+        if g.tracking_identifier is not None and any(
+                q.value.value == _SOURCE_PRIOR.value for q in g.get_qualitative_evaluations(name=_SOURCE)):
+            replaced.add(str(g.tracking_identifier))
         for q in g.get_qualitative_evaluations(name=_LEVEL):
             level.add({v.value: k for k, v in _LEVEL_VALUES.items()}.get(q.value.value, "?"))
         for q in g.get_qualitative_evaluations(name=_FACING):
@@ -450,6 +461,7 @@ def read_sr_landmarks(sr_or_path, layout: str = "lateral") -> tuple[np.ndarray, 
         "facing": _joined(facing),
         "display": _joined(display),
         "level_check": _joined(level),
+        "shape_prior_replaced": [n for n in layout.point_names if n in replaced],
     }
     return pts, info
 

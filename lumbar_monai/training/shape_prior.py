@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..anatomy import Layout
 from ..shape_prior import DEFAULT_CUT, DEFAULT_MODES, ShapePrior
 
 __all__ = ["read_split_shapes", "attach_shape_prior", "main"]
 
 
-def read_split_shapes(datalist: str | Path, split: str, layout) -> np.ndarray:
+def read_split_shapes(datalist: str | Path, split: str, layout: Layout) -> np.ndarray:
     """``(M, N, 2)`` label points of ``split`` in ``layout``; unreadable items skipped with an index-only warning."""
     from ..errors import InputError
     from ..io.annotations import read_landmark_file

@@ -181,6 +181,11 @@ CNT16="$RUN/counter512b"
 # modes, corners half a vertebra height from the fit replaced); chosen on the validation split (RD on detected images
 # 15.96 % -> 15.72 %); the networks are copied as they are.
 "$PY" -m lumbar_monai.training.shape_prior --model $MODEL --datalist "$RUN/datalist.json" --out $MODEL
+# Not kept in round 18: the round-6 M-Net continued with random gamma and noise on its crops (lr 5e-4 decaying over
+# 4200 s; validation RD on detected images 15.94 % with the prior against 15.72 %):
+#   framed mnet --init $MODEL --override mnet_lumbar.lr 5e-4 --override mnet_lumbar.max_seconds 4200 \
+#       --override mnet_lumbar.translate 0.2 --override mnet_lumbar.mirror_prob 0.5 $SQUARE \
+#       --override mnet_lumbar.gamma 0.3 --override mnet_lumbar.noise_std 0.02 --override lr_decay '"time"'
 # The AP display network (is the film shown mirrored?), chosen on the validation split among three runs (README
 # "AP display side"), attached to a copy: not shipped, because on the test split it calls a standard film mirrored.
 DSP="$RUN/display"

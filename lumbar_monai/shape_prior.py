@@ -113,6 +113,8 @@ class ShapePrior:
         if x.ndim != 3 or x.shape[1:] != (lay.num_points, 2):
             raise ValueError(f"shapes must be (M, {lay.num_points}, 2) for layout {lay.name!r}, got {x.shape}")
         x = x[np.isfinite(x).all(axis=(1, 2))]
+        if modes < 0:
+            raise ValueError(f"modes must be >= 0 (0: the mean shape alone), got {modes}")
         if len(x) <= modes:
             raise ValueError(f"{len(x)} complete label sets cannot give {modes} modes")
         if not 0 < cut:
@@ -159,7 +161,7 @@ class ShapePrior:
             residual = np.linalg.norm(fitted - y, axis=1) / height
             u = residual / self.cut
             w = np.where(u < 1.0, (1.0 - u**2) ** 2, 0.0) + 1e-3  # Tukey's biweight; a floor keeps W invertible
-        weight = np.where(residual >= self.cut, 0.0, w)
+        weight = np.where(residual >= self.cut, 0.0, np.minimum(w, 1.0))
         out = weight[:, None] * y + (1.0 - weight[:, None]) * fitted
         return ShapeFit(out, weight, residual, residual >= self.cut)
 

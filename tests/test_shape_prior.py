@@ -63,7 +63,7 @@ def test_clean_shapes_barely_move_and_one_wrong_corner_is_replaced(layout):
     wrong[5] += [0.2 * h, 1.1 * h]  # a corner on the next vertebra's end plate
     fit = prior.correct(wrong)
     assert np.flatnonzero(fit.outliers).tolist() == [5]
-    assert fit.weights[5] == 0.0
+    assert fit.weights[5] == 0.0 and fit.weights.max() <= 1.0  # a move towards the fit, never past the input
     assert np.linalg.norm(fit.points[5] - truth[5]) < 0.25 * h  # put back near where it belongs
     others = np.delete(np.arange(len(truth)), 5)
     assert np.abs(fit.points[others] - truth[others]).max() < 0.15 * h
@@ -99,6 +99,8 @@ def test_fit_and_record_reject_bad_input():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="cannot give 8 modes"):
         ShapePrior.fit(np.stack([_random_spine(rng, "ap") for _ in range(5)]), "ap")
+    with pytest.raises(ValueError, match="modes must be >= 0"):
+        ShapePrior.fit(np.stack([_random_spine(rng, "ap") for _ in range(5)]), "ap", modes=-1)
     with pytest.raises(ValueError, match=r"\(M, 20, 2\)"):
         ShapePrior.fit(np.zeros((30, 22, 2)), "ap")
     with pytest.raises(ValueError, match="points must be"):

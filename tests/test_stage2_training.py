@@ -70,6 +70,17 @@ def test_gamma_and_noise_change_only_the_intensities():
                    for t in stage2_transforms(heavy, train=True, augment=False).transforms)
 
 
+def test_schedules_set_the_augmentation_through_one_list():
+    """``framed.train_mnet`` passes a schedule's augmentation keys on by :data:`AUGMENTATION_FIELDS`: each is a field
+    of :class:`Stage2Config`, so a new augmentation is added in one place."""
+    from dataclasses import fields
+
+    from lumbar_monai.training.stage2 import AUGMENTATION_FIELDS
+
+    assert set(AUGMENTATION_FIELDS) <= {f.name for f in fields(Stage2Config)}
+    assert {"gamma", "noise_std", "mirror_prob", "translate"} <= set(AUGMENTATION_FIELDS)
+
+
 @pytest.mark.slow
 def test_short_cpu_training_beats_the_mean_shape_baseline():
     # about a minute on one busy core: 32 synthetic images, 48 px crops, a narrow M-Net, 30 epochs

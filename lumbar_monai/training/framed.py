@@ -294,7 +294,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     from ..networks.mnet import MNet
     from ..predictor import with_init_kwargs
     from .fit import fit
-    from .stage2 import Stage2Config, stage2_transforms
+    from .stage2 import AUGMENTATION_FIELDS, Stage2Config, stage2_transforms
 
     check_schedule(schedule)
     cfg = dict(schedule["mnet_lumbar"])
@@ -304,8 +304,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
                       max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
                       seed=int(schedule.get("seed", 0)), device=device,
                       **{k: (tuple(cfg[k]) if k == "scale" else float(cfg[k]))
-                         for k in ("translate", "rotate", "scale", "mirror_prob", "brightness", "contrast",
-                                   "intensity_prob", "gamma", "noise_std") if k in cfg})
+                         for k in AUGMENTATION_FIELDS if k in cfg})
     set_determinism(seed=s2.seed)
     net = with_init_kwargs(MNet, **s2.network_kwargs())
     if init is not None:

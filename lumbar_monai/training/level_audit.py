@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -30,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from ..io.atomic import atomic_write_json, atomic_write_text
 from ..levels import LEVEL_OFF, chain_shift
 
 __all__ = ["level_flag", "audit_split", "write_audited_datalist", "main"]
+
 
 def level_flag(window_shift: float, count_shift: float, off: float = LEVEL_OFF) -> bool:
     """True when both readers put the labelled chain more than ``off`` spacings away, on the same side (a refused
@@ -95,10 +98,7 @@ def write_audited_datalist(datalist: str | Path, out: str | Path, flagged: Seque
             raw[key] = [moved(it) for i, it in enumerate(value) if not (key == split and i in drop)]
     raw["level_audit"] = f"{len(drop)} {split} item(s) left out: labels a level off both networks' reading"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_text(json.dumps(raw, indent=2))
-    os.replace(tmp, dst)
-    return dst
+    return atomic_write_json(dst, raw)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,14 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         flagged = [r["index"] for r in rows if r["flagged"]]
         path = write_audited_datalist(args.datalist, args.out, flagged, args.split)
         if args.report:
-            report = Path(args.report)
-            tmp = report.with_name(report.name + ".tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index"])
-                w.writeheader()
-                w.writerows({**r, "window_shift": f"{r['window_shift']:.3f}", "count_shift": f"{r['count_shift']:.3f}"}
-                            for r in rows)
-            os.replace(tmp, report)
+            text = io.StringIO(newline="")
+            w = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["index"])
+            w.writeheader()
+            w.writerows({**r, "window_shift": f"{r['window_shift']:.3f}", "count_shift": f"{r['count_shift']:.3f}"}
+                        for r in rows)
+            atomic_write_text(args.report, text.getvalue())
     except (InputError, ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"{len(flagged)} of {len(rows)} {args.split} images flagged (labels a level off both networks); wrote {path}")

@@ -36,6 +36,7 @@ from ..networks.mnet import MNet, mnet_kwargs_for
 from ..transforms.blur import GaussianBlurd
 
 __all__ = [
+    "AUGMENTATION_FIELDS",
     "Stage2Config",
     "CornerTargetsd",
     "stage2_transforms",
@@ -45,6 +46,12 @@ __all__ = [
     "evaluate_crops",
     "mean_crop_shape",
 ]
+
+
+#: the :class:`Stage2Config` augmentation fields, the ones a schedule's ``mnet_lumbar`` section may set
+#: (:func:`lumbar_monai.training.framed.train_mnet`); ``scale`` is a pair, the others numbers.
+AUGMENTATION_FIELDS = ("translate", "rotate", "scale", "augment_prob", "brightness", "contrast", "intensity_prob",
+                       "gamma", "noise_std", "mirror_prob")
 
 
 @dataclass

@@ -13,7 +13,8 @@ Alignments may include a reflection, so one prior serves a lateral image whichev
 image shown mirrored; the points keep their anatomical names throughout.
 
 Written here because none of MONAI, scikit-image or SimpleITK has a point-distribution model with a weighted MAP fit
-(``skimage.transform.SimilarityTransform`` estimates unweighted similarities without reflections).
+(``skimage.transform.SimilarityTransform`` estimates unweighted similarities without reflections,
+``scipy.spatial.procrustes`` unweighted ones without returning the transform).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .anatomy import Layout, get_layout
+from .measures import vertebral_heights
 
 __all__ = ["ShapePrior", "ShapeFit", "vertebra_height", "similarity_fit"]
 
@@ -37,15 +39,9 @@ _PROCRUSTES_ROUNDS = 10
 
 
 def vertebra_height(points: np.ndarray, layout: Layout) -> float:
-    """Median over the vertebrae with two end plates of the distance between their end plates' midpoints (px)."""
-    p = np.asarray(points, dtype=np.float64)
-    heights = []
-    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=True):
-        if len(spec.end_plates) == 2:
-            v = p[sl]
-            (a, b), (c, d) = spec.end_plates
-            heights.append(np.linalg.norm((v[a] + v[b]) / 2 - (v[c] + v[d]) / 2))
-    return float(np.median(heights))
+    """Median middle height (:func:`~lumbar_monai.measures.vertebral_heights`: between the end plates' midpoints) of
+    the vertebrae with two end plates, in pixels: the unit of the prior's residuals."""
+    return float(np.median([h["middle"] for h in vertebral_heights(points, layout).values()]))
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,

@@ -2,8 +2,10 @@
 
 ``passes 1`` is the whole image only (pad to square and resize, the pre-framing input); ``2`` adds the lumbar window;
 ``3`` one more window. ``--repair argmax|subpixel`` overrides the peaks Algorithm 1 decides on, ``--tta none|mirror``
-the mirror averaging of the M-Net, ``--shape-prior off`` leaves out the model's shape prior. ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to
-the mean of their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine, tta, shape prior). Each run is the project's evaluate workflow
+the mirror averaging of the M-Net, ``--shape-prior off`` leaves out the model's shape prior, ``--crop-antialias on|off`` sets the predictor's
+``crop_antialias`` (the image smoothed before the stage-2 crops are sampled). ``--refine K`` sets the predictor's ``centre_refinement`` (lumbar centres moved to
+the mean of their predicted corners, stage 2 again, K times; 0 is the paper); one row per (passes, refine, tta, shape prior,
+anti-aliasing). Each run is the project's evaluate workflow
 (:func:`~lumbar_monai.workflows.evaluate.evaluate_predictor`: tables, per-case CSV, overlays under
 ``OUT/passes<N>``); this prints one summary row per run:
 
@@ -37,15 +39,19 @@ def main() -> None:
                    help="test-time augmentation rows: none, mirror (default: the model's setting)")
     p.add_argument("--shape-prior", nargs="+", choices=("model", "off"), default=["model"],
                    help="rows with the model's shape prior (if it has one) and without it")
+    p.add_argument("--crop-antialias", nargs="+", choices=("model", "on", "off"), default=["model"],
+                   help="smooth the image before sampling the stage-2 crops (model: as the checkpoint says)")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N: where the predictor runs")
     a = p.parse_args()
-    print("| framing passes | centre refinement | TTA | shape prior | n | centre detection (%) | RD detected images, paper's Total (%) "
+    print("| framing passes | centre refinement | TTA | shape prior | crop anti-aliasing | n | centre detection (%) | RD detected images, paper's Total (%) "
           "| RD all images (%) | RD median image (%) | landmark outliers, detected images (%) | s / image |")
-    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for n, k, tta, prior in ((n, k, t, sp) for n in a.passes for k in a.refine for t in a.tta for sp in a.shape_prior):
+    print("|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    runs = ((n, k, t, sp, aa) for n in a.passes for k in a.refine for t in a.tta for sp in a.shape_prior
+            for aa in a.crop_antialias)
+    for n, k, tta, prior, aa in runs:
         name = ((f"passes{n}" if k == 0 else f"passes{n}_refine{k}") + ("" if tta == "model" else f"_{tta}")
-                + ("" if prior == "model" else "_noprior"))
+                + ("" if prior == "model" else "_noprior") + ("" if aa == "model" else f"_antialias_{aa}"))
         out = Path(a.out) / name
         out.mkdir(parents=True, exist_ok=True)
         pred = LandmarkPredictor.load(a.model, device="cpu")
@@ -55,6 +61,8 @@ def main() -> None:
             pred.tta = tta
         if prior == "off":
             pred.shape_prior = None
+        if aa != "model":
+            pred.crop_antialias = aa == "on"
         if a.repair != "model":
             pred.stage1["repair"] = {**(pred.stage1.get("repair") or {}), "rule_peaks": a.repair}
         ckpt = out / "model.pt"
@@ -67,7 +75,7 @@ def main() -> None:
         with open(out / "landmark_error.csv", newline="") as f:
             total = next(r for r in csv.DictReader(f) if r["vertebra"] == "Total")
         rd = s["landmark_rd_pct"]
-        print(f"| {n} | {k} | {pred.tta} | {'on' if pred.shape_prior is not None else 'none'} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
+        print(f"| {n} | {k} | {pred.tta} | {'on' if pred.shape_prior is not None else 'none'} | {'on' if pred.crop_antialias else 'off'} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
               f"| {'n/a' if rd is None else f'{rd:.2f}'} | {s['landmark_rd_all_pct']:.2f} "
               f"| {np.median(mean_rd):.2f} | {total['outlier_pct']} | {per_image:.1f} |")
 

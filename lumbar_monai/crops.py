@@ -14,9 +14,14 @@ points map back exactly with :func:`crop_to_image` (and forward with :func:`imag
 Samples outside the image read 0: this *is* the paper's "crop from the zero-padded original image" (padding to a
 square with zeros and then cropping gives the same pixels), without materialising the padded image.
 
-Interpolation is bilinear without anti-aliasing (*ours*; the paper names no method): Eq. 5 sides are typically one
-to three times the 256 px output, and the Gaussian blur that follows (Section 3.3; sigma 1 crop pixel by default,
-*ours*, the paper gives none) smooths what aliasing there is.
+Interpolation is bilinear (*ours*; the paper names no method), by default without anti-aliasing: Eq. 5 sides are
+typically one to three times the 256 px output, and the Gaussian blur that follows (Section 3.3; sigma 1 crop pixel
+by default, *ours*, the paper gives none) smooths the result. It cannot undo aliasing, which happens at sampling: an
+80 px AP crop of a 2,200 px AASCE film shrinks about 3x, and bilinear sampling then reads 4 of every 9 pixels.
+``antialias=True`` (:func:`resample_crops`, :func:`extract_vertebra_crops`, :class:`VertebraCropsd`; the
+predictor's ``crop_antialias``) first smooths the part of the image the crops read with a Gaussian of sigma
+``(k - 1) / 2`` image pixels per axis, ``k`` image pixels per crop pixel (:func:`antialias_sigma`; the rule of
+MONAI's and scikit-image's resize, and of the stage-1 windows, :func:`lumbar_monai.framing.resample_window`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "crop_boxes_eq5",
     "crop_affines",
     "resample_crops",
+    "antialias_sigma",
     "blur_crops",
     "crop_to_image",
     "image_to_crop",
@@ -152,7 +158,46 @@ def image_to_crop(points, affines) -> np.ndarray:
     return np.einsum("vij,vkj->vki", a[:, :2, :2], p) + a[:, None, :2, 2]
 
 
-def resample_crops(image, affines, out_size: int, mode: str = "bilinear") -> torch.Tensor:
+def antialias_sigma(affines) -> tuple[float, float]:
+    """``(sigma_y, sigma_x)`` in image pixels of the Gaussian that anti-aliases crops sampled with ``(V, 3, 3)``
+    crop->image ``affines``: ``(k - 1) / 2`` with ``k`` the image pixels per crop pixel along each crop axis (the
+    median over the crops), 0 where crops do not shrink the image. Crop axes are taken as image axes (the
+    augmentation's rotations are a few degrees)."""
+    a = np.asarray(_as_numpy(affines), dtype=np.float64).reshape(-1, 3, 3)
+    if len(a) == 0:
+        return 0.0, 0.0
+    kx = float(np.median(np.hypot(a[:, 0, 0], a[:, 1, 0])))
+    ky = float(np.median(np.hypot(a[:, 0, 1], a[:, 1, 1])))
+    return max((ky - 1.0) / 2.0, 0.0), max((kx - 1.0) / 2.0, 0.0)
+
+
+def _prefiltered_region(img: torch.Tensor, a: torch.Tensor, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part of ``(C, H, W)`` ``img`` that crops ``a`` read, smoothed by :func:`antialias_sigma` (edges
+    replicated, MONAI's ``GaussianFilter``), and the affines moved into it. Only that part is filtered: a whole
+    film costs ten times more."""
+    sy, sx = antialias_sigma(a.cpu().numpy())
+    if max(sy, sx) <= 0:
+        return img, a
+    _, h, w = img.shape
+    n = float(out_size)
+    box = torch.tensor([[-0.5, -0.5, 1.0], [n - 0.5, -0.5, 1.0], [-0.5, n - 0.5, 1.0], [n - 0.5, n - 0.5, 1.0]],
+                       dtype=a.dtype, device=a.device)
+    xy = torch.einsum("vij,kj->vki", a[:, :2], box).reshape(-1, 2)
+    pad = 4.0 * max(sy, sx) + 2.0
+    x0 = min(max(int(np.floor(float(xy[:, 0].min()) - pad)), 0), w - 1)
+    y0 = min(max(int(np.floor(float(xy[:, 1].min()) - pad)), 0), h - 1)
+    x1 = max(min(int(np.ceil(float(xy[:, 0].max()) + pad)) + 1, w), x0 + 1)
+    y1 = max(min(int(np.ceil(float(xy[:, 1].max()) + pad)) + 1, h), y0 + 1)
+    sub = img[:, y0:y1, x0:x1]
+    r = int(np.ceil(4.0 * max(sy, sx)))
+    # replicate the edges first: GaussianFilter pads with zeros, which would darken a film's borders
+    sub = F.pad(sub[None], (r, r, r, r), mode="replicate")
+    sub = GaussianFilter(spatial_dims=2, sigma=[max(sy, 1e-3), max(sx, 1e-3)]).to(img.device)(sub)[0, :, r:-r, r:-r]
+    shift = torch.tensor([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]], dtype=a.dtype, device=a.device)
+    return sub, shift @ a
+
+
+def resample_crops(image, affines, out_size: int, mode: str = "bilinear", antialias: bool = False) -> torch.Tensor:
     """All crops of one image in one :func:`torch.nn.functional.grid_sample` call (zeros outside the image).
 
     Args:
@@ -160,6 +205,7 @@ def resample_crops(image, affines, out_size: int, mode: str = "bilinear") -> tor
         affines: ``(V, 3, 3)`` crop->image matrices (:func:`crop_affines`).
         out_size: ``N``.
         mode: ``"bilinear"`` (default) or ``"nearest"`` / ``"bicubic"``.
+        antialias: smooth the image first by :func:`antialias_sigma` where the crops shrink it (*ours*).
 
     Returns:
         ``(V, C, N, N)`` float32 tensor on the image's device.
@@ -170,8 +216,10 @@ def resample_crops(image, affines, out_size: int, mode: str = "bilinear") -> tor
     if img.ndim != 3:
         raise ValueError(f"image must be (C, H, W) or (H, W), got shape {tuple(img.shape)}")
     img = img.float()
-    _, h, w = img.shape
     a = torch.as_tensor(_as_numpy(affines), dtype=torch.float64, device=img.device)
+    if antialias and len(a):
+        img, a = _prefiltered_region(img, a, out_size)
+    _, h, w = img.shape
     v = a.shape[0]
     u = torch.arange(out_size, dtype=torch.float64, device=img.device)
     # crop pixel (u, v) -> image (x, y); then to grid_sample's normalised coordinates (align_corners=False):
@@ -215,6 +263,7 @@ def extract_vertebra_crops(
     rotation=None,
     scale=None,
     translation=None,
+    antialias: bool = False,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Eq. 5 crops of the chosen vertebrae of one image, resized to ``out_size`` and blurred (Section 3.3).
 
@@ -230,6 +279,7 @@ def extract_vertebra_crops(
         blur_sigma: Gaussian blur sigma in crop pixels after resizing (0 disables).
         rotation, scale, translation: optional per-crop augmentation (see :func:`crop_affines`), one row per
             cropped vertebra.
+        antialias: smooth the image before sampling where the crops shrink it (:func:`resample_crops`).
 
     Returns:
         ``(crops (M, C, N, N) float32 tensor, affines (M, 3, 3) float64 crop->image)``.
@@ -240,7 +290,7 @@ def extract_vertebra_crops(
     sides = crop_boxes_eq5(c, layout)
     aff = crop_affines(c[idx], sides[idx], out_size, rotation=rotation, scale=scale, translation=translation,
                        aspect=layout.crop_aspect)
-    crops = blur_crops(resample_crops(image, aff, out_size), blur_sigma)
+    crops = blur_crops(resample_crops(image, aff, out_size, antialias=antialias), blur_sigma)
     return crops, aff
 
 
@@ -266,6 +316,7 @@ class VertebraCropsd(RandomizableTransform, MapTransform):
         scale: ``(low, high)`` range of the side factor.
         prob: probability of augmenting a crop.
         centres_key: optional key of ``(V, 2)`` centres to crop around instead of the ground truth.
+        antialias: smooth the image before sampling where the crops shrink it (:func:`resample_crops`).
         allow_missing_keys: MONAI's flag.
     """
 
@@ -284,6 +335,7 @@ class VertebraCropsd(RandomizableTransform, MapTransform):
         scale: tuple[float, float] = (1.0, 1.0),
         prob: float = 1.0,
         centres_key: str | None = None,
+        antialias: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
@@ -297,6 +349,7 @@ class VertebraCropsd(RandomizableTransform, MapTransform):
         self.rotate = float(rotate)
         self.scale = (float(scale[0]), float(scale[1]))
         self.centres_key = centres_key
+        self.antialias = bool(antialias)
         self._params: dict[str, np.ndarray] | None = None
 
     def randomize(self, data: Any = None) -> None:
@@ -329,7 +382,8 @@ class VertebraCropsd(RandomizableTransform, MapTransform):
         )
         crops = {}
         for key in self.key_iterator(d):
-            crops[key] = blur_crops(resample_crops(d[key], aff, self.out_size), self.blur_sigma)
+            crops[key] = blur_crops(resample_crops(d[key], aff, self.out_size, antialias=self.antialias),
+                                    self.blur_sigma)
         vert_pts = [pts[self.layout.vertebra_slices[i]] for i in self.vertebrae]
         out = []
         for j, vi in enumerate(self.vertebrae):

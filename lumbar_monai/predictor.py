@@ -125,6 +125,8 @@ class LandmarkPredictor:
             networks and the points mirrored after, names unchanged. AP layouts only.
         crop_size: M-Net input side (256).
         crop_blur_sigma: blur after resizing the crops (crop pixels).
+        crop_antialias: smooth the image before sampling the crops where they shrink it
+            (:func:`~lumbar_monai.crops.antialias_sigma`; *ours*, off in checkpoints that predate it).
         stage1: stage-1 settings: ``input_size`` (512), ``heatmap_size`` (64), ``preprocessing`` (kwargs of
             :func:`~lumbar_monai.transforms.augment.stage1_preprocessing`: ``blur_sigma``, ``clahe``, ...),
             ``repair`` (kwargs of :func:`~lumbar_monai.postprocess.repair_missing_centre`, or ``False`` to skip
@@ -158,6 +160,7 @@ class LandmarkPredictor:
         centre_net: torch.nn.Module | None = None,
         crop_size: int = 256,
         crop_blur_sigma: float = 1.0,
+        crop_antialias: bool = False,
         stage1: Mapping[str, Any] | None = None,
         confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
         device: str | torch.device | None = None,
@@ -191,6 +194,7 @@ class LandmarkPredictor:
         self.centre_net = centre_net.to(self.device).eval() if centre_net is not None else None
         self.crop_size = int(crop_size)
         self.crop_blur_sigma = float(crop_blur_sigma)
+        self.crop_antialias = bool(crop_antialias)
         s1 = dict(stage1 or {})
         self.stage1 = {
             "input_size": int(s1.get("input_size", 512)),
@@ -420,7 +424,7 @@ class LandmarkPredictor:
             lo, hi = img.min(), img.max()
             img = (img - lo) / (hi - lo) if hi > lo else torch.zeros_like(img)
             cr, aff = extract_vertebra_crops(img, np.asarray(c, dtype=np.float64), lay, out_size=self.crop_size,
-                                             vertebrae="all", blur_sigma=0.0)
+                                             vertebrae="all", blur_sigma=0.0, antialias=self.crop_antialias)
             crops.append(cr)
             affs.append(aff)
         crops = blur_crops(torch.cat(crops), self.crop_blur_sigma)
@@ -635,6 +639,7 @@ class LandmarkPredictor:
                 "network": "MNet", "kwargs": _kwargs_of(self.sacrum_net), "state_dict": _cpu_state(self.sacrum_net)},
             "crop_size": self.crop_size,
             "crop_blur_sigma": self.crop_blur_sigma,
+            "crop_antialias": self.crop_antialias,
             "confidence_threshold": self.confidence_threshold,
             "centre_refinement": self.centre_refinement,
             "tta": self.tta,
@@ -672,6 +677,7 @@ class LandmarkPredictor:
             centre_net=centre_net,
             crop_size=ckpt.get("crop_size", 256),
             crop_blur_sigma=ckpt.get("crop_blur_sigma", 1.0),
+            crop_antialias=bool(ckpt.get("crop_antialias", False)),
             stage1=None if stage1 is None else {
                 k: stage1[k] for k in ("input_size", "heatmap_size", "preprocessing", "repair", "framing",
                                        "aux_vertebrae", "level", "count")

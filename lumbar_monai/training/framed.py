@@ -303,6 +303,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
                       channels=tuple(cfg["channels"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
                       max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
                       seed=int(schedule.get("seed", 0)), device=device,
+                      crop_antialias=bool(cfg.get("crop_antialias", False)),
                       **{k: (tuple(cfg[k]) if k == "scale" else float(cfg[k]))
                          for k in AUGMENTATION_FIELDS if k in cfg})
     set_determinism(seed=s2.seed)
@@ -327,7 +328,8 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
                  patience=s2.patience, device=device, max_seconds=cfg.get("max_seconds"),
                  select_metric=_selection_metric(schedule, vertebra_template(layout, "lumbar").num_corners, 1.0),
                  amp=_amp(schedule, device), decay_in_time=schedule.get("lr_decay", "epochs") == "time")
-    return {"network": net, **curves, "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma}
+    return {"network": net, **curves, "crop_size": s2.crop_size, "crop_blur_sigma": s2.crop_blur_sigma,
+            "crop_antialias": s2.crop_antialias}
 
 
 def check_schedule(schedule: Mapping[str, Any]) -> None:
@@ -446,7 +448,8 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
     lay = with_crop_record(get_layout(layout), s2, default_scale=get_layout(layout).crop_scale)
     pred = LandmarkPredictor(
         layout=lay, lumbar_net=_build(MNet, s2), centre_net=_build(PoseNet, s1), crop_size=int(s2["crop_size"]),
-        crop_blur_sigma=float(s2["crop_blur_sigma"]), device="cpu", meta=meta, stage1=stage1,
+        crop_blur_sigma=float(s2["crop_blur_sigma"]), crop_antialias=bool(s2.get("crop_antialias", False)),
+        device="cpu", meta=meta, stage1=stage1,
         centre_refinement=centre_refinement, tta=tta, level_net=level_net,
     )
     return pred.save(model_path)
@@ -551,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     net = res.pop("network")
     name = "posenet" if a.stage == "posenet" else "mnet_lumbar"
-    extra = {k: v for k, v in res.items() if k in ("crop_size", "crop_blur_sigma")}
+    extra = {k: v for k, v in res.items() if k in ("crop_size", "crop_blur_sigma", "crop_antialias")}
     if a.stage == "posenet":
         extra["input_size"] = int(schedule["posenet"]["input_size"])
     else:  # the crop geometry the M-Net learned (export builds the predictor's layout from it)

@@ -62,6 +62,7 @@ class Stage2Config:
     kind: str = "lumbar"
     crop_size: int = 256
     crop_blur_sigma: float = 1.0
+    crop_antialias: bool = False  # *ours*: smooth the image before sampling a crop (crops.antialias_sigma)
     translate: float = 0.1
     rotate: float = 10.0
     scale: tuple[float, float] = (0.9, 1.1)
@@ -168,7 +169,7 @@ def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | Non
             "image", cfg.layout, points_key="points", vertebrae=cfg.kind, out_size=cfg.crop_size,
             blur_sigma=0.0,
             translate=cfg.translate if augment else 0.0, rotate=cfg.rotate if augment else 0.0,
-            scale=tuple(cfg.scale) if augment else (1.0, 1.0), prob=cfg.augment_prob,
+            scale=tuple(cfg.scale) if augment else (1.0, 1.0), prob=cfg.augment_prob, antialias=cfg.crop_antialias,
         ),
         # the crop blur of Section 3.3 (VertebraCropsd's blur_sigma, the predictor's crops): the same kernel and
         # zero border, per crop, filtered by scipy in one thread (transforms/blur.py)

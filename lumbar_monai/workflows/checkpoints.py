@@ -211,6 +211,7 @@ def export_predictor_checkpoint(
         centre_net=centre_net,
         crop_size=lumbar_cfg.crop_size,
         crop_blur_sigma=lumbar_cfg.crop_blur_sigma,
+        crop_antialias=lumbar_cfg.crop_antialias,
         stage1={"input_size": int(posenet["input_size"]), "heatmap_size": int(posenet["heatmap_size"]),
                 # Algorithm 1 settings (lumbar_monai.postprocess.repair_missing_centre); False switches it off
                 "repair": dict(posenet.get("repair") or {}) if posenet.get("repair", {}) is not False else False},

@@ -8,6 +8,10 @@ image RD over all images):
 * ``wider field``: the width padded (black, both sides) to height/width ``--aspect`` (2.3: the median of the other
   AASCE batch the issue names, against about 2.7 here); images already that wide stay as they are.
 * ``shorter field``: the top cut off to height/width ``--aspect`` (the lower spine and pelvis kept).
+* ``lumbar film``: a lumbar AP film instead of a whole-spine one: the image cut to a 35 x 43 cm portrait
+  field centred on L3, ``--lumbar-half-height`` (3.5) L1-L5 centre spacings above and below it (about 11
+  spacings tall, roughly T10 to the pubis; a lumbar vertebra and disc are about 4 cm) and 35 / 43 of that wide,
+  within the image. No T1: the vertebra counter cannot count, the window Pose-Net names the levels alone.
 * ``half resolution``: each side halved (antialiased), as a detector with twice the pixel spacing.
 * ``mirrored``: left and right swapped, a film displayed as seen from behind (the patient's left on the image left,
   as some sites show PA scoliosis films); the labels keep their anatomical names, so a model that names corners by
@@ -70,6 +74,24 @@ def shorter_field(aspect: float) -> View:
     return view
 
 
+def lumbar_film(half_height: float, aspect: float = 43.0 / 35.0) -> View:
+    """Cut the image to a portrait field ``2 * half_height`` L1-L5 centre spacings tall (height/width ``aspect``)
+    centred on the labelled L3, within the image."""
+
+    def view(img: np.ndarray, pts: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+        centres = layout.centres(pts)
+        spacing = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
+        mid = centres[len(centres) // 2]
+        h, w = img.shape
+        y0 = max(int(round(mid[1] - half_height * spacing)), 0)
+        y1 = min(int(round(mid[1] + half_height * spacing)), h)
+        width = min(int(round(2 * half_height * spacing / aspect)), w)
+        x0 = int(np.clip(round(mid[0] - width / 2), 0, w - width))
+        return np.ascontiguousarray(img[y0:y1, x0:x0 + width]), pts - np.array([x0, y0], dtype=np.float64)
+
+    return view
+
+
 def half_resolution(img: np.ndarray, pts: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     """Halve each side (antialiased); points follow the pixel-centre convention."""
     h, w = img.shape
@@ -96,8 +118,9 @@ def gamma(g: float) -> View:
     return view
 
 
-def views(aspect: float) -> dict[str, View]:
+def views(aspect: float, lumbar_half_height: float = 3.5) -> dict[str, View]:
     return {"wider field": wider_field(aspect), "shorter field": shorter_field(aspect),
+            "lumbar film": lumbar_film(lumbar_half_height),
             "half resolution": half_resolution, "mirrored": mirrored, "gamma 0.6": gamma(0.6),
             "gamma 1.6": gamma(1.6)}
 
@@ -126,9 +149,11 @@ def main() -> None:
     p.add_argument("--split", default="validation")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--aspect", type=float, default=2.3, help="height/width of the wider and shorter fields")
+    p.add_argument("--lumbar-half-height", type=float, default=3.5,
+                   help="the lumbar film's half height in L1-L5 centre spacings")
     p.add_argument("--views", nargs="+", default=None, help="views to run besides 'as delivered' (default: all)")
     a = p.parse_args()
-    all_views = views(a.aspect)
+    all_views = views(a.aspect, a.lumbar_half_height)
     chosen = a.views or list(all_views)
     unknown = [v for v in chosen if v not in all_views]
     if unknown:

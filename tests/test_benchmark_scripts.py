@@ -268,6 +268,13 @@ def test_acquisition_shift_views_move_the_labels_with_the_image():
     short, _ = views(2.3)["shorter field"](img, pts, layout)
     assert wide.shape == (300, 130) and short.shape[1] == 100 and short.shape[0] < 300
     assert short.shape[0] > int(np.floor(pts[:, 1].max())) - int(np.floor(pts[:, 1].min()))  # every label kept
+    film, fpts = views(2.3, lumbar_half_height=1.5)["lumbar film"](img, pts, layout)
+    centres = layout.centres(pts)
+    spacing = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
+    assert abs(film.shape[0] - 3.0 * spacing) <= 2 and film.shape[0] < 300  # 1.5 spacings each side of L3
+    assert abs(film.shape[1] - min(round(3.0 * spacing * 35 / 43), 100)) <= 1
+    np.testing.assert_allclose(layout.centres(fpts)[2], centres[2] - (pts - fpts)[0])  # L3 moved with the image
+    assert 0 <= layout.centres(fpts)[2][1] - film.shape[0] / 2 + 0.5 <= 1.0  # ... to the middle row
     mir, mpts = views(2.3)["mirrored"](img, pts, layout)
     np.testing.assert_allclose(mpts[:, 0], w - 1 - pts[:, 0])  # rows (anatomical names) kept
     np.testing.assert_allclose(mir, img[:, ::-1])

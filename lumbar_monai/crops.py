@@ -164,6 +164,7 @@ def antialias_sigma(affines) -> tuple[float, float]:
     median over the crops), 0 where crops do not shrink the image. Crop axes are taken as image axes (the
     augmentation's rotations are a few degrees)."""
     a = np.asarray(_as_numpy(affines), dtype=np.float64).reshape(-1, 3, 3)
+    a = a[np.isfinite(a).all(axis=(1, 2))]  # a crop around a missing (NaN) centre says nothing
     if len(a) == 0:
         return 0.0, 0.0
     kx = float(np.median(np.hypot(a[:, 0, 0], a[:, 1, 0])))
@@ -173,8 +174,8 @@ def antialias_sigma(affines) -> tuple[float, float]:
 
 def _prefiltered_region(img: torch.Tensor, a: torch.Tensor, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The part of ``(C, H, W)`` ``img`` that crops ``a`` read, smoothed by :func:`antialias_sigma` (edges
-    replicated, MONAI's ``GaussianFilter``), and the affines moved into it. Only that part is filtered: a whole
-    film costs ten times more."""
+    replicated, MONAI's ``GaussianFilter``), and the affines moved into it; only that part is filtered, not the
+    whole film."""
     sy, sx = antialias_sigma(a.cpu().numpy())
     if max(sy, sx) <= 0:
         return img, a
@@ -183,6 +184,7 @@ def _prefiltered_region(img: torch.Tensor, a: torch.Tensor, out_size: int) -> tu
     box = torch.tensor([[-0.5, -0.5, 1.0], [n - 0.5, -0.5, 1.0], [-0.5, n - 0.5, 1.0], [n - 0.5, n - 0.5, 1.0]],
                        dtype=a.dtype, device=a.device)
     xy = torch.einsum("vij,kj->vki", a[:, :2], box).reshape(-1, 2)
+    xy = xy[torch.isfinite(xy).all(dim=1)]
     pad = 4.0 * max(sy, sx) + 2.0
     x0 = min(max(int(np.floor(float(xy[:, 0].min()) - pad)), 0), w - 1)
     y0 = min(max(int(np.floor(float(xy[:, 1].min()) - pad)), 0), h - 1)
@@ -190,7 +192,8 @@ def _prefiltered_region(img: torch.Tensor, a: torch.Tensor, out_size: int) -> tu
     y1 = max(min(int(np.ceil(float(xy[:, 1].max()) + pad)) + 1, h), y0 + 1)
     sub = img[:, y0:y1, x0:x1]
     r = int(np.ceil(4.0 * max(sy, sx)))
-    # replicate the edges first: GaussianFilter pads with zeros, which would darken a film's borders
+    # replicate the edges first: GaussianFilter pads with zeros, which would darken a film's borders; an axis the
+    # crops do not shrink gets a near-delta kernel (sigma 1e-3)
     sub = F.pad(sub[None], (r, r, r, r), mode="replicate")
     sub = GaussianFilter(spatial_dims=2, sigma=[max(sy, 1e-3), max(sx, 1e-3)]).to(img.device)(sub)[0, :, r:-r, r:-r]
     shift = torch.tensor([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]], dtype=a.dtype, device=a.device)

@@ -246,6 +246,11 @@ def test_antialiased_crops_remove_the_alias_and_keep_positions():
     blob = np.exp(-((xx - 251.3) ** 2 + (yy - 298.6) ** 2) / (2 * 12.0 ** 2)).astype(np.float32)
     peaks = [decode_peaks(resample_crops(blob, aff[:1], 80, antialias=a)[:, 0])[0][0].numpy() for a in (False, True)]
     np.testing.assert_allclose(peaks[0], peaks[1], atol=0.05)
+    missing = crop_affines(np.array([[250.0, 300.0], [np.nan, np.nan]]), np.array([250.0, 250.0]), 80)
+    both = resample_crops(board, missing, 80, antialias=True)  # a crop around a missing centre changes nothing
+    one = resample_crops(board, missing[:1], 80, antialias=True)
+    assert antialias_sigma(missing) == antialias_sigma(missing[:1]) and torch.allclose(both[0], one[0], atol=1e-5)
+    assert antialias_sigma(missing[1:]) == (0.0, 0.0)
     enlarge = crop_affines(np.array([[250.0, 300.0]]), np.array([40.0]), 80)
     assert torch.equal(resample_crops(board, enlarge, 80, antialias=True), resample_crops(board, enlarge, 80))
 

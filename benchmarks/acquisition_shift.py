@@ -8,10 +8,11 @@ image RD over all images):
 * ``wider field``: the width padded (black, both sides) to height/width ``--aspect`` (2.3: the median of the other
   AASCE batch the issue names, against about 2.7 here); images already that wide stay as they are.
 * ``shorter field``: the top cut off to height/width ``--aspect`` (the lower spine and pelvis kept).
-* ``lumbar film``: a lumbar AP film instead of a whole-spine one: the image cut to a 35 x 43 cm portrait
-  field centred on L3, ``--lumbar-half-height`` (3.5) L1-L5 centre spacings above and below it (about 11
-  spacings tall, roughly T10 to the pubis; a lumbar vertebra and disc are about 4 cm) and 35 / 43 of that wide,
-  within the image. No T1: the vertebra counter cannot count, the window Pose-Net names the levels alone.
+* ``lumbar film``: a collimated lumbar AP film instead of a whole-spine one: the image cut to a portrait field
+  centred on the labelled L3, ``--lumbar-half-height`` (3.5) L1-L5 centre spacings above and below it (7 spacings,
+  about 28 cm at some 4 cm a lumbar level: from T11-T12 to the upper sacrum) and 35 / 43 of that wide (the shape of
+  a 35 x 43 cm film), within the image. No T1: the vertebra counter cannot count, the window Pose-Net names the
+  levels alone.
 * ``half resolution``: each side halved (antialiased), as a detector with twice the pixel spacing.
 * ``mirrored``: left and right swapped, a film displayed as seen from behind (the patient's left on the image left,
   as some sites show PA scoliosis films); the labels keep their anatomical names, so a model that names corners by

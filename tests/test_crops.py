@@ -255,13 +255,15 @@ def test_antialiased_crops_remove_the_alias_and_keep_positions():
     assert torch.equal(resample_crops(board, enlarge, 80, antialias=True), resample_crops(board, enlarge, 80))
 
 
-def test_antialias_reaches_training_crops_and_the_predictor_checkpoint(tmp_path):
+def test_antialias_reaches_the_predictor_crops_and_its_checkpoint(tmp_path):
+    """(The training crops: tests/test_stage2_training.py.)"""
     from lumbar_monai.predictor import LandmarkPredictor
-    from lumbar_monai.training.stage2 import Stage2Config, stage2_transforms
 
-    tf = stage2_transforms(Stage2Config(layout="ap", crop_size=32, crop_antialias=True), train=False)
-    assert [t.antialias for t in tf.transforms if isinstance(t, VertebraCropsd)] == [True]
     pred = LandmarkPredictor.load("bundles/lumbar_landmarks/models/aasce_ap.pt", device="cpu")
     assert pred.crop_antialias is False  # a checkpoint that predates the setting samples as it was trained
+    image = np.random.default_rng(0).random((1200, 500)).astype(np.float32)
+    centres = np.stack([np.full(5, 250.0), 500.0 + 80.0 * np.arange(5)], axis=1)  # crops ~3x the 80 px input
+    plain = pred.corners_batch([image], [centres])[0][0]
     pred.crop_antialias = True
+    assert not np.allclose(pred.corners_batch([image], [centres])[0][0], plain)
     assert LandmarkPredictor.load(pred.save(tmp_path / "m.pt"), device="cpu").crop_antialias is True

@@ -70,15 +70,20 @@ def test_gamma_and_noise_change_only_the_intensities():
                    for t in stage2_transforms(heavy, train=True, augment=False).transforms)
 
 
-def test_schedules_set_the_augmentation_through_one_list():
-    """``framed.train_mnet`` passes a schedule's augmentation keys on by :data:`AUGMENTATION_FIELDS`: each is a field
-    of :class:`Stage2Config`, so a new augmentation is added in one place."""
+def test_schedules_set_the_crops_through_one_list():
+    """``framed.train_mnet`` passes a schedule's crop keys on by :func:`schedule_settings`: each of
+    :data:`SCHEDULE_FIELDS` is a field of :class:`Stage2Config` and arrives as that field's type, so a new setting
+    is added in one place."""
     from dataclasses import fields
 
-    from lumbar_monai.training.stage2 import AUGMENTATION_FIELDS
+    from lumbar_monai.training.stage2 import SCHEDULE_FIELDS, schedule_settings
 
-    assert set(AUGMENTATION_FIELDS) <= {f.name for f in fields(Stage2Config)}
-    assert {"gamma", "noise_std", "mirror_prob", "translate"} <= set(AUGMENTATION_FIELDS)
+    assert set(SCHEDULE_FIELDS) <= {f.name for f in fields(Stage2Config)}
+    got = schedule_settings({"crop_antialias": True, "scale": [0.8, 1.2], "gamma": 1, "lr": 5.0, "channels": [4]})
+    assert got == {"crop_antialias": True, "scale": (0.8, 1.2), "gamma": 1.0}  # the network and the run are not its
+    assert isinstance(got["gamma"], float)
+    cfg = Stage2Config(layout="ap", crop_size=32, **got)
+    assert [t.antialias for t in stage2_transforms(cfg, train=False).transforms if hasattr(t, "antialias")] == [True]
 
 
 @pytest.mark.slow

@@ -294,7 +294,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     from ..networks.mnet import MNet
     from ..predictor import with_init_kwargs
     from .fit import fit
-    from .stage2 import AUGMENTATION_FIELDS, Stage2Config, stage2_transforms
+    from .stage2 import Stage2Config, schedule_settings, stage2_transforms
 
     check_schedule(schedule)
     cfg = dict(schedule["mnet_lumbar"])
@@ -302,10 +302,7 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     s2 = Stage2Config(layout=layout, kind="lumbar", crop_size=int(cfg["crop_size"]),
                       channels=tuple(cfg["channels"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
                       max_epochs=int(cfg["max_epochs"]), patience=int(cfg["patience"]),
-                      seed=int(schedule.get("seed", 0)), device=device,
-                      crop_antialias=bool(cfg.get("crop_antialias", False)),
-                      **{k: (tuple(cfg[k]) if k == "scale" else float(cfg[k]))
-                         for k in AUGMENTATION_FIELDS if k in cfg})
+                      seed=int(schedule.get("seed", 0)), device=device, **schedule_settings(cfg))
     set_determinism(seed=s2.seed)
     net = with_init_kwargs(MNet, **s2.network_kwargs())
     if init is not None:

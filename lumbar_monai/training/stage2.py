@@ -36,7 +36,8 @@ from ..networks.mnet import MNet, mnet_kwargs_for
 from ..transforms.blur import GaussianBlurd
 
 __all__ = [
-    "AUGMENTATION_FIELDS",
+    "SCHEDULE_FIELDS",
+    "schedule_settings",
     "Stage2Config",
     "CornerTargetsd",
     "stage2_transforms",
@@ -48,10 +49,10 @@ __all__ = [
 ]
 
 
-#: the :class:`Stage2Config` augmentation fields, the ones a schedule's ``mnet_lumbar`` section may set
-#: (:func:`lumbar_monai.training.framed.train_mnet`); ``scale`` is a pair, the others numbers.
-AUGMENTATION_FIELDS = ("translate", "rotate", "scale", "augment_prob", "brightness", "contrast", "intensity_prob",
-                       "gamma", "noise_std", "mirror_prob")
+#: the :class:`Stage2Config` fields a schedule's ``mnet_lumbar`` section may set besides the network and the run
+#: (:func:`lumbar_monai.training.framed.train_mnet`): how crops are sampled and augmented.
+SCHEDULE_FIELDS = ("crop_antialias", "translate", "rotate", "scale", "augment_prob", "brightness", "contrast",
+                   "intensity_prob", "gamma", "noise_std", "mirror_prob")
 
 
 @dataclass
@@ -148,6 +149,13 @@ def _codecs(cfg: Stage2Config) -> tuple[CornerCodec, PAFCodec | None]:
     paf = PAFCodec(cfg.layout, cfg.kind, size=cfg.crop_size, width=cfg.paf_width, mode=cfg.paf_mode) if cfg.paf \
         else None
     return corner, paf
+
+
+def schedule_settings(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`SCHEDULE_FIELDS` a schedule section sets, each as its :class:`Stage2Config` field's type (``scale``
+    a pair, ``crop_antialias`` a flag, the others numbers)."""
+    defaults = Stage2Config()
+    return {k: type(getattr(defaults, k))(section[k]) for k in SCHEDULE_FIELDS if k in section}
 
 
 def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | None = None) -> Compose:

@@ -9,8 +9,8 @@ image RD over all images):
   AASCE batch the issue names, against about 2.7 here); images already that wide stay as they are.
 * ``shorter field``: the top cut off to height/width ``--aspect`` (the lower spine and pelvis kept).
 * ``lumbar film``: a collimated lumbar AP film instead of a whole-spine one: the image cut to a portrait field
-  centred on the labelled L3, ``--lumbar-half-height`` (3.5) L1-L5 centre spacings above and below it (7 spacings,
-  about 28 cm at some 4 cm a lumbar level: from T11-T12 to the upper sacrum) and 35 / 43 of that wide (the shape of
+  centred on the labelled L3, ``--lumbar-half-height`` (3.5) L1-L5 centre spacings above and below it (7 spacings:
+  from about T11-T12 to the upper sacrum) and 35 / 43 of that wide (the shape of
   a 35 x 43 cm film), within the image. No T1: the vertebra counter cannot count, the window Pose-Net names the
   levels alone.
 * ``half resolution``: each side halved (antialiased), as a detector with twice the pixel spacing.

@@ -13,7 +13,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ("synth", "demo", "predict")
+COMMANDS = ("synth", "demo", "predict", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -222,3 +222,45 @@ def tiny_untrained_model(path: Path, seed: int = 0) -> Path:
         sacrum_net=with_init_kwargs(MNet, out_channels=3, channels=(4, 8), coordconv=2),
         crop_size=32, stage1={"input_size": 64, "heatmap_size": 8}, device="cpu",
     ).save(path)
+
+
+def tiny_untrained_ap_model(path: Path, seed: int = 0) -> Path:
+    """:func:`tiny_untrained_model` of the AP layout (L1-L5 centres and corners, no sacrum network)."""
+    import torch
+
+    from lumbar_monai.networks.mnet import MNet
+    from lumbar_monai.networks.posenet import PoseNet
+    from lumbar_monai.predictor import LandmarkPredictor, with_init_kwargs
+
+    torch.manual_seed(seed)
+    return LandmarkPredictor(
+        layout="ap", centre_net=with_init_kwargs(PoseNet, layout="ap", width=4, kernel_size=7),
+        lumbar_net=with_init_kwargs(MNet, out_channels=5, channels=(4, 8), coordconv=2),
+        crop_size=32, stage1={"input_size": 64, "heatmap_size": 8}, device="cpu",
+    ).save(path)
+
+
+def aasce_format_folder(root: Path, subset: str = "batch2", n: int = 3, size: tuple[int, int] = (120, 400)) -> list:
+    """An AASCE-format folder: ``n`` images with 17 boxes down the middle (T1-L5), the labels normalised; returns
+    each image's L1-L5 corners (20, 2) in the files' corner order (top-left, top-right, bottom-left, bottom-right)."""
+    from PIL import Image
+
+    w, h = size
+    (root / f"images_{subset}").mkdir(parents=True)
+    (root / f"labels_{subset}").mkdir(parents=True)
+    names, rows, lumbar = [], [], []
+    for k in range(n):
+        name = f"case{k} A AP.jpg"
+        y = 12.0 + 22.0 * np.arange(17) + k
+        xy = np.stack([np.tile([w / 2 - 20, w / 2 + 20, w / 2 - 20, w / 2 + 20], 17),
+                       np.repeat(y, 4) + np.tile([-7.0, -7.0, 7.0, 7.0], 17)], axis=1)
+        img = np.full((h, w), 40, np.uint8)
+        for v in range(17):
+            img[int(y[v] - 7): int(y[v] + 7), int(w / 2 - 20): int(w / 2 + 20)] = 200
+        Image.fromarray(img).save(root / f"images_{subset}" / name, format="JPEG")
+        names.append(name)
+        rows.append(",".join(f"{v:.5f}" for v in np.concatenate([xy[:, 0] / w, xy[:, 1] / h])))
+        lumbar.append(xy[48:])
+    (root / f"labels_{subset}" / "filenames.csv").write_text("\n".join(names) + "\n")
+    (root / f"labels_{subset}" / "landmarks.csv").write_text("\n".join(rows) + "\n")
+    return lumbar

@@ -224,6 +224,8 @@ def write_aasce_datalist(
     labels_dir: str | os.PathLike | None = None,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     order: str = "anatomical",
+    subset: str = "training",
+    split: str | None = None,
 ) -> Path:
     """Write one annotation JSON per image and a datalist JSON at ``datalist_path``, split by patient.
 
@@ -232,13 +234,16 @@ def write_aasce_datalist(
     description. The source copy is only read. Items: ``{"image", "label", "case", "layout", "aasce_order"}``, paths
     relative to the datalist's folder. ``order`` as in :func:`read_aasce` (``"file"`` reproduces the labels of models
     trained before the reader fixed the rows listed out of order); each item records it, so that readers of the same
-    copy (auxiliary vertebrae in framed training) read it the same way. Returns ``datalist_path``.
+    copy (auxiliary vertebrae in framed training) read it the same way. ``subset``: the folders read,
+    ``images_<subset>/`` and ``labels_<subset>/`` (:func:`read_aasce`'s ``split``); ``split``: put every image in this
+    datalist split instead of splitting by patient (:func:`~lumbar_monai.io.datalist.write_datalist`). Returns
+    ``datalist_path``.
     """
     dl = Path(datalist_path)
     labels = Path(labels_dir) if labels_dir is not None else dl.parent / f"{dl.stem}_labels"
     items: list[dict[str, Any]] = []
     excluded: list[tuple[Path, str]] = []
-    for image, ann in read_aasce(root, lumbar_only=True, outside="skip", excluded=excluded, order=order):
+    for image, ann in read_aasce(root, lumbar_only=True, split=subset, outside="skip", excluded=excluded, order=order):
         label = labels / (Path(image.name).stem + ".json")
         ann.image = os.path.relpath(image.resolve(), label.resolve().parent)
         write_annotation_json(label, ann)
@@ -258,7 +263,7 @@ def write_aasce_datalist(
         description += f"; {len(excluded)} image(s) left out with landmarks outside the image: " + ", ".join(
             repr(p.name) for p, _ in excluded
         )
-    return write_datalist(dl, items, description, fractions)
+    return write_datalist(dl, items, description, fractions, split)
 
 
 def build_aasce_datalist(

@@ -105,21 +105,26 @@ def write_datalist(
     items: Sequence[Mapping[str, Any]],
     description: str,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    split: str | None = None,
 ) -> Path:
     """Split ``items`` (each with a ``"case"`` key and absolute paths) and write a datalist JSON atomically.
 
-    Paths under ``image``/``label``/``dicom`` are written relative to the datalist's folder.
+    Paths under ``image``/``label``/``dicom`` are written relative to the datalist's folder. ``split`` (one of
+    :data:`SPLITS`) puts every item in that split instead (e.g. ``"test"``: a batch that is only scored).
     """
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     out = Path(path)
     base = out.resolve().parent
-    doc: dict[str, Any] = {"description": description, "split_rule": split_rule(fractions)}
+    rule = split_rule(fractions) if split is None else f"every item in {split}"
+    doc: dict[str, Any] = {"description": description, "split_rule": rule}
     doc.update({s: [] for s in SPLITS})
     for item in items:
         entry = dict(item)
         for key in ("image", "label", "dicom"):
             if entry.get(key) is not None:
                 entry[key] = _rel(Path(entry[key]).resolve(), base)
-        doc[assign_split(str(item["case"]), fractions)].append(entry)
+        doc[split or assign_split(str(item["case"]), fractions)].append(entry)
     return atomic_write_json(out, doc)
 
 
@@ -178,15 +183,18 @@ def write_buu_datalist(
     out_path: str | os.PathLike,
     layout: str | Layout | None = None,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    split: str | None = None,
 ) -> Path:
     """:func:`build_buu_datalist` written to ``out_path``: only ``layout``'s view (lateral Y1 / AP Y0) when given,
-    else both. Raises :class:`InputError` when the folder holds no labelled BUU-LSPINE image of that view."""
+    else both; ``split`` as in :func:`write_datalist`. Raises :class:`InputError` when the folder holds no labelled
+    BUU-LSPINE image of that view."""
     views = ("lateral", "ap") if layout is None else (get_layout(layout).view,)
     lists = build_buu_datalist(folder, None, views=views, fractions=fractions)
     items = [i for s in SPLITS for i in lists[s]]
     if not items:
         raise InputError(folder, f"no BUU-LSPINE image ({'/'.join(views)}) with a CSV of the same name found")
-    return write_datalist(out_path, items, f"BUU-LSPINE {'/'.join(views)} images under {Path(folder).name}", fractions)
+    return write_datalist(out_path, items, f"BUU-LSPINE {'/'.join(views)} images under {Path(folder).name}", fractions,
+                          split)
 
 
 def load_landmark_datalist(path: str | os.PathLike, split: str = "training") -> list[dict[str, Any]]:

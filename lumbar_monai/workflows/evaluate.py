@@ -32,7 +32,14 @@ import numpy as np
 from ..anatomy import Layout, get_layout
 from ..io.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ..metrics.centre import centre_distance, centre_outliers
-from ..metrics.landmark import OUTLIER_RD, distance_error, relative_distance_error, vertebra_mean, vertebra_total
+from ..metrics.landmark import (
+    OUTLIER_RD,
+    distance_error,
+    landmark_outliers,
+    relative_distance_error,
+    vertebra_mean,
+    vertebra_total,
+)
 
 __all__ = ["evaluate_predictor", "centre_table", "landmark_table", "write_table"]
 
@@ -274,6 +281,11 @@ def evaluate_predictor(
         "landmark_rd_total_pct": vertebra_total(rd[inl], lay)[0] if inl.any() else None,
         "landmark_d_total_px": vertebra_total(d_px[inl], lay)[0] if inl.any() else None,
         "landmark_rd_all_total_pct": vertebra_total(rd, lay)[0],
+        # the median image (per-image mean RD, every image: per_case.csv's mean_RD) and the landmark outliers of the
+        # detected images (vertebrae with mean RD > OUTLIER_RD; landmark_error's "Total" outlier_pct)
+        "landmark_rd_median_image_pct": float(np.median(rd.mean(-1))),
+        "landmark_outlier_pct": float(100.0 * landmark_outliers(rd[inl], lay).mean()) if inl.any() else None,
+        "n_detected": int(inl.sum()),
         "input_size": int(input_size),
         "checkpoint_meta": {k: v for k, v in predictor.meta.items() if k != "timings_ms"},
         "failures": failures,

@@ -1,0 +1,92 @@
+"""``lumbar-monai evaluate`` end to end on a tiny predictor: an AASCE-format folder scored whole, the printed row
+equal to the workflow's summary, no file names on the console, bad data and models refused with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _lm_helpers as H  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evaluate")
+    H.aasce_format_folder(tmp / "batch", n=3)
+    return tmp, H.tiny_untrained_ap_model(tmp / "ap.pt"), H.tiny_untrained_model(tmp / "lateral.pt")
+
+
+def _evaluate(*args):
+    return subprocess.run([sys.executable, "-m", "lumbar_monai", "evaluate", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_an_aasce_folder_is_scored_and_the_row_is_the_summary(setup):
+    tmp, ap, _ = setup
+    out = tmp / "out"
+    proc = _evaluate(tmp / "batch", "--out", out, "--model", ap, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("| data | n | failed | centre detection (%)")
+    row = [c.strip() for c in lines[2].strip("|").split("|")]
+    s = json.loads((out / "summary.json").read_text())
+    assert row[:3] == ["AASCE-format folder, subset batch2, 3 images", "3", "0"]
+    assert row[3] == f"{s['centre_detection_accuracy_pct']:.1f}"
+    for cell, key in zip(row[4:], ("landmark_rd_total_pct", "landmark_rd_median_image_pct", "landmark_outlier_pct"),
+                         strict=True):
+        assert cell == ("n/a" if s[key] is None else f"{s[key]:.2f}")
+    # the median image is the median of per_case.csv's mean_RD over every image
+    rows = (out / "per_case.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3
+    mean_rd = [float(r.split(",")[2]) for r in rows]
+    assert s["landmark_rd_median_image_pct"] == pytest.approx(float(np.median(mean_rd)), abs=1e-3)
+    # the landmark outliers are landmark_error's "Total" outlier rate (detected images)
+    total = next(r for r in (out / "landmark_error.csv").read_text().splitlines() if r.startswith("Total,"))
+    assert s["landmark_outlier_pct"] is None or total.endswith(f"{s['landmark_outlier_pct']:.2f}")
+    for name in ("landmark_error.md", "centre_error.md", "per_case.csv", "scored_datalist.json"):
+        assert (out / name).is_file()
+    assert "case0" not in proc.stdout + proc.stderr  # no file name on the console
+
+
+@pytest.mark.parametrize("case", ["missing data", "lateral model on AP labels", "unknown split", "no model",
+                                  "bad max cases"])
+def test_bad_data_or_model_is_one_line(setup, case):
+    tmp, ap, lateral = setup
+    out = tmp / f"bad_{case.replace(' ', '_')}"
+    args = {
+        "missing data": (tmp / "nowhere", "--model", ap),
+        "lateral model on AP labels": (tmp / "batch", "--model", lateral),
+        "unknown split": (tmp / "out" / "scored_datalist.json", "--model", ap, "--split", "nope"),
+        "no model": (tmp / "batch", "--model", tmp / "missing.pt"),
+        "bad max cases": (tmp / "batch", "--model", ap, "--max-cases", "0"),
+    }[case]
+    if case == "unknown split" and not (tmp / "out" / "scored_datalist.json").is_file():
+        H.aasce_format_folder(tmp / "b2", n=1)
+        assert _evaluate(tmp / "b2", "--out", tmp / "out", "--model", ap, "--device", "cpu").returncode == 0
+    proc = _evaluate(*args, "--out", out, "--device", "cpu")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lumbar-monai evaluate: "), proc.stderr
+    assert "Traceback" not in proc.stderr and not (out / "summary.json").exists()
+
+
+@pytest.mark.skipif(not (H.SHARED / "data" / "aasce16").is_dir(), reason="needs ../shared/data/aasce16")
+def test_the_shipped_model_on_real_aasce_images(tmp_path):
+    """The shared AASCE copy as a folder, the shipped AP model, the first four images: the row's outlier rate is the
+    landmark table's "Total" one and some image is detected (so the columns hold numbers, not n/a)."""
+    shipped = Path(__file__).resolve().parents[1] / "bundles" / "lumbar_landmarks" / "models" / "aasce_ap.pt"
+    proc = _evaluate(H.SHARED / "data" / "aasce16", "--out", tmp_path, "--model", shipped, "--device", "cpu",
+                     "--max-cases", "4")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["n_cases"] == 4 and s["n_detected"] >= 1
+    total = next(r for r in (tmp_path / "landmark_error.csv").read_text().splitlines() if r.startswith("Total,"))
+    assert total.endswith(f"{s['landmark_outlier_pct']:.2f}")
+    assert "AASCE-format folder, subset training, 480 images" in proc.stdout
+    assert "sunhl" not in proc.stdout + proc.stderr  # the AASCE file names carry dates: never on the console

@@ -240,14 +240,18 @@ def tiny_untrained_ap_model(path: Path, seed: int = 0) -> Path:
     ).save(path)
 
 
-def aasce_format_folder(root: Path, subset: str = "batch2", n: int = 3, size: tuple[int, int] = (120, 400)) -> list:
+def aasce_format_folder(root: Path, subset: str = "batch2", n: int = 3, size: tuple[int, int] = (120, 400),
+                        release_layout: bool = False) -> list:
     """An AASCE-format folder: ``n`` images with 17 boxes down the middle (T1-L5), the labels normalised; returns
-    each image's L1-L5 corners (20, 2) in the files' corner order (top-left, top-right, bottom-left, bottom-right)."""
+    each image's L1-L5 corners (20, 2) in the files' corner order (top-left, top-right, bottom-left, bottom-right).
+    ``images_<subset>/`` + ``labels_<subset>/``, or the challenge release's ``data/<subset>/`` + ``labels/<subset>/``."""
     from PIL import Image
 
     w, h = size
-    (root / f"images_{subset}").mkdir(parents=True)
-    (root / f"labels_{subset}").mkdir(parents=True)
+    images, labels = ((root / "data" / subset, root / "labels" / subset) if release_layout
+                      else (root / f"images_{subset}", root / f"labels_{subset}"))
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
     names, rows, lumbar = [], [], []
     for k in range(n):
         name = f"case{k} A AP.jpg"
@@ -257,10 +261,10 @@ def aasce_format_folder(root: Path, subset: str = "batch2", n: int = 3, size: tu
         img = np.full((h, w), 40, np.uint8)
         for v in range(17):
             img[int(y[v] - 7): int(y[v] + 7), int(w / 2 - 20): int(w / 2 + 20)] = 200
-        Image.fromarray(img).save(root / f"images_{subset}" / name, format="JPEG")
+        Image.fromarray(img).save(images / name, format="JPEG")
         names.append(name)
         rows.append(",".join(f"{v:.5f}" for v in np.concatenate([xy[:, 0] / w, xy[:, 1] / h])))
         lumbar.append(xy[48:])
-    (root / f"labels_{subset}" / "filenames.csv").write_text("\n".join(names) + "\n")
-    (root / f"labels_{subset}" / "landmarks.csv").write_text("\n".join(rows) + "\n")
+    (labels / "filenames.csv").write_text("\n".join(names) + "\n")
+    (labels / "landmarks.csv").write_text("\n".join(rows) + "\n")
     return lumbar

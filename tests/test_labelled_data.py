@@ -15,9 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _lm_helpers as H  # noqa: E402
 
 from lumbar_monai.errors import InputError  # noqa: E402
+from lumbar_monai.io.aasce import aasce_subsets  # noqa: E402
 from lumbar_monai.io.annotations import read_annotation_json  # noqa: E402
 from lumbar_monai.io.datalist import load_landmark_datalist, write_datalist  # noqa: E402
-from lumbar_monai.io.labelled_data import aasce_subsets, scoring_datalist  # noqa: E402
+from lumbar_monai.io.labelled_data import scoring_datalist  # noqa: E402
 
 pytestmark = pytest.mark.compat
 
@@ -37,6 +38,22 @@ def test_an_aasce_folder_is_scored_whole_in_one_split(tmp_path):
         # the same 20 corners (the AP layout names them by the patient's side, so compare as sets of points)
         np.testing.assert_allclose(np.sort(got, axis=0), np.sort(pts, axis=0), atol=0.01)
     assert not any((tmp_path / "batch").rglob("*.json"))  # the source folder is only read
+
+
+def test_the_challenge_releases_own_layout_is_read_too(tmp_path):
+    """``boostnet_labeldata``: ``data/<subset>/`` and ``labels/<subset>/`` (training 481, test 128 images)."""
+    lumbar = H.aasce_format_folder(tmp_path / "boostnet_labeldata", "test", n=2, release_layout=True)
+    H.aasce_format_folder(tmp_path / "boostnet_labeldata", "training", n=1, release_layout=True)
+    assert aasce_subsets(tmp_path / "boostnet_labeldata") == ["test", "training"]
+    with pytest.raises(InputError, match=r"several AASCE subsets \(test, training\)"):
+        scoring_datalist(tmp_path / "boostnet_labeldata", tmp_path / "out", "ap")
+    data = scoring_datalist(tmp_path / "boostnet_labeldata", tmp_path / "out", "ap", subset="test")
+    assert data.description == "AASCE-format folder, subset test, 2 images"
+    items = load_landmark_datalist(data.datalist, "test")
+    for item, pts in zip(items, lumbar, strict=True):
+        assert Path(item["image"]).parent == tmp_path / "boostnet_labeldata" / "data" / "test"
+        got = np.asarray(read_annotation_json(item["label"]).points)
+        np.testing.assert_allclose(np.sort(got, axis=0), np.sort(pts, axis=0), atol=0.01)
 
 
 def test_an_aasce_folder_with_several_subsets_needs_a_choice(tmp_path):

@@ -7,6 +7,9 @@ Layout of a copy (``../shared/data/aasce16``)::
     labels_training/landmarks.csv      one row per image: 68 x then 68 y, normalised by image width / height
     labels_training/<name>.jpg.mat     the same points in whole pixels, variable p2 (68, 2) (x, y)
 
+The challenge's own release (``boostnet_labeldata``) keeps the same files as ``data/<subset>/<name>.jpg`` and
+``labels/<subset>/`` (subsets ``training`` and ``test``, 481 and 128 images); :func:`aasce_dirs` finds either layout.
+
 Points: 17 vertebrae T1..T12, L1..L5 x 4 corners in image order top-left, top-right, bottom-left,
 bottom-right; L1..L5 (rows 48..67) map onto the project's ``AP`` layout through its image-side aliases.
 
@@ -50,6 +53,8 @@ __all__ = [
     "AASCE_CORNERS",
     "aasce_layout",
     "aasce_patient",
+    "aasce_dirs",
+    "aasce_subsets",
     "anatomical_order",
     "read_aasce",
     "build_aasce_datalist",
@@ -118,6 +123,24 @@ def anatomical_order(points: np.ndarray) -> tuple[np.ndarray, bool]:
     return ordered, bool(np.any(ordered != np.asarray(points, dtype=np.float64)))
 
 
+def aasce_dirs(root: str | os.PathLike, subset: str = "training") -> tuple[Path, Path]:
+    """``(images folder, labels folder)`` of ``subset`` in an AASCE copy: ``images_<subset>/`` + ``labels_<subset>/``
+    (this project's copy) or the release's ``data/<subset>/`` + ``labels/<subset>/``; the first where
+    ``landmarks.csv`` exists, else the first layout (whose missing files the reader then names)."""
+    base = Path(root)
+    layouts = ((base / f"images_{subset}", base / f"labels_{subset}"), (base / "data" / subset, base / "labels" / subset))
+    return next((d for d in layouts if (d[1] / "landmarks.csv").is_file()), layouts[0])
+
+
+def aasce_subsets(root: str | os.PathLike) -> list[str]:
+    """The subsets of an AASCE copy in either layout (:func:`aasce_dirs`): those whose ``landmarks.csv`` sits beside
+    an images folder (the public release: ``training`` and ``test``)."""
+    base = Path(root)
+    found = {p.parent.name.removeprefix("labels_") for p in base.glob("labels_*/landmarks.csv")}
+    found |= {p.parent.name for p in base.glob("labels/*/landmarks.csv")}
+    return sorted(s for s in found if aasce_dirs(base, s)[0].is_dir())
+
+
 def _read_lines(p: Path) -> list[tuple[int, list[str]]]:
     text = read_text_file(p, encoding="utf-8-sig")
     return [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)]
@@ -134,7 +157,8 @@ def read_aasce(
     """Read an AASCE / SpineWeb-16 copy into ``(image path, LandmarkAnnotation)`` pairs, one per row, in row order.
 
     Args:
-        root: the folder holding ``images_<split>/`` and ``labels_<split>/``.
+        root: the folder holding ``images_<split>/`` and ``labels_<split>/`` (or the release's ``data/<split>/`` and
+            ``labels/<split>/``, :func:`aasce_dirs`).
         lumbar_only: L1-L5 in the ``AP`` layout (default) or all 17 vertebrae (:func:`aasce_layout`).
         split: the folder suffix (``training`` in the public release).
         outside: what to do with an image whose points leave it (each image's size comes from its header, PIL
@@ -156,7 +180,7 @@ def read_aasce(
     if order not in ("anatomical", "file"):
         raise ValueError(f"order must be 'anatomical' or 'file', got {order!r}")
     base = Path(root)
-    labels_dir, images_dir = base / f"labels_{split}", base / f"images_{split}"
+    images_dir, labels_dir = aasce_dirs(base, split)
     names_csv, marks_csv = labels_dir / "filenames.csv", labels_dir / "landmarks.csv"
     names = _read_lines(names_csv)
     marks = _read_lines(marks_csv)
@@ -235,7 +259,8 @@ def write_aasce_datalist(
     relative to the datalist's folder. ``order`` as in :func:`read_aasce` (``"file"`` reproduces the labels of models
     trained before the reader fixed the rows listed out of order); each item records it, so that readers of the same
     copy (auxiliary vertebrae in framed training) read it the same way. ``subset``: the folders read,
-    ``images_<subset>/`` and ``labels_<subset>/`` (:func:`read_aasce`'s ``split``); ``split``: put every image in this
+    ``images_<subset>/`` and ``labels_<subset>/`` or ``data/<subset>/`` and ``labels/<subset>/`` (:func:`read_aasce`'s
+    ``split``); ``split``: put every image in this
     datalist split instead of splitting by patient (:func:`~lumbar_monai.io.datalist.write_datalist`). Returns
     ``datalist_path``.
     """

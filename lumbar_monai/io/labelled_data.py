@@ -4,7 +4,8 @@ Three kinds are recognised:
 
 * a datalist JSON (MONAI decathlon style, :mod:`lumbar_monai.io.datalist`): one of its splits, or all of them;
 * an AASCE-format folder (:mod:`lumbar_monai.io.aasce`: ``images_<subset>/`` and ``labels_<subset>/landmarks.csv``
-  with ``filenames.csv``; AP layout, L1-L5), e.g. another batch of AASCE / SpineWeb-16 images;
+  with ``filenames.csv``, or the challenge release's ``data/<subset>/`` and ``labels/<subset>/``; AP layout, L1-L5),
+  e.g. another batch of AASCE / SpineWeb-16 images such as the release's 128 test images;
 * a BUU-LSPINE folder (images named ``{ID}-{F|M}-{AGE}Y{0|1}.<ext>``, each with its CSV of the same name; the view
   the model reads).
 
@@ -21,9 +22,10 @@ from pathlib import Path
 
 from ..anatomy import get_layout
 from ..errors import InputError
+from .aasce import aasce_subsets, write_aasce_datalist
 from .datalist import SPLITS, load_landmark_datalist, write_buu_datalist, write_datalist
 
-__all__ = ["ALL_SPLITS", "ScoringData", "aasce_subsets", "scoring_datalist"]
+__all__ = ["ALL_SPLITS", "ScoringData", "scoring_datalist"]
 
 #: ``split`` value that scores every split of a datalist together.
 ALL_SPLITS = "all"
@@ -40,14 +42,6 @@ class ScoringData:
     split: str
     kind: str
     description: str
-
-
-def aasce_subsets(folder: str | os.PathLike) -> list[str]:
-    """The ``<subset>`` names of an AASCE-format folder: ``labels_<subset>/landmarks.csv`` beside
-    ``images_<subset>/`` (the public release has ``training``)."""
-    root = Path(folder)
-    return sorted(p.parent.name.removeprefix("labels_") for p in root.glob("labels_*/landmarks.csv")
-                  if (root / p.parent.name.replace("labels_", "images_", 1)).is_dir())
 
 
 def scoring_datalist(data: str | os.PathLike, out_dir: str | os.PathLike, layout: str, split: str = SCORED_SPLIT,
@@ -102,8 +96,6 @@ def _from_datalist(src: Path, out: Path, split: str) -> ScoringData:
 
 
 def _from_aasce(src: Path, out: Path, view: str, subsets: list[str], subset: str | None) -> ScoringData:
-    from .aasce import write_aasce_datalist
-
     if view != "ap":
         raise InputError(src, f"AASCE labels are AP (L1-L5); this model reads {view} images")
     if subset is None:
@@ -111,7 +103,8 @@ def _from_aasce(src: Path, out: Path, view: str, subsets: list[str], subset: str
             raise InputError(src, f"holds several AASCE subsets ({', '.join(subsets)}): choose one")
         subset = subsets[0]
     elif subset not in subsets:
-        raise InputError(src, f"no AASCE subset {subset!r} (labels_{subset}/landmarks.csv beside images_{subset}/)")
+        raise InputError(src, f"no AASCE subset {subset!r} (labels_{subset}/landmarks.csv beside images_{subset}/, "
+                              f"or labels/{subset}/landmarks.csv beside data/{subset}/)")
     path = write_aasce_datalist(src, out / "scored_datalist.json", out / "scored_labels", subset=subset,
                                 split=SCORED_SPLIT)
     doc = json.loads(path.read_text())

@@ -88,5 +88,5 @@ def test_the_shipped_model_on_real_aasce_images(tmp_path):
     assert s["n_cases"] == 4 and s["n_detected"] >= 1
     total = next(r for r in (tmp_path / "landmark_error.csv").read_text().splitlines() if r.startswith("Total,"))
     assert total.endswith(f"{s['landmark_outlier_pct']:.2f}")
-    assert "AASCE-format folder, subset training, 480 images" in proc.stdout
+    assert "AASCE-format folder, subset training, 480 images, 1 left out with landmarks outside the image" in proc.stdout
     assert "sunhl" not in proc.stdout + proc.stderr  # the AASCE file names carry dates: never on the console

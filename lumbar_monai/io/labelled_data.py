@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,7 @@ def _from_aasce(src: Path, out: Path, view: str, subsets: list[str], subset: str
     path = write_aasce_datalist(src, out / "scored_datalist.json", out / "scored_labels", subset=subset,
                                 split=SCORED_SPLIT)
     doc = json.loads(path.read_text())
-    left_out = "" if ";" not in doc["description"] else ", some left out with landmarks outside the image"
+    skipped = re.search(r"(\d+) image\(s\) left out", doc["description"])  # write_aasce_datalist's own count
+    left_out = f", {skipped.group(1)} left out with landmarks outside the image" if skipped else ""
     return ScoringData(path, SCORED_SPLIT, "aasce",
                        f"AASCE-format folder, subset {subset}, {len(doc[SCORED_SPLIT])} images{left_out}")

@@ -90,3 +90,19 @@ def test_the_shipped_model_on_real_aasce_images(tmp_path):
     assert total.endswith(f"{s['landmark_outlier_pct']:.2f}")
     assert "AASCE-format folder, subset training, 480 images, 1 left out with landmarks outside the image" in proc.stdout
     assert "sunhl" not in proc.stdout + proc.stderr  # the AASCE file names carry dates: never on the console
+
+
+def test_an_image_that_cannot_be_read_is_reported_and_the_rest_scored(setup):
+    tmp, ap, _ = setup
+    H.aasce_format_folder(tmp / "src3", n=3)
+    made = tmp / "made"
+    assert _evaluate(tmp / "src3", "--out", made, "--model", ap, "--device", "cpu").returncode == 0
+    next((tmp / "src3" / "images_batch2").iterdir()).write_bytes(b"\0" * 64)  # broken after the datalist was made
+    out = tmp / "out_broken"
+    proc = _evaluate(made / "scored_datalist.json", "--out", out, "--model", ap, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    row = [c.strip() for c in proc.stdout.strip().splitlines()[2].strip("|").split("|")]
+    assert row[1:3] == ["2", "1"]
+    assert "(1 image(s) could not be scored" in proc.stdout
+    failures = json.loads((out / "summary.json").read_text())["failures"]
+    assert len(failures) == 1 and failures[0]["image"].endswith(".jpg") and "\n" not in failures[0]["reason"]

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _lm_helpers as H  # noqa: E402
 
 from lumbar_monai.errors import InputError  # noqa: E402
-from lumbar_monai.io.aasce import aasce_subsets  # noqa: E402
+from lumbar_monai.io.aasce import aasce_subsets, read_aasce  # noqa: E402
 from lumbar_monai.io.annotations import read_annotation_json  # noqa: E402
 from lumbar_monai.io.datalist import load_landmark_datalist, write_datalist  # noqa: E402
 from lumbar_monai.io.labelled_data import scoring_datalist  # noqa: E402
@@ -133,3 +133,17 @@ def test_anything_else_fails_with_one_line_naming_it(tmp_path, make, message):
     with pytest.raises(InputError, match=message) as e:
         scoring_datalist(path, tmp_path / "out", "ap")
     assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
+def test_a_missing_or_unreadable_image_is_left_out_and_counted(tmp_path):
+    H.aasce_format_folder(tmp_path / "batch", n=3)
+    images = sorted((tmp_path / "batch" / "images_batch2").iterdir())
+    images[0].unlink()
+    images[1].write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match="not found"):  # the reader alone still refuses the folder
+        read_aasce(tmp_path / "batch", split="batch2")
+    data = scoring_datalist(tmp_path / "batch", tmp_path / "out", "ap")
+    assert data.description == "AASCE-format folder, subset batch2, 1 images, 2 left out missing or unreadable"
+    assert len(load_landmark_datalist(data.datalist, "test")) == 1
+    doc = json.loads(data.datalist.read_text())
+    assert "'case0 A AP.jpg'" in doc["description"] and "'case1 A AP.jpg'" in doc["description"]

@@ -76,6 +76,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"| {data.description} | {s['n_cases']} | {s['n_failed']} | {s['centre_detection_accuracy_pct']:.1f} "
           f"| {pct('landmark_rd_total_pct')} | {pct('landmark_rd_median_image_pct')} | {pct('landmark_outlier_pct')} |")
     print(f"tables, per_case.csv, overlays and summary.json -> {out}"
-          + (f" ({s['n_failed']} images could not be scored: their reasons are in summary.json)" if s["n_failed"]
+          + (f" ({s['n_failed']} image(s) could not be scored: the reasons are in summary.json)" if s["n_failed"]
              else ""))
     return 0

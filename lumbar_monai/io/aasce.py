@@ -153,6 +153,7 @@ def read_aasce(
     outside: str = "error",
     excluded: list[tuple[Path, str]] | None = None,
     order: str = "anatomical",
+    unreadable: str = "error",
 ) -> list[tuple[Path, LandmarkAnnotation]]:
     """Read an AASCE / SpineWeb-16 copy into ``(image path, LandmarkAnnotation)`` pairs, one per row, in row order.
 
@@ -165,7 +166,7 @@ def read_aasce(
             lazy open): ``"error"`` (InputError), ``"skip"`` (leave the image out, appending ``(image, message)``
             to ``excluded``) or ``"keep"``. The public training set has one such image (``landmarks.csv`` row
             395: an L4 corner 57 px below the bottom edge), so full-set readers pass ``"skip"`` or ``"keep"``.
-        excluded: receives the skipped images when ``outside="skip"``.
+        excluded: receives the skipped images (``outside="skip"``, ``unreadable="skip"``) with the reason.
         order: ``"anatomical"`` (default: each row through :func:`anatomical_order`, which fixes the rows that
             list a vertebra out of place; such an annotation gets ``meta["reordered"] = True``) or ``"file"``.
 
@@ -177,6 +178,8 @@ def read_aasce(
 
     if outside not in ("error", "skip", "keep"):
         raise ValueError(f"outside must be 'error', 'skip' or 'keep', got {outside!r}")
+    if unreadable not in ("error", "skip"):
+        raise ValueError(f"unreadable must be 'error' or 'skip', got {unreadable!r}")
     if order not in ("anatomical", "file"):
         raise ValueError(f"order must be 'anatomical' or 'file', got {order!r}")
     base = Path(root)
@@ -201,13 +204,20 @@ def read_aasce(
         if not np.isfinite(v).all():
             raise InputError(marks_csv, f"value {int(np.argmax(~np.isfinite(v))) + 1} is NaN or infinite", line=line)
         image = images_dir / name
-        if not image.is_file():
-            raise InputError(names_csv, f"image {name!r} not found in {images_dir}", line=name_line)
         try:
-            with Image.open(image) as im:
-                w, h = im.size
-        except (UnidentifiedImageError, OSError) as e:
-            raise InputError(image, f"cannot read image header ({type(e).__name__})") from None
+            if not image.is_file():
+                raise InputError(names_csv, f"image {name!r} not found in {images_dir}", line=name_line)
+            try:
+                with Image.open(image) as im:
+                    w, h = im.size
+            except (UnidentifiedImageError, OSError) as e:
+                raise InputError(image, f"cannot read image header ({type(e).__name__})") from None
+        except InputError as e:
+            if unreadable != "skip":
+                raise
+            if excluded is not None:
+                excluded.append((image, "unreadable: " + str(e)))
+            continue
         xy = np.stack([v[:n] * w, v[n:] * h], axis=1)
         snapped = np.rint(xy)
         if np.abs(xy - snapped).max() < _SNAP_TOL:
@@ -250,6 +260,7 @@ def write_aasce_datalist(
     order: str = "anatomical",
     subset: str = "training",
     split: str | None = None,
+    unreadable: str = "error",
 ) -> Path:
     """Write one annotation JSON per image and a datalist JSON at ``datalist_path``, split by patient.
 
@@ -261,14 +272,16 @@ def write_aasce_datalist(
     copy (auxiliary vertebrae in framed training) read it the same way. ``subset``: the folders read,
     ``images_<subset>/`` and ``labels_<subset>/`` or ``data/<subset>/`` and ``labels/<subset>/`` (:func:`read_aasce`'s
     ``split``); ``split``: put every image in this
-    datalist split instead of splitting by patient (:func:`~lumbar_monai.io.datalist.write_datalist`). Returns
-    ``datalist_path``.
+    datalist split instead of splitting by patient (:func:`~lumbar_monai.io.datalist.write_datalist`);
+    ``unreadable="skip"`` leaves out (and names in the description) images that are missing or whose header cannot be
+    read, instead of failing (a batch brought for scoring). Returns ``datalist_path``.
     """
     dl = Path(datalist_path)
     labels = Path(labels_dir) if labels_dir is not None else dl.parent / f"{dl.stem}_labels"
     items: list[dict[str, Any]] = []
     excluded: list[tuple[Path, str]] = []
-    for image, ann in read_aasce(root, lumbar_only=True, split=subset, outside="skip", excluded=excluded, order=order):
+    for image, ann in read_aasce(root, lumbar_only=True, split=subset, outside="skip", excluded=excluded, order=order,
+                                 unreadable=unreadable):
         label = labels / (Path(image.name).stem + ".json")
         ann.image = os.path.relpath(image.resolve(), label.resolve().parent)
         write_annotation_json(label, ann)
@@ -284,10 +297,11 @@ def write_aasce_datalist(
     description = "AASCE 2019 / SpineWeb-16 AP radiographs, L1-L5" + (
         "" if order == "anatomical" else f" (vertebrae in the files' order: order={order!r})"
     )
-    if excluded:
-        description += f"; {len(excluded)} image(s) left out with landmarks outside the image: " + ", ".join(
-            repr(p.name) for p, _ in excluded
-        )
+    bad = [p for p, why in excluded if why.startswith("unreadable: ")]
+    outside_image = [p for p, why in excluded if not why.startswith("unreadable: ")]
+    for group, why in ((outside_image, "with landmarks outside the image"), (bad, "missing or unreadable")):
+        if group:
+            description += f"; {len(group)} image(s) left out {why}: " + ", ".join(repr(p.name) for p in group)
     return write_datalist(dl, items, description, fractions, split)
 
 

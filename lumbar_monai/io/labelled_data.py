@@ -107,9 +107,10 @@ def _from_aasce(src: Path, out: Path, view: str, subsets: list[str], subset: str
         raise InputError(src, f"no AASCE subset {subset!r} (labels_{subset}/landmarks.csv beside images_{subset}/, "
                               f"or labels/{subset}/landmarks.csv beside data/{subset}/)")
     path = write_aasce_datalist(src, out / "scored_datalist.json", out / "scored_labels", subset=subset,
-                                split=SCORED_SPLIT)
+                                split=SCORED_SPLIT, unreadable="skip")
     doc = json.loads(path.read_text())
-    skipped = re.search(r"(\d+) image\(s\) left out", doc["description"])  # write_aasce_datalist's own count
-    left_out = f", {skipped.group(1)} left out with landmarks outside the image" if skipped else ""
+    # write_aasce_datalist's own counts; the description (in the datalist) names the images
+    left_out = "".join(f", {n} left out {why}" for n, why in
+                       re.findall(r"(\d+) image\(s\) left out ([a-z ]+?):", doc["description"]))
     return ScoringData(path, SCORED_SPLIT, "aasce",
                        f"AASCE-format folder, subset {subset}, {len(doc[SCORED_SPLIT])} images{left_out}")

@@ -214,17 +214,20 @@ def evaluate_predictor(
         raise ValueError(f"split {split!r} of {datalist} is empty")
     loader = LoadLandmarkSampled(("image", "label"), layout=lay)
     input_size = predictor.stage1["input_size"]
-    gts, preds, cents, spacings, scales, results, images, names = [], [], [], [], [], [], [], []
+    # the images themselves are not kept (a batch of radiographs would fill memory): the two drawn at the end are
+    # read again from their items
+    gts, preds, cents, spacings, scales, results, scored, names = [], [], [], [], [], [], [], []
     failures = []
     for item in items:
         try:
             sample = loader(item)
-        except Exception as e:  # noqa: BLE001 - a bad case is reported, the others go on
-            failures.append({"image": Path(str(item.get("image"))).name, "reason": str(e)})
+            img = np.asarray(sample["image"])[0]
+            res = predictor.predict(img, pixel_spacing=sample.get("pixel_spacing"),
+                                    spacing_source=sample.get("spacing_source"))
+        except Exception as e:  # noqa: BLE001 - a bad case (unreadable, or one the predictor refuses) is reported,
+            # the others go on
+            failures.append({"image": Path(str(item.get("image"))).name, "reason": " ".join(str(e).split())})
             continue
-        img = np.asarray(sample["image"])[0]
-        res = predictor.predict(img, pixel_spacing=sample.get("pixel_spacing"),
-                                spacing_source=sample.get("spacing_source"))
         names.append(Path(str(item.get("image"))).name)
         gts.append(np.asarray(sample["points"], np.float64))
         preds.append(res.points)
@@ -232,7 +235,7 @@ def evaluate_predictor(
         spacings.append(sample.get("pixel_spacing"))
         scales.append(input_size / float(max(img.shape)))  # original px -> stage-1 input px (pad + resize)
         results.append(res)
-        images.append(img)
+        scored.append(item)
     if not gts:
         raise ValueError(f"every case of split {split!r} failed: {failures[:3]}")
     gt = np.stack(gts)
@@ -266,7 +269,7 @@ def evaluate_predictor(
     order = np.argsort(per_case)
     picks = {"median": int(order[len(order) // 2]), "worst": int(order[-1])}
     for tag, i in picks.items():
-        _case_overlay(out / f"case_{tag}.png", images[i], results[i], gt[i])
+        _case_overlay(out / f"case_{tag}.png", np.asarray(loader(scored[i])["image"])[0], results[i], gt[i])
     summary = {
         "split": split,
         "n_cases": int(len(gt)),

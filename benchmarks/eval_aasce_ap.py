@@ -16,11 +16,8 @@ anti-aliasing). Each run is the project's evaluate workflow
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
-
-import numpy as np
 
 from lumbar_monai.predictor import TTA_MODES, LandmarkPredictor
 from lumbar_monai.workflows.evaluate import evaluate_predictor
@@ -70,14 +67,11 @@ def main() -> None:
         t0 = time.time()
         s = evaluate_predictor(ckpt, a.datalist, out, split=a.split, device=a.device)
         per_image = (time.time() - t0) / max(s["n_cases"], 1)
-        with open(out / "per_case.csv", newline="") as f:
-            mean_rd = np.array([float(r["mean_RD"]) for r in csv.DictReader(f)])
-        with open(out / "landmark_error.csv", newline="") as f:
-            total = next(r for r in csv.DictReader(f) if r["vertebra"] == "Total")
-        rd = s["landmark_rd_pct"]
+        rd, outliers = s["landmark_rd_pct"], s["landmark_outlier_pct"]
         print(f"| {n} | {k} | {pred.tta} | {'on' if pred.shape_prior is not None else 'none'} | {'on' if pred.crop_antialias else 'off'} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "
               f"| {'n/a' if rd is None else f'{rd:.2f}'} | {s['landmark_rd_all_pct']:.2f} "
-              f"| {np.median(mean_rd):.2f} | {total['outlier_pct']} | {per_image:.1f} |")
+              f"| {s['landmark_rd_median_image_pct']:.2f} | {'n/a' if outliers is None else f'{outliers:.2f}'} "
+              f"| {per_image:.1f} |")
 
 
 if __name__ == "__main__":

@@ -24,13 +24,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
              "detection, RD (paper's Total), median image RD, landmark outliers",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("data", help="datalist JSON, AASCE-format folder (labels_*/landmarks.csv) or BUU-LSPINE folder")
+    p.add_argument("data", help="datalist JSON, AASCE-format folder (labels_*/landmarks.csv, or the release's "
+                                "labels/*/landmarks.csv) or BUU-LSPINE folder")
     p.add_argument("--out", required=True, help="output folder (tables, per_case.csv, overlays, summary.json)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"predictor checkpoint (default: {DEFAULT_MODEL})")
     p.add_argument("--split", default="test",
                    help="a datalist's split: training, validation, test (default) or all; folders are scored whole")
     p.add_argument("--aasce-subset", default=None, metavar="NAME",
-                   help="an AASCE folder's images_NAME/ + labels_NAME/ (needed only when it holds several)")
+                   help="an AASCE folder's images_NAME/ + labels_NAME/ or data/NAME/ + labels/NAME/ (needed only "
+                        "when it holds several)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
     p.add_argument("--max-cases", type=int, default=None, metavar="N", help="score the first N images only")
     p.set_defaults(func=run)

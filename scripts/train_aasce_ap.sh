@@ -191,6 +191,12 @@ CNT16="$RUN/counter512b"
 #   framed mnet --init $MODEL --override mnet_lumbar.lr 5e-4 --override mnet_lumbar.max_seconds 4800 \
 #       --override mnet_lumbar.translate 0.2 --override mnet_lumbar.mirror_prob 0.5 $SQUARE \
 #       --override mnet_lumbar.crop_antialias true --override lr_decay '"time"'
+# Not kept in round 20 (README "A wider M-Net"): the round-6 M-Net widened 2x by Net2Wider (a throwaway script:
+# channels 16-32-64-128, every channel duplicated, outgoing weights halved, 1 % noise) and fine-tuned (lr 5e-4
+# decaying over 5400 s; validation RD on detected images 16.27 % with the prior, against 15.72 %):
+#   framed mnet --init WIDENED_MNET.pt --override mnet_lumbar.channels '[16,32,64,128]' --override mnet_lumbar.lr 5e-4 \
+#       --override mnet_lumbar.max_seconds 5400 --override mnet_lumbar.translate 0.2 --override mnet_lumbar.mirror_prob 0.5 \
+#       $SQUARE --override lr_decay '"time"'
 # The AP display network (is the film shown mirrored?), chosen on the validation split among three runs (README
 # "AP display side"), attached to a copy: not shipped, because on the test split it calls a standard film mirrored.
 DSP="$RUN/display"

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _lm_helpers as H  # noqa: E402
 
 from lumbar_monai.errors import InputError  # noqa: E402
-from lumbar_monai.io.aasce import aasce_subsets, read_aasce  # noqa: E402
+from lumbar_monai.io.aasce import aasce_copy_of, aasce_subsets, read_aasce  # noqa: E402
 from lumbar_monai.io.annotations import read_annotation_json  # noqa: E402
 from lumbar_monai.io.datalist import load_landmark_datalist, write_datalist  # noqa: E402
 from lumbar_monai.io.labelled_data import scoring_datalist  # noqa: E402
@@ -147,3 +147,16 @@ def test_a_missing_or_unreadable_image_is_left_out_and_counted(tmp_path):
     assert len(load_landmark_datalist(data.datalist, "test")) == 1
     doc = json.loads(data.datalist.read_text())
     assert "'case0 A AP.jpg'" in doc["description"] and "'case1 A AP.jpg'" in doc["description"]
+
+
+def test_an_image_knows_its_aasce_copy_in_either_layout(tmp_path):
+    H.aasce_format_folder(tmp_path / "ours", "training", n=1)
+    H.aasce_format_folder(tmp_path / "boostnet_labeldata", "test", n=1, release_layout=True)
+    ours = next((tmp_path / "ours" / "images_training").iterdir())
+    release = next((tmp_path / "boostnet_labeldata" / "data" / "test").iterdir())
+    assert aasce_copy_of(ours) == (tmp_path / "ours", "training")
+    assert aasce_copy_of(release) == (tmp_path / "boostnet_labeldata", "test")
+    (tmp_path / "loose").mkdir()
+    assert aasce_copy_of(tmp_path / "loose" / "x.jpg") is None
+    (tmp_path / "ours" / "labels_training" / "landmarks.csv").unlink()  # images without their labels
+    assert aasce_copy_of(ours) is None

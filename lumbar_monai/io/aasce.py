@@ -54,6 +54,7 @@ __all__ = [
     "aasce_layout",
     "aasce_patient",
     "aasce_dirs",
+    "aasce_copy_of",
     "aasce_subsets",
     "anatomical_order",
     "read_aasce",
@@ -130,6 +131,20 @@ def aasce_dirs(root: str | os.PathLike, subset: str = "training") -> tuple[Path,
     base = Path(root)
     layouts = ((base / f"images_{subset}", base / f"labels_{subset}"), (base / "data" / subset, base / "labels" / subset))
     return next((d for d in layouts if (d[1] / "landmarks.csv").is_file()), layouts[0])
+
+
+def aasce_copy_of(image: str | os.PathLike) -> tuple[Path, str] | None:
+    """``(root, subset)`` of the AASCE copy an image lies in (``root/images_<subset>/`` or the release's
+    ``root/data/<subset>/``, with that subset's ``landmarks.csv``), or ``None``."""
+    folder = Path(image).parent
+    candidates = [(folder.parent, folder.name.removeprefix("images_"))] if folder.name.startswith("images_") else []
+    if folder.parent.name == "data":
+        candidates.append((folder.parent.parent, folder.name))
+    for root, subset in candidates:
+        images, labels = aasce_dirs(root, subset)
+        if images == folder and (labels / "landmarks.csv").is_file():
+            return root, subset
+    return None
 
 
 def aasce_subsets(root: str | os.PathLike) -> list[str]:
@@ -271,9 +286,8 @@ def write_aasce_datalist(
     trained before the reader fixed the rows listed out of order); each item records it, so that readers of the same
     copy (auxiliary vertebrae in framed training) read it the same way. ``subset``: the folders read,
     ``images_<subset>/`` and ``labels_<subset>/`` or ``data/<subset>/`` and ``labels/<subset>/`` (:func:`read_aasce`'s
-    ``split``); ``split``: put every image in this
-    datalist split instead of splitting by patient (:func:`~lumbar_monai.io.datalist.write_datalist`);
-    ``unreadable="skip"`` leaves out (and names in the description) images that are missing or whose header cannot be
+    ``split``); ``split``: put every image in this datalist split instead of splitting by patient
+    (:func:`~lumbar_monai.io.datalist.write_datalist`); ``unreadable="skip"`` leaves out (and names in the description) images that are missing or whose header cannot be
     read, instead of failing (a batch brought for scoring). Returns ``datalist_path``.
     """
     dl = Path(datalist_path)

@@ -92,7 +92,7 @@ def attach_aux_centres(samples: list[dict[str, Any]], datalist: str | Path, spli
         InputError: an image that is not in an AASCE copy, or a vertebra the AASCE files do not have.
     """
     from ..errors import InputError
-    from ..io.aasce import AASCE_VERTEBRAE, aasce_layout, read_aasce
+    from ..io.aasce import AASCE_VERTEBRAE, aasce_copy_of, aasce_layout, read_aasce
     from ..io.datalist import load_landmark_datalist
 
     unknown = [v for v in vertebrae if v not in AASCE_VERTEBRAE]
@@ -108,13 +108,15 @@ def attach_aux_centres(samples: list[dict[str, Any]], datalist: str | Path, spli
     out = []
     for item, sample in zip(items, samples, strict=True):
         image = Path(item["image"])
-        root, split_name = image.parent.parent, image.parent.name.removeprefix("images_")
-        key = (root, str(item.get("aasce_order", "anatomical")))
+        copy = aasce_copy_of(image)
+        if copy is None:
+            raise InputError(image, "aux_vertebrae need the image inside an AASCE copy (images_<s>/ beside "
+                                    "labels_<s>/landmarks.csv, or the release's data/<s>/ beside labels/<s>/)")
+        root, split_name = copy
+        key = (root, split_name, str(item.get("aasce_order", "anatomical")))
         if key not in by_root:
-            if not (root / f"labels_{split_name}" / "landmarks.csv").is_file():
-                raise InputError(image, "aux_vertebrae need the image inside an AASCE copy (labels_*/landmarks.csv)")
             try:
-                pairs = read_aasce(root, lumbar_only=False, split=split_name, outside="keep", order=key[1])
+                pairs = read_aasce(root, lumbar_only=False, split=split_name, outside="keep", order=key[2])
             except ValueError as e:  # an unknown aasce_order in the datalist
                 raise InputError(Path(datalist), str(e)) from None
             by_root[key] = {p.name: (spine.centres(np.asarray(a.points, dtype=np.float64))[rows], a.image_size)

@@ -109,3 +109,19 @@ def test_predict_on_the_real_dicom_fixtures_writes_valid_dicom(real_run):
         assert dciodvfy_problems(sr) == [], sr.name
     for pr in prs:
         assert dciodvfy_problems(pr) == [], pr.name
+
+
+def test_a_device_that_is_not_there_is_one_line_before_anything_loads(setup, tmp_path, capsys):
+    """``--device cuda`` on a machine without CUDA (or a name torch does not know) used to end in a traceback when the
+    first network moved there; now the command refuses it first (lumbar_monai.devices.resolve_device)."""
+    import torch
+
+    from lumbar_monai.cli import main
+
+    tmp, model = setup
+    for device in ["tpu:7", *([] if torch.cuda.is_available() else ["cuda"])]:
+        code = main(["predict", str(tmp / "studies" / "dicom"), "--out", str(tmp_path / device), "--model",
+                     str(model), "--device", device, "--no-progress"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("lumbar-monai predict: ") and device in err[0]
+        assert not (tmp_path / device / "measurements.csv").exists()

@@ -134,3 +134,11 @@ def test_learning_rate_decays_over_the_wall_time():
     check_schedule({"lr_decay": "time"})
     with pytest.raises(ValueError, match="lr_decay"):
         check_schedule({"lr_decay": "cosine"})
+
+
+def test_resolve_device_none_is_auto_and_lives_in_one_place():
+    from lumbar_monai.devices import resolve_device
+    from lumbar_monai.training import framed
+
+    assert framed.resolve_device is resolve_device  # the training driver and the commands share it
+    assert resolve_device(None) == resolve_device("auto")

@@ -55,16 +55,18 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..batch import check_output_folder, run_batch
+    from ..devices import resolve_device
     from ..errors import InputError
     from ..loading import load_predictor
 
     try:
+        device = resolve_device(args.device)
         check_output_folder(Path(args.out))  # before the model loads: a folder we cannot write fails fast
-    except InputError as e:
+    except (InputError, ValueError) as e:
         print(f"lumbar-monai predict: {e}", file=sys.stderr)
         return 2
     try:
-        predictor = load_predictor(args.model, device=args.device)
+        predictor = load_predictor(args.model, device=device)
     except InputError as e:
         print(f"lumbar-monai predict: {e} (train one with the bundle: see README)", file=sys.stderr)
         return 2

@@ -263,9 +263,9 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     from monai.utils import set_determinism
 
     from ..counting import build_counter_net
+    from ..devices import resolve_device
     from ..predictor import _kwargs_of, save_checkpoint
     from .fit import fit
-    from .framed import resolve_device
 
     size = check_input_size(input_size)
     out = Path(out)

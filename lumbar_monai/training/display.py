@@ -123,9 +123,9 @@ def train_display(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     from monai.data import DataLoader, Dataset
     from monai.utils import set_determinism
 
+    from ..devices import resolve_device
     from ..predictor import _kwargs_of, save_checkpoint
     from .fit import fit
-    from .framed import resolve_device
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..anatomy import Layout, crop_record, get_layout, with_crop_record
+from ..devices import resolve_device
 
 __all__ = ["load_split", "attach_aux_centres", "load_init", "init_weights", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
            "check_schedule", "resolve_device", "main"]
@@ -358,22 +359,6 @@ def _amp(schedule: Mapping[str, Any], device: str | torch.device) -> bool:
     """Mixed precision when the schedule asks for it (``"amp": true``) and the device is CUDA (MONAI's engines
     autocast for CUDA only)."""
     return bool(schedule.get("amp", False)) and torch.device(device).type == "cuda"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; a CUDA device that is not there
-    is a :class:`ValueError` with one line."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this torch build sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r} (auto, cpu, cuda, cuda:N)")
-    return dev
 
 
 def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> None:

@@ -51,7 +51,7 @@ def main() -> None:
                 + ("" if prior == "model" else "_noprior") + ("" if aa == "model" else f"_antialias_{aa}"))
         out = Path(a.out) / name
         out.mkdir(parents=True, exist_ok=True)
-        pred = LandmarkPredictor.load(a.model, device="cpu")
+        pred = LandmarkPredictor.load(a.model, device=a.device)
         pred.stage1.setdefault("framing", {"factor": 2.0})["passes"] = n
         pred.centre_refinement = k
         if tta != "model":
@@ -62,10 +62,9 @@ def main() -> None:
             pred.crop_antialias = aa == "on"
         if a.repair != "model":
             pred.stage1["repair"] = {**(pred.stage1.get("repair") or {}), "rule_peaks": a.repair}
-        ckpt = out / "model.pt"
-        pred.save(ckpt)
+        pred.save(out / "model.pt")  # the settings scored, for the record
         t0 = time.time()
-        s = evaluate_predictor(ckpt, a.datalist, out, split=a.split, device=a.device)
+        s = evaluate_predictor(pred, a.datalist, out, split=a.split)
         per_image = (time.time() - t0) / max(s["n_cases"], 1)
         rd, outliers = s["landmark_rd_pct"], s["landmark_outlier_pct"]
         print(f"| {n} | {k} | {pred.tta} | {'on' if pred.shape_prior is not None else 'none'} | {'on' if pred.crop_antialias else 'off'} | {s['n_cases']} | {s['centre_detection_accuracy_pct']:.1f} "

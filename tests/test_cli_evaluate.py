@@ -50,6 +50,7 @@ def test_an_aasce_folder_is_scored_and_the_row_is_the_summary(setup):
     assert s["landmark_rd_median_image_pct"] == pytest.approx(float(np.median(mean_rd)), abs=1e-3)
     # the landmark outliers are landmark_error's "Total" outlier rate (detected images)
     total = next(r for r in (out / "landmark_error.csv").read_text().splitlines() if r.startswith("Total,"))
+    assert (s["landmark_outlier_pct"] is None) == (s["n_detected"] == 0)  # n/a exactly when nothing was detected
     assert s["landmark_outlier_pct"] is None or total.endswith(f"{s['landmark_outlier_pct']:.2f}")
     for name in ("landmark_error.md", "centre_error.md", "per_case.csv", "scored_datalist.json"):
         assert (out / name).is_file()
@@ -57,7 +58,7 @@ def test_an_aasce_folder_is_scored_and_the_row_is_the_summary(setup):
 
 
 @pytest.mark.parametrize("case", ["missing data", "lateral model on AP labels", "unknown split", "no model",
-                                  "bad max cases"])
+                                  "bad max cases", "unknown device"])
 def test_bad_data_or_model_is_one_line(setup, case, capsys):
     tmp, ap, lateral = setup
     out = tmp / f"bad_{case.replace(' ', '_')}"
@@ -67,12 +68,14 @@ def test_bad_data_or_model_is_one_line(setup, case, capsys):
         "unknown split": (tmp / "out" / "scored_datalist.json", "--model", ap, "--split", "nope"),
         "no model": (tmp / "batch", "--model", tmp / "missing.pt"),
         "bad max cases": (tmp / "batch", "--model", ap, "--max-cases", "0"),
+        "unknown device": (tmp / "batch", "--model", ap, "--device", "tpu:7"),
     }[case]
     if case == "unknown split" and not (tmp / "out" / "scored_datalist.json").is_file():
         H.aasce_format_folder(tmp / "b2", n=1)
         assert _evaluate(tmp / "b2", "--out", tmp / "out", "--model", ap, "--device", "cpu").returncode == 0
     # in-process (the end-to-end test above runs the installed command): the same parser and exit codes
-    code = main(["evaluate", *map(str, args), "--out", str(out), "--device", "cpu"])
+    device = [] if "--device" in args else ["--device", "cpu"]
+    code = main(["evaluate", *map(str, args), "--out", str(out), *device])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, err
     assert len(err) == 1 and err[0].startswith("lumbar-monai evaluate: "), err

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..batch import check_output_folder
+    from ..devices import resolve_device
     from ..errors import InputError
     from ..io.labelled_data import scoring_datalist
     from ..loading import load_predictor
@@ -57,14 +58,15 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--max-cases must be at least 1, got {args.max_cases}")
     out = Path(args.out)
     try:
+        device = resolve_device(args.device)
         check_output_folder(out)
-        layout = load_predictor(args.model, device="cpu").layout.name  # the layout decides how a folder is read
-        data = scoring_datalist(args.data, out, layout, split=args.split, subset=args.aasce_subset)
-    except InputError as e:
+        predictor = load_predictor(args.model, device=device)
+        # the model's layout decides how a folder is read
+        data = scoring_datalist(args.data, out, predictor.layout.name, split=args.split, subset=args.aasce_subset)
+    except (InputError, ValueError) as e:  # ValueError: the device
         return fail(str(e))
     try:
-        s = evaluate_predictor(args.model, data.datalist, out, split=data.split, device=args.device,
-                               max_cases=args.max_cases)
+        s = evaluate_predictor(predictor, data.datalist, out, split=data.split, max_cases=args.max_cases)
     except InputError as e:
         return fail(str(e))
     except ValueError as e:  # an empty split, or every image failed (summary.json is not written then)

@@ -180,7 +180,7 @@ def _per_case_csv(path: Path, layout: Layout, names: list[str], rd: np.ndarray, 
 
 
 def evaluate_predictor(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Any,
     datalist: str | Path,
     output_dir: str | Path,
     split: str = "test",
@@ -189,7 +189,8 @@ def evaluate_predictor(
     max_cases: int | None = None,
     note: str | None = None,
 ) -> dict[str, Any]:
-    """Run the predictor in ``checkpoint`` over ``split`` of ``datalist``; write tables, box plot and overlays.
+    """Run the predictor in ``checkpoint`` (a checkpoint file, or a predictor already loaded: then ``device`` is
+    its own) over ``split`` of ``datalist``; write tables, box plot and overlays.
 
     Returns a summary dict (also written as ``summary.json``).
     """
@@ -198,10 +199,12 @@ def evaluate_predictor(
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = load_predictor(checkpoint, device=device)
+    loaded = hasattr(checkpoint, "predict")
+    predictor = checkpoint if loaded else load_predictor(checkpoint, device=device)
     lay = predictor.layout  # its crop scale is the one the M-Nets were trained with (centre outliers use it)
     if layout and get_layout(layout).name != lay.name:
-        raise ValueError(f"{checkpoint}: the model's layout is {lay.name!r}, not {get_layout(layout).name!r}")
+        raise ValueError(f"{'the model' if loaded else checkpoint}: the model's layout is {lay.name!r}, not "
+                         f"{get_layout(layout).name!r}")
     if note is None:
         trained_on = str(predictor.meta.get("trained_on", "synthetic"))
         note = DEMO_NOTE if "synthetic" in trained_on else (
@@ -265,8 +268,8 @@ def evaluate_predictor(
     _box_plot(out / "rd_boxplot.png", lay, rd[box_sel],
               f"RD per vertebra ({split} split, {'inliers' if inl.any() else 'all cases'}, n={int(box_sel.sum())})")
     _per_case_csv(out / "per_case.csv", lay, names, rd, d_px, err_in, outlier)
-    per_case = vertebra_mean(rd, lay).mean(-1)
-    order = np.argsort(per_case)
+    image_rd = rd.mean(-1)  # per_case.csv's mean_RD: each image's RD over its landmarks
+    order = np.argsort(image_rd)
     picks = {"median": int(order[len(order) // 2]), "worst": int(order[-1])}
     for tag, i in picks.items():
         _case_overlay(out / f"case_{tag}.png", np.asarray(loader(scored[i])["image"])[0], results[i], gt[i])
@@ -284,9 +287,9 @@ def evaluate_predictor(
         "landmark_rd_total_pct": vertebra_total(rd[inl], lay)[0] if inl.any() else None,
         "landmark_d_total_px": vertebra_total(d_px[inl], lay)[0] if inl.any() else None,
         "landmark_rd_all_total_pct": vertebra_total(rd, lay)[0],
-        # the median image (per-image mean RD, every image: per_case.csv's mean_RD) and the landmark outliers of the
-        # detected images (vertebrae with mean RD > OUTLIER_RD; landmark_error's "Total" outlier_pct)
-        "landmark_rd_median_image_pct": float(np.median(rd.mean(-1))),
+        # the median of image_rd over every image, and the landmark outliers of the detected images (vertebrae with
+        # mean RD > OUTLIER_RD; landmark_error's "Total" outlier_pct)
+        "landmark_rd_median_image_pct": float(np.median(image_rd)),
         "landmark_outlier_pct": float(100.0 * landmark_outliers(rd[inl], lay).mean()) if inl.any() else None,
         "n_detected": int(inl.sum()),
         "input_size": int(input_size),

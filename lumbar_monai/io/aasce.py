@@ -51,6 +51,7 @@ from .datalist import DEFAULT_FRACTIONS, write_datalist
 __all__ = [
     "AASCE_VERTEBRAE",
     "AASCE_CORNERS",
+    "UNREADABLE",
     "aasce_layout",
     "aasce_patient",
     "aasce_dirs",
@@ -69,6 +70,9 @@ AASCE_VERTEBRAE = tuple(f"T{i}" for i in range(1, 13)) + tuple(f"L{i}" for i in 
 AASCE_CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
 _PATIENT = re.compile(r"-(\d+)\s+[A-Za-z]\s+(?:AP|PA)\b", re.IGNORECASE)
 _SNAP_TOL = 0.05
+#: how the reason of an image left out because it is missing or unreadable starts (``excluded`` of
+#: :func:`read_aasce` / :func:`write_aasce_datalist`); the others are left out for landmarks outside the image.
+UNREADABLE = "unreadable: "
 
 
 @cache
@@ -231,7 +235,7 @@ def read_aasce(
             if unreadable != "skip":
                 raise
             if excluded is not None:
-                excluded.append((image, "unreadable: " + str(e)))
+                excluded.append((image, UNREADABLE + str(e)))
             continue
         xy = np.stack([v[:n] * w, v[n:] * h], axis=1)
         snapped = np.rint(xy)
@@ -276,6 +280,7 @@ def write_aasce_datalist(
     subset: str = "training",
     split: str | None = None,
     unreadable: str = "error",
+    excluded: list[tuple[Path, str]] | None = None,
 ) -> Path:
     """Write one annotation JSON per image and a datalist JSON at ``datalist_path``, split by patient.
 
@@ -288,13 +293,14 @@ def write_aasce_datalist(
     ``images_<subset>/`` and ``labels_<subset>/`` or ``data/<subset>/`` and ``labels/<subset>/`` (:func:`read_aasce`'s
     ``split``); ``split``: put every image in this datalist split instead of splitting by patient
     (:func:`~lumbar_monai.io.datalist.write_datalist`); ``unreadable="skip"`` leaves out (and names in the description) images that are missing or whose header cannot be
-    read, instead of failing (a batch brought for scoring). Returns ``datalist_path``.
+    read, instead of failing (a batch brought for scoring); ``excluded`` receives every image left out with its
+    reason (as :func:`read_aasce`'s). Returns ``datalist_path``.
     """
     dl = Path(datalist_path)
     labels = Path(labels_dir) if labels_dir is not None else dl.parent / f"{dl.stem}_labels"
     items: list[dict[str, Any]] = []
-    excluded: list[tuple[Path, str]] = []
-    for image, ann in read_aasce(root, lumbar_only=True, split=subset, outside="skip", excluded=excluded, order=order,
+    left_out: list[tuple[Path, str]] = []
+    for image, ann in read_aasce(root, lumbar_only=True, split=subset, outside="skip", excluded=left_out, order=order,
                                  unreadable=unreadable):
         label = labels / (Path(image.name).stem + ".json")
         ann.image = os.path.relpath(image.resolve(), label.resolve().parent)
@@ -311,11 +317,13 @@ def write_aasce_datalist(
     description = "AASCE 2019 / SpineWeb-16 AP radiographs, L1-L5" + (
         "" if order == "anatomical" else f" (vertebrae in the files' order: order={order!r})"
     )
-    bad = [p for p, why in excluded if why.startswith("unreadable: ")]
-    outside_image = [p for p, why in excluded if not why.startswith("unreadable: ")]
+    bad = [p for p, why in left_out if why.startswith(UNREADABLE)]
+    outside_image = [p for p, why in left_out if not why.startswith(UNREADABLE)]
     for group, why in ((outside_image, "with landmarks outside the image"), (bad, "missing or unreadable")):
         if group:
             description += f"; {len(group)} image(s) left out {why}: " + ", ".join(repr(p.name) for p in group)
+    if excluded is not None:
+        excluded.extend(left_out)
     return write_datalist(dl, items, description, fractions, split)
 
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..anatomy import get_layout
 from ..errors import InputError
-from .aasce import aasce_subsets, write_aasce_datalist
+from .aasce import UNREADABLE, aasce_subsets, write_aasce_datalist
 from .datalist import SPLITS, load_landmark_datalist, write_buu_datalist, write_datalist
 
 __all__ = ["ALL_SPLITS", "ScoringData", "scoring_datalist"]
@@ -106,11 +105,11 @@ def _from_aasce(src: Path, out: Path, view: str, subsets: list[str], subset: str
     elif subset not in subsets:
         raise InputError(src, f"no AASCE subset {subset!r} (labels_{subset}/landmarks.csv beside images_{subset}/, "
                               f"or labels/{subset}/landmarks.csv beside data/{subset}/)")
+    excluded: list[tuple[Path, str]] = []
     path = write_aasce_datalist(src, out / "scored_datalist.json", out / "scored_labels", subset=subset,
-                                split=SCORED_SPLIT, unreadable="skip")
-    doc = json.loads(path.read_text())
-    # write_aasce_datalist's own counts; the description (in the datalist) names the images
-    left_out = "".join(f", {n} left out {why}" for n, why in
-                       re.findall(r"(\d+) image\(s\) left out ([a-z ]+?):", doc["description"]))
-    return ScoringData(path, SCORED_SPLIT, "aasce",
-                       f"AASCE-format folder, subset {subset}, {len(doc[SCORED_SPLIT])} images{left_out}")
+                                split=SCORED_SPLIT, unreadable="skip", excluded=excluded)
+    n = len(json.loads(path.read_text())[SCORED_SPLIT])
+    bad = sum(why.startswith(UNREADABLE) for _, why in excluded)
+    counts = ((len(excluded) - bad, "with landmarks outside the image"), (bad, "missing or unreadable"))
+    left_out = "".join(f", {k} left out {why}" for k, why in counts if k)  # named in the datalist's description
+    return ScoringData(path, SCORED_SPLIT, "aasce", f"AASCE-format folder, subset {subset}, {n} images{left_out}")

@@ -82,6 +82,8 @@ def test_schedules_set_the_crops_through_one_list():
     got = schedule_settings({"crop_antialias": True, "scale": [0.8, 1.2], "gamma": 1, "lr": 5.0, "channels": [4]})
     assert got == {"crop_antialias": True, "scale": (0.8, 1.2), "gamma": 1.0}  # the network and the run are not its
     assert isinstance(got["gamma"], float)
+    with pytest.raises(ValueError, match="'crop_antialias' is true or false"):
+        schedule_settings({"crop_antialias": "false"})
     cfg = Stage2Config(layout="ap", crop_size=32, **got)
     assert [t.antialias for t in stage2_transforms(cfg, train=False).transforms if hasattr(t, "antialias")] == [True]
 

@@ -155,7 +155,13 @@ def schedule_settings(section: Mapping[str, Any]) -> dict[str, Any]:
     """The :data:`SCHEDULE_FIELDS` a schedule section sets, each as its :class:`Stage2Config` field's type (``scale``
     a pair, ``crop_antialias`` a flag, the others numbers)."""
     defaults = Stage2Config()
-    return {k: type(getattr(defaults, k))(section[k]) for k in SCHEDULE_FIELDS if k in section}
+    out = {}
+    for k in (k for k in SCHEDULE_FIELDS if k in section):
+        kind = type(getattr(defaults, k))
+        if kind is bool and not isinstance(section[k], bool):  # bool("false") would be True
+            raise ValueError(f"schedule key {k!r} is true or false, got {section[k]!r}")
+        out[k] = kind(section[k])
+    return out
 
 
 def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | None = None) -> Compose:

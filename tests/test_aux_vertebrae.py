@@ -227,3 +227,77 @@ def test_aux_centres_follow_the_vertebra_order_of_the_datalist(tmp_path):
     dl.write_text(json.dumps({"training": [{"image": str(image), "label": "x.json", "aasce_order": "sorted"}]}))
     with pytest.raises(InputError, match="order must be"):
         attach_aux_centres([sample], dl, "training", ["T12"])
+
+
+def test_extra_windows_add_thoracic_runs_in_the_lumbar_corner_order(tmp_path):
+    """``mnet_lumbar.extra_windows``: each name adds a copy of the sample whose five vertebrae are that run of the
+    AASCE spine (T8: T8-T12) in the sample's pixels, corners in the L1-L5 order; the image is shared."""
+    from lumbar_monai.anatomy import AP
+    from lumbar_monai.io.aasce import aasce_layout, read_aasce
+    from lumbar_monai.io.annotations import write_annotation_json
+    from lumbar_monai.training.framed import attach_extra_windows, window_shifts
+
+    pairs = read_aasce(AASCE, outside="skip")[:2]
+    spines = {p.name: a for p, a in read_aasce(AASCE, lumbar_only=False, outside="keep")}
+    items, samples = [], []
+    k = 0.5  # samples cached at half size
+    for i, (image, ann) in enumerate(pairs):
+        items.append({"image": str(image), "label": str(write_annotation_json(tmp_path / f"{i}.json", ann))})
+        w, h = ann.image_size
+        samples.append({"image": np.zeros((round(h * k), round(w * k)), np.uint8),
+                        "points": (np.asarray(ann.points) + 0.5) * k - 0.5})
+    dl = tmp_path / "datalist.json"
+    dl.write_text(json.dumps({"training": items}))
+    out = attach_extra_windows(samples, dl, "training", ["T3", "T8"])
+    assert out[:2] == samples and len(out) == 6  # the originals first, then T3-T7 and T8-T12 of each
+    spine = aasce_layout(lumbar_only=False)
+    for i, (image, _) in enumerate(pairs):
+        own, t3, t8 = out[i]["points"], out[2 + 2 * i], out[3 + 2 * i]
+        assert t8["image"] is samples[i]["image"]
+        (w, h), (nh, nw) = spines[image.name].image_size, samples[i]["image"].shape
+        full = (np.asarray(spines[image.name].points, dtype=np.float64) + 0.5) * np.array([nw / w, nh / h]) - 0.5
+        # T12 in L5's place is the spine layout's T12, corner by corner (the corner names match)
+        for corner in AP.vertebrae[4].corners:
+            np.testing.assert_allclose(t8["points"][AP.index("L5", corner)], full[spine.index("T12", corner)])
+            np.testing.assert_allclose(t3["points"][AP.index("L1", corner)], full[spine.index("T3", corner)])
+        c, c8 = AP.centres(own), AP.centres(t8["points"])
+        gap = np.median(np.diff(c[:, 1]))
+        assert (np.diff(c8[:, 1]) > 0).all() and 0.5 * gap < c[0, 1] - c8[-1, 1] < 1.6 * gap  # T12 just above L1
+        # the same sides: each corner of T12 lies on the side of its L1 namesake
+        for corner in ("superior_right", "superior_left"):
+            left_of_centre = t8["points"][AP.index("L5", corner), 0] < c8[-1, 0]
+            assert left_of_centre == (own[AP.index("L1", corner), 0] < c[0, 0])
+    assert window_shifts(["T1", "T7", "T8"]) == [12, 6, 5]
+    for bad in (["T9"], ["L1"], ["C7"], "T8", [8]):
+        with pytest.raises(ValueError, match="extra_windows"):
+            window_shifts(bad)
+    with pytest.raises(InputError, match="does not start a run"):
+        attach_extra_windows(samples, dl, "training", ["T10"])
+    with pytest.raises(ValueError, match="extra_windows"):
+        check_schedule({"mnet_lumbar": {"extra_windows": ["L2"]}})
+    assert attach_extra_windows(samples, dl, "training", []) == samples
+
+
+def test_mnet_cli_trains_on_the_extra_windows(tmp_path, caplog):
+    """``framed mnet`` with ``extra_windows``: the training set holds each image's runs beside its L1-L5 (the log
+    counts them), validation stays L1-L5, and the stage checkpoint is written."""
+    import logging
+
+    from lumbar_monai.io.aasce import read_aasce
+    from lumbar_monai.io.annotations import write_annotation_json
+    from lumbar_monai.training.framed import main
+
+    pairs = read_aasce(AASCE, outside="skip")[:3]
+    items = [{"image": str(image), "label": str(write_annotation_json(tmp_path / f"{i}.json", ann))}
+             for i, (image, ann) in enumerate(pairs)]
+    dl = tmp_path / "datalist.json"
+    dl.write_text(json.dumps({"training": items[:2], "validation": items[2:]}))
+    sched = tmp_path / "s.json"
+    sched.write_text(json.dumps({"seed": 0, "framing": {"factor": 2.0, "passes": 2},
+                                 "mnet_lumbar": {"crop_size": 32, "channels": [4, 8], "lr": 1e-3, "batch_size": 4,
+                                                 "max_epochs": 1, "patience": 5, "extra_windows": ["T8"]}}))
+    with caplog.at_level(logging.INFO, logger="lumbar_monai.training.framed"):
+        rc = main(["mnet", "--datalist", str(dl), "--schedule", str(sched), "--out", str(tmp_path / "run"),
+                   "--device", "cpu"])
+    assert rc == 0 and (tmp_path / "run" / "mnet_lumbar.pt").is_file()
+    assert "mnet: 4 training / 1 validation samples" in caplog.text

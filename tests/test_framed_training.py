@@ -142,3 +142,20 @@ def test_resolve_device_none_is_auto_and_lives_in_one_place():
 
     assert framed.resolve_device is resolve_device  # the training driver and the commands share it
     assert resolve_device(None) == resolve_device("auto")
+
+
+def test_cli_refuses_extra_windows_it_cannot_use(tmp_path, capsys):
+    """``mnet_lumbar.extra_windows``: a name that starts no run above L1, or a layout other than AP, is a one-line
+    error before any data is read."""
+    import json
+
+    from lumbar_monai.training.framed import main
+
+    sched = tmp_path / "s.json"
+    for windows, layout, expect in ((["T10"], "ap", "does not start a run"), (["T8"], "lateral", "layout ap")):
+        sched.write_text(json.dumps({**SCHEDULE, "mnet_lumbar": {**SCHEDULE["mnet_lumbar"],
+                                                                 "extra_windows": windows}}))
+        rc = main(["mnet", "--datalist", str(tmp_path / "none.json"), "--schedule", str(sched), "--layout", layout,
+                   "--out", str(tmp_path / "run"), "--device", "cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and expect in err[0], err

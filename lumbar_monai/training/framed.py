@@ -34,7 +34,7 @@ import torch
 from ..anatomy import Layout, crop_record, get_layout, with_crop_record
 from ..devices import resolve_device
 
-__all__ = ["load_split", "attach_aux_centres", "load_init", "init_weights", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
+__all__ = ["load_split", "attach_aux_centres", "attach_extra_windows", "window_shifts", "load_init", "init_weights", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
            "check_schedule", "resolve_device", "main"]
 
 logger = logging.getLogger(__name__)
@@ -81,54 +81,120 @@ def _load_split(datalist: str | Path, split: str, layout: str, long_side: int | 
     return out
 
 
-def attach_aux_centres(samples: list[dict[str, Any]], datalist: str | Path, split: str,
-                       vertebrae: Sequence[str]) -> list[dict[str, Any]]:
-    """Add ``"aux_points"`` ``(K, 2)`` to each sample: the centres of ``vertebrae`` (e.g. ``["T11", "T12"]``) from
-    the AASCE copy that holds the sample's image (``images_training/`` beside ``labels_training/``), in the sample's
-    pixels (its image may be a shrunk copy), read in the vertebra order the datalist item records (``"aasce_order"``,
-    :func:`~lumbar_monai.io.aasce.write_aasce_datalist`; anatomical when absent) so that they match its labels. Auxiliary stage-1 targets: vertebrae the layout does not have, which
-    show the network where the chain it must name sits in the spine (T12 carries the last ribs).
-
-    Raises:
-        InputError: an image that is not in an AASCE copy, or a vertebra the AASCE files do not have.
-    """
+def _spine_points_of(samples: Sequence[Mapping[str, Any]], datalist: str | Path, split: str,
+                     purpose: str) -> list[np.ndarray]:
+    """For each sample, the 68 T1-L5 corners of its image from the AASCE copy that holds it (``images_training/``
+    beside ``labels_training/``, or the release's layout) in the sample's pixels (its image may be a shrunk copy), read
+    in the vertebra order the datalist item records (``"aasce_order"``, :func:`~lumbar_monai.io.aasce.write_aasce_datalist`;
+    anatomical when absent) so that they match its labels. ``purpose`` names the schedule key in errors."""
     from ..errors import InputError
-    from ..io.aasce import AASCE_VERTEBRAE, aasce_copy_of, aasce_layout, read_aasce
+    from ..io.aasce import aasce_copy_of, read_aasce
     from ..io.datalist import load_landmark_datalist
 
-    unknown = [v for v in vertebrae if v not in AASCE_VERTEBRAE]
-    if unknown:
-        raise InputError(Path(datalist), f"aux_vertebrae {unknown} are not AASCE vertebrae "
-                                         f"({', '.join(AASCE_VERTEBRAE)})")
     items = load_landmark_datalist(datalist, split)
     if len(items) != len(samples):
         raise InputError(Path(datalist), f"split {split!r} has {len(items)} items but {len(samples)} cached samples")
-    spine = aasce_layout(lumbar_only=False)
-    rows = [spine.vertebra_names.index(v) for v in vertebrae]
-    by_root: dict[tuple[Path, str], dict[str, tuple[np.ndarray, tuple[int, int]]]] = {}
+    by_copy: dict[tuple[Path, str, str], dict[str, tuple[np.ndarray, tuple[int, int]]]] = {}
     out = []
     for item, sample in zip(items, samples, strict=True):
         image = Path(item["image"])
         copy = aasce_copy_of(image)
         if copy is None:
-            raise InputError(image, "aux_vertebrae need the image inside an AASCE copy (images_<s>/ beside "
+            raise InputError(image, f"{purpose} need the image inside an AASCE copy (images_<s>/ beside "
                                     "labels_<s>/landmarks.csv, or the release's data/<s>/ beside labels/<s>/)")
-        root, split_name = copy
-        key = (root, split_name, str(item.get("aasce_order", "anatomical")))
-        if key not in by_root:
+        key = (copy[0], copy[1], str(item.get("aasce_order", "anatomical")))
+        if key not in by_copy:
             try:
-                pairs = read_aasce(root, lumbar_only=False, split=split_name, outside="keep", order=key[2])
+                pairs = read_aasce(key[0], lumbar_only=False, split=key[1], outside="keep", order=key[2])
             except ValueError as e:  # an unknown aasce_order in the datalist
                 raise InputError(Path(datalist), str(e)) from None
-            by_root[key] = {p.name: (spine.centres(np.asarray(a.points, dtype=np.float64))[rows], a.image_size)
-                            for p, a in pairs}
-        if image.name not in by_root[key]:
+            by_copy[key] = {p.name: (np.asarray(a.points, dtype=np.float64), a.image_size) for p, a in pairs}
+        if image.name not in by_copy[key]:
             raise InputError(image, "not listed in its AASCE copy's filenames.csv")
-        centres, (w, h) = by_root[key][image.name]
+        points, (w, h) = by_copy[key][image.name]
         nh, nw = np.shape(sample["image"])[-2:]
-        scale = np.array([nw / w, nh / h])
-        out.append({**sample, "aux_points": (centres + 0.5) * scale - 0.5})
+        out.append((points + 0.5) * np.array([nw / w, nh / h]) - 0.5)
     return out
+
+
+def attach_aux_centres(samples: list[dict[str, Any]], datalist: str | Path, split: str,
+                       vertebrae: Sequence[str]) -> list[dict[str, Any]]:
+    """Add ``"aux_points"`` ``(K, 2)`` to each sample: the centres of ``vertebrae`` (e.g. ``["T11", "T12"]``) from
+    the AASCE copy that holds the sample's image, in the sample's pixels and the datalist's vertebra order
+    (:func:`_spine_points_of`). Auxiliary stage-1 targets: vertebrae the layout does not have, which show the network
+    where the chain it must name sits in the spine (T12 carries the last ribs).
+
+    Raises:
+        InputError: an image that is not in an AASCE copy, or a vertebra the AASCE files do not have.
+    """
+    from ..errors import InputError
+    from ..io.aasce import AASCE_VERTEBRAE, aasce_layout
+
+    unknown = [v for v in vertebrae if v not in AASCE_VERTEBRAE]
+    if unknown:
+        raise InputError(Path(datalist), f"aux_vertebrae {unknown} are not AASCE vertebrae "
+                                         f"({', '.join(AASCE_VERTEBRAE)})")
+    spine = aasce_layout(lumbar_only=False)
+    rows = [spine.vertebra_names.index(v) for v in vertebrae]
+    spines = _spine_points_of(samples, datalist, split, "aux_vertebrae")
+    return [{**sample, "aux_points": spine.centres(points)[rows]}
+            for sample, points in zip(samples, spines, strict=True)]
+
+
+def attach_extra_windows(samples: list[dict[str, Any]], datalist: str | Path, split: str,
+                         tops: Sequence[str]) -> list[dict[str, Any]]:
+    """``samples`` followed by M-Net training samples of further vertebrae: for each sample and each name in ``tops``
+    (e.g. ``["T3", "T8"]``) a copy whose ``"points"`` are the corners of the run of consecutive AASCE vertebrae that
+    starts there, as many as the AP layout has (``"T8"``: T8-T12 in the places of L1-L5), from the AASCE copy that
+    holds the sample's image (:func:`_spine_points_of`). The image array is shared, not copied; a run with a corner
+    outside its image is left out. More end-plate corners for an M-Net that overfits a few hundred images (README
+    "Thoracic crops for the M-Net").
+
+    Raises:
+        InputError: an image that is not in an AASCE copy, or a name that does not start a run above L1.
+    """
+    from ..errors import InputError
+    from ..io.aasce import AASCE_CORNERS, aasce_layout
+
+    if not tops:
+        return list(samples)
+    try:
+        shifts = window_shifts(tops)
+    except ValueError as e:
+        raise InputError(Path(datalist), str(e)) from None
+    lumbar, spine = get_layout("ap"), aasce_layout(lumbar_only=False)
+    n = lumbar.num_vertebrae
+    # the spine layout's row of each lumbar point: a run k vertebrae higher keeps the lumbar corner order
+    rows = np.array([spine.index(lumbar.vertebra_names[i // 4], AASCE_CORNERS[i % 4]) for i in range(4 * n)])
+    order = np.array([lumbar.index(lumbar.vertebra_names[i // 4], AASCE_CORNERS[i % 4]) for i in range(4 * n)])
+    spine_rows = np.empty(lumbar.num_points, dtype=np.int64)
+    spine_rows[order] = rows
+    out = list(samples)
+    for sample, points in zip(samples, _spine_points_of(samples, datalist, split, "extra_windows"), strict=True):
+        nh, nw = np.shape(sample["image"])[-2:]
+        for shift in shifts:
+            run = points[spine_rows - 4 * shift]
+            inside = (run >= -0.5).all() and (run[:, 0] <= nw - 0.5).all() and (run[:, 1] <= nh - 0.5).all()
+            if np.isfinite(run).all() and inside:
+                out.append({**sample, "points": run})
+    return out
+
+
+def window_shifts(tops: Sequence[str]) -> list[int]:
+    """For each ``mnet_lumbar.extra_windows`` name, how many vertebrae its run of five sits above L1-L5 (``"T8"``: 5);
+    ``ValueError`` (one line) for a name that is not an AASCE vertebra starting a run that ends above L1."""
+    from ..io.aasce import AASCE_VERTEBRAE
+
+    if isinstance(tops, str) or not all(isinstance(t, str) for t in tops):
+        raise ValueError(f"mnet_lumbar.extra_windows must be a list of vertebra names, got {tops!r}")
+    n, l1 = get_layout("ap").num_vertebrae, AASCE_VERTEBRAE.index("L1")
+    shifts = []
+    for top in tops:
+        if top not in AASCE_VERTEBRAE or AASCE_VERTEBRAE.index(top) + n > l1:
+            raise ValueError(f"mnet_lumbar.extra_windows: {top!r} does not start a run of {n} vertebrae above L1 "
+                             f"(one of {', '.join(AASCE_VERTEBRAE[:l1 - n + 1])})")
+        shifts.append(l1 - AASCE_VERTEBRAE.index(top))
+    return shifts
 
 
 class _ToUnit:
@@ -353,6 +419,7 @@ def check_schedule(schedule: Mapping[str, Any]) -> None:
     if aux and float(pose.get("mirror_prob", 0.0)) > 0:
         raise ValueError("posenet.aux_vertebrae and posenet.mirror_prob cannot be combined (the mirror reorders "
                          "only the layout's points)")
+    window_shifts(list((schedule.get("mnet_lumbar") or {}).get("extra_windows") or []))
 
 
 def _amp(schedule: Mapping[str, Any], device: str | torch.device) -> bool:
@@ -494,6 +561,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     torch.manual_seed(int(schedule.get("seed", 0)))
     layout = get_layout(a.layout).name
+    if a.stage == "mnet" and schedule.get("mnet_lumbar", {}).get("extra_windows") and layout != "ap":
+        print(f"error: {a.schedule}: mnet_lumbar.extra_windows are AASCE vertebrae (layout ap), not {layout}",
+              file=sys.stderr)
+        return 2
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     init = None
@@ -523,10 +594,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = load_split(a.datalist, "training", layout, long_side, out / f"cache_training{tag}.npz")
         val = load_split(a.datalist, "validation", layout, long_side, out / f"cache_validation{tag}.npz")
         aux = list(schedule.get("posenet", {}).get("aux_vertebrae") or []) if a.stage == "posenet" else []
+        windows = list(schedule.get("mnet_lumbar", {}).get("extra_windows") or []) if a.stage == "mnet" else []
+        if windows:  # validation stays L1-L5: the metric that keeps the best weights is the lumbar one
+            train = attach_extra_windows(train, a.datalist, "training", windows)
         if aux:
             train = attach_aux_centres(train, a.datalist, "training", aux)
             val = attach_aux_centres(val, a.datalist, "validation", aux)
-        logger.info("%s: %d training / %d validation images cached in %.0f s", a.stage, len(train), len(val),
+        logger.info("%s: %d training / %d validation samples cached in %.0f s", a.stage, len(train), len(val),
                     time.time() - t0)
         logger.info("%s on %s, %d DataLoader workers, amp %s", a.stage, device, a.workers, _amp(schedule, device))
         if a.stage == "posenet":

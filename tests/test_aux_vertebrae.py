@@ -273,8 +273,9 @@ def test_extra_windows_add_thoracic_runs_in_the_lumbar_corner_order(tmp_path):
             window_shifts(bad)
     with pytest.raises(InputError, match="does not start a run"):
         attach_extra_windows(samples, dl, "training", ["T10"])
-    with pytest.raises(ValueError, match="extra_windows"):
-        check_schedule({"mnet_lumbar": {"extra_windows": ["L2"]}})
+    for bad in (["L2"], "T8"):
+        with pytest.raises(ValueError, match="extra_windows"):
+            check_schedule({"mnet_lumbar": {"extra_windows": bad}})
     assert attach_extra_windows(samples, dl, "training", []) == samples
 
 

@@ -154,7 +154,7 @@ def attach_extra_windows(samples: list[dict[str, Any]], datalist: str | Path, sp
         InputError: an image that is not in an AASCE copy, or a name that does not start a run above L1.
     """
     from ..errors import InputError
-    from ..io.aasce import AASCE_CORNERS, aasce_layout
+    from ..io.aasce import aasce_layout
 
     if not tops:
         return list(samples)
@@ -163,12 +163,9 @@ def attach_extra_windows(samples: list[dict[str, Any]], datalist: str | Path, sp
     except ValueError as e:
         raise InputError(Path(datalist), str(e)) from None
     lumbar, spine = get_layout("ap"), aasce_layout(lumbar_only=False)
-    n = lumbar.num_vertebrae
-    # the spine layout's row of each lumbar point: a run k vertebrae higher keeps the lumbar corner order
-    rows = np.array([spine.index(lumbar.vertebra_names[i // 4], AASCE_CORNERS[i % 4]) for i in range(4 * n)])
-    order = np.array([lumbar.index(lumbar.vertebra_names[i // 4], AASCE_CORNERS[i % 4]) for i in range(4 * n)])
-    spine_rows = np.empty(lumbar.num_points, dtype=np.int64)
-    spine_rows[order] = rows
+    # the spine layout's row of each lumbar point (same corners per vertebra, 4 rows each): a run k vertebrae
+    # higher is these rows minus 4k, in the lumbar corner order
+    spine_rows = np.array([spine.index(v.name, c) for v in lumbar.vertebrae for c in v.corners])
     out = list(samples)
     for sample, points in zip(samples, _spine_points_of(samples, datalist, split, "extra_windows"), strict=True):
         nh, nw = np.shape(sample["image"])[-2:]
@@ -419,7 +416,7 @@ def check_schedule(schedule: Mapping[str, Any]) -> None:
     if aux and float(pose.get("mirror_prob", 0.0)) > 0:
         raise ValueError("posenet.aux_vertebrae and posenet.mirror_prob cannot be combined (the mirror reorders "
                          "only the layout's points)")
-    window_shifts(list((schedule.get("mnet_lumbar") or {}).get("extra_windows") or []))
+    window_shifts((schedule.get("mnet_lumbar") or {}).get("extra_windows") or [])
 
 
 def _amp(schedule: Mapping[str, Any], device: str | torch.device) -> bool:

@@ -13,6 +13,6 @@ if [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then bash scripts/system-deps
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 versions='import pydicom, numpy; print(f"pydicom {pydicom.__version__}, numpy {numpy.__version__}")'
 echo "== main environment (.venv): $(.venv/bin/python -c "$versions")"
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q --durations=15 "$@"  # the slowest tests: the suite must stay under 15 minutes
 echo "== MONAI Label environment (.venv-monailabel), core tests: $(.venv-monailabel/bin/python -c "$versions")"
 .venv-monailabel/bin/python -m pytest -q -m compat -p no:cacheprovider

@@ -196,12 +196,13 @@ CNT16="$RUN/counter512b"
 # decaying over 5400 s; validation RD on detected images 16.27 % with the prior, against 15.72 %):
 #   framed mnet --init WIDENED_MNET.pt --override mnet_lumbar.channels '[16,32,64,128]' --override mnet_lumbar.lr 5e-4 \
 #       --override mnet_lumbar.max_seconds 5400 --override mnet_lumbar.translate 0.2 --override mnet_lumbar.mirror_prob 0.5 \
-#       $SQUARE --override lr_decay '"time"'
+#       --override mnet_lumbar.max_epochs 400 --override mnet_lumbar.patience 400 $SQUARE --override lr_decay '"time"'
 # Not kept in round 21 (README "Thoracic crops for the M-Net"): the round-6 M-Net fine-tuned with each training image's
 # T3-T7 and T8-T12 as further five-vertebra chains (lr 5e-4 decaying over 3600 s; validation RD on detected images
 # 16.36 % with the prior, against 15.72 %), then on L1-L5 alone (m21b: lr 2.5e-4 decaying over 1200 s, --init the
 # first run's mnet_lumbar.pt, without extra_windows):
 #   framed mnet --init $MODEL --override mnet_lumbar.lr 5e-4 --override mnet_lumbar.max_seconds 3600 \
+#       --override mnet_lumbar.max_epochs 400 --override mnet_lumbar.patience 400 \
 #       --override mnet_lumbar.translate 0.2 --override mnet_lumbar.mirror_prob 0.5 $SQUARE \
 #       --override mnet_lumbar.extra_windows '["T3","T8"]' --override lr_decay '"time"'
 # The AP display network (is the film shown mirrored?), chosen on the validation split among three runs (README

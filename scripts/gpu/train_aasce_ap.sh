@@ -86,43 +86,61 @@ log "training ${names[*]}${LEVEL:+ and a level network} (${TRAIN_SECONDS} s cap 
 wait
 log "training done"
 
-for name in "${names[@]}"; do  # export and score the runs side by side
-    (
-        d="$RUN/$name"
-        schedule=$(cut -d: -f1 "$d/plan.txt")
-        variants=("")
-        [ -f "$RUN/level/posenet.pt" ] && variants+=("_level")
-        [ -n "$COUNTER" ] && variants+=("_count")
-        for v in "${variants[@]}"; do  # each entry as trained, with the level network's first pass, with the counter
-            model="$d/model$v.pt"
-            if [ "$v" = "_count" ]; then  # the exported entry (first variant) with the counter attached
-                if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.counter attach \
-                        --model "$d/model.pt" --counter "$COUNTER" --out "$model" > "$d/attach.log" 2>&1; then
-                    log "$name$v: counter not attached (see $name/attach.log)"
-                    continue
-                fi
-            elif [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.framed export \
-                    --datalist "$DATALIST" --schedule "$schedule" --out "$d" --model "$model" \
-                    --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" --tta mirror \
-                    ${v:+--level "$RUN/level/posenet.pt"} > "$d/export$v.log" 2>&1; then
-                log "$name$v: export failed or out of time (see $name/export$v.log)"
-                continue
-            fi
-            # the shipped model's shape prior (README "The shape prior"), fitted on the training labels: a few seconds
-            if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.shape_prior --model "$model" \
-                    --datalist "$DATALIST" --modes "$PRIOR_MODES" --out "$model" > "$d/prior$v.log" 2>&1; then
-                log "$name$v: no shape prior (see $name/prior$v.log)"
-            fi
-            for split in validation test; do
-                [ "$(left)" -le 0 ] && { log "$name$v $split: not scored (out of time)"; continue; }
-                timeout "$(left)" "$PY" benchmarks/eval_aasce_ap.py --model "$model" --datalist "$DATALIST" \
-                    --split $split --passes 3 --device "$DEVICE" --out "$d/eval${v}_$split" \
-                    > "$d/eval${v}_$split.md" 2> "$d/eval${v}_$split.err"
-                log "$name$v $split: $(tail -n 1 "$d/eval${v}_$split.md")"
-            done
-            if [ "$(stat -c %s "$model")" -lt 16000000 ]; then cp "$model" "$OUT/$name$v.pt"; fi
-        done
-    ) &
+score() {  # score() NAME VARIANT: a model on the validation and test splits side by side, then kept if small
+    local name=$1 v=$2 d="$RUN/$1" split
+    local model="$d/model$v.pt"
+    for split in validation test; do
+        (
+            [ "$(left)" -le 0 ] && { log "$name$v $split: not scored (out of time)"; exit 0; }
+            timeout "$(left)" "$PY" benchmarks/eval_aasce_ap.py --model "$model" --datalist "$DATALIST" \
+                --split $split --passes 3 --device "$DEVICE" --out "$d/eval${v}_$split" \
+                > "$d/eval${v}_$split.md" 2> "$d/eval${v}_$split.err"
+            log "$name$v $split: $(tail -n 1 "$d/eval${v}_$split.md")"
+        ) &
+    done
+    wait
+    if [ "$(stat -c %s "$model")" -lt 16000000 ]; then cp "$model" "$OUT/$name$v.pt"; fi
+}
+
+export_model() {  # export_model NAME VARIANT: the entry as a predictor ("" as trained, _level with the level network)
+    local name=$1 v=$2 d="$RUN/$1"
+    local schedule model="$d/model$v.pt"
+    schedule=$(cut -d: -f1 "$d/plan.txt")
+    if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.framed export \
+            --datalist "$DATALIST" --schedule "$schedule" --out "$d" --model "$model" \
+            --trained-on "AASCE 2019 / SpineWeb-16 training split (research use)" --tta mirror \
+            ${v:+--level "$RUN/level/posenet.pt"} > "$d/export$v.log" 2>&1; then
+        log "$name$v: export failed or out of time (see $name/export$v.log)"
+        return 1
+    fi
+    # the shipped model's shape prior (README "The shape prior"), fitted on the training labels: a few seconds
+    if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.shape_prior --model "$model" \
+            --datalist "$DATALIST" --modes "$PRIOR_MODES" --out "$model" > "$d/prior$v.log" 2>&1; then
+        log "$name$v: no shape prior (see $name/prior$v.log)"
+    fi
+}
+
+attach_counter() {  # attach_counter NAME: the exported entry (its shape prior included) with the counter attached
+    local name=$1 d="$RUN/$1"
+    if [ "$(left)" -le 0 ] || ! timeout "$(left)" "$PY" -m lumbar_monai.training.counter attach \
+            --model "$d/model.pt" --counter "$COUNTER" --out "$d/model_count.pt" > "$d/attach.log" 2>&1; then
+        log "${name}_count: counter not attached (see $name/attach.log)"
+        return 1
+    fi
+}
+
+entry_as_trained() {  # entry_as_trained NAME: export and score it; beside the scoring, attach the counter and score that
+    export_model "$1" "" || return 0
+    score "$1" "" &
+    if [ -n "$COUNTER" ] && attach_counter "$1"; then score "$1" _count; fi
+    wait
+}
+
+# every entry and each of its variants exported and scored side by side (as trained, with the counter, with the level
+# network's first pass)
+for name in "${names[@]}"; do
+    entry_as_trained "$name" &
+    if [ -f "$RUN/level/posenet.pt" ]; then (export_model "$name" _level && score "$name" _level) & fi
 done
 wait
 log "evaluation done"

@@ -1,5 +1,6 @@
 """The ablation-table runner end to end with tiny settings: the three systems of issue 9 train, evaluate and land in
-one table, and a stage-1-only variant reuses the reference run's M-Nets. Plumbing, not accuracy."""
+one table, a stage-1-only variant reuses the reference run's M-Nets, and a second table in the same folder does not
+train the reference again. Plumbing, not accuracy."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,8 +37,19 @@ def _run(table: str, out: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_systems_table_trains_and_evaluates_all_three(tmp_path):
-    _run("systems", tmp_path)
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    """Table 2 ("kernel") and then the systems table run into one folder; the reference's stage markers' times
+    between the two runs."""
+    out = tmp_path_factory.mktemp("ablation")
+    _run("kernel", out)
+    markers = {m.name: m.stat().st_mtime for m in (out / "default" / "models").glob("*.done.json")}
+    _run("systems", out)
+    return out, markers
+
+
+def test_systems_table_trains_and_evaluates_all_three(tables):
+    tmp_path, markers = tables
     md = (tmp_path / "systems.md").read_text()
     for label in ("full method (ours)", "Kim-like ablation", "one-stage BasicUNet"):
         assert f"| {label} |" in md
@@ -51,10 +65,12 @@ def test_systems_table_trains_and_evaluates_all_three(tmp_path):
     assert torch.load(ckpt, weights_only=True)["format"] == "lumbar-monai/one-stage-predictor"
     kim = json.loads((tmp_path / "kim_baseline" / "models" / "posenet.done.json").read_text())
     assert "reused_from" not in kim and kim["wall_seconds"] > 0
+    # the full method is the reference run Table 2 trained before: its finished stages were not trained again
+    assert markers and all((tmp_path / "default" / "models" / name).stat().st_mtime == t for name, t in markers.items())
 
 
-def test_stage1_variant_reuses_the_reference_mnets(tmp_path):
-    _run("kernel", tmp_path)
+def test_stage1_variant_reuses_the_reference_mnets(tables):
+    tmp_path, _ = tables
     marker = json.loads((tmp_path / "posenet_kernel7" / "models" / "mnet_lumbar.done.json").read_text())
     assert marker["reused_from"] == str(tmp_path / "default")
     assert (tmp_path / "posenet_kernel7" / "models" / "mnet_lumbar_best.pt").is_file()

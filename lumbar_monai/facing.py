@@ -272,6 +272,7 @@ class StageOutput:
     points: np.ndarray
     confidence: np.ndarray
     level_check: dict[str, Any] | None = None
+    second_peak: float | None = None
 
     def mirrored(self, width: int) -> StageOutput:
         """The same answer for the mirrored image (names kept)."""
@@ -324,11 +325,12 @@ def facing_score(out: StageOutput, layout: Layout, facing: str) -> float:
 
 
 def _run_stages(predictor, image: np.ndarray, centres, timings) -> StageOutput:
-    level_check = None
-    if centres is None:  # a CentreAnswer (a stand-in may answer a plain triple: no level check)
+    level_check = second_peak = None
+    if centres is None:  # a CentreAnswer (a stand-in may answer a plain triple: no level check, no second peak)
         answer = predictor.detect_centres(image, timings)
         c, c_conf, repaired = answer
         level_check = getattr(answer, "level_check", None)
+        second_peak = getattr(answer, "second_peak", None)
     else:
         c = np.asarray(centres, dtype=np.float64).reshape(predictor.layout.num_vertebrae, 2)
         c_conf, repaired = np.full(predictor.layout.num_vertebrae, np.nan), False
@@ -338,7 +340,8 @@ def _run_stages(predictor, image: np.ndarray, centres, timings) -> StageOutput:
             c = predictor.refined_centres(c, pts)
             pts, conf = predictor.detect_corners(image, c, timings)
     return StageOutput(np.asarray(c, dtype=np.float64), np.asarray(c_conf, dtype=np.float64), bool(repaired),
-                       np.asarray(pts, dtype=np.float64), np.asarray(conf, dtype=np.float64), level_check)
+                       np.asarray(pts, dtype=np.float64), np.asarray(conf, dtype=np.float64), level_check,
+                       second_peak)
 
 
 def run_in_facing(predictor, image: np.ndarray, facing: str, centres=None,

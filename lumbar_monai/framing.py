@@ -194,8 +194,9 @@ def detect_centres_framed(
     """Pose-Net centres of an ``(H, W)`` image through ``passes`` framings (whole image, then lumbar windows).
 
     Returns ``{"original": (V, 2), "confidence": (V,), "centre_repaired": bool, "windows": [(centre, side)],
-    "level_shift": int, "level_check": {"source", "status", "shift"} | None}``; Algorithm 1 (``repair``: its
-    kwargs, or ``False``) runs on the last pass only.
+    "level_shift": int, "level_check": {"source", "status", "shift"} | None, "second_peak": float}``; Algorithm 1
+    (``repair``: its kwargs, or ``False``) runs on the last pass only; ``second_peak`` is the largest
+    :func:`~lumbar_monai.postprocess.second_peak_ratio` of the last pass's maps.
     ``first_window`` (``(centre, side)`` in image pixels) replaces the whole image as the first framing: e.g. the
     window around the ground-truth centres, which separates what framing gets wrong from what the network gets
     wrong (``benchmarks/stage1_failures.py``). ``level``: the first pass is the level network's on the whole image
@@ -241,7 +242,8 @@ def detect_centres_framed(
     if counted or (level is not None and level.above_channels):  # a reference that can rename the chain
         check = {"source": "vertebra_counter" if counted else "level_network", "status": status, "shift": int(shift)}
     return {"original": original, "confidence": confidence, "centre_repaired": bool(out["centre_repaired"]),
-            "windows": windows, "level_shift": int(shift), "level_check": check}
+            "windows": windows, "level_shift": int(shift), "level_check": check,
+            "second_peak": float(out["second_peak"].max())}
 
 
 class RandFramed(RandomizableTransform, MapTransform):

@@ -41,12 +41,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .anatomy import Layout, get_layout
 from .codecs.centre import CentreHeatmapCodec
 from .codecs.gaussian import decode_peaks
 
-__all__ = ["CentreRepair", "repair_missing_centre", "postprocess_centres"]
+__all__ = ["CentreRepair", "repair_missing_centre", "postprocess_centres", "second_peak_ratio", "SECOND_PEAK_FLAG"]
+
+#: :func:`second_peak_ratio` at or above which an image's centres carry the QC flag ``centre_ambiguous`` (*ours*;
+#: chosen on the AASCE validation split, README "Ambiguous centre maps").
+SECOND_PEAK_FLAG = 0.5
 
 
 @dataclass
@@ -177,8 +182,9 @@ def postprocess_centres(
 
     Returns:
         dict with ``"heatmap"``, ``"input"``, ``"original"`` (or ``None``) ``(B, V, 2)`` float64 tensors,
-        ``"confidence"`` ``(B, V)``, ``"centre_repaired"`` ``(B,)`` bool tensor and ``"repairs"`` (list of
-        :class:`CentreRepair` or ``None``). Unbatched input gives unbatched outputs.
+        ``"confidence"`` ``(B, V)``, ``"centre_repaired"`` ``(B,)`` bool tensor, ``"repairs"`` (list of
+        :class:`CentreRepair` or ``None``) and ``"second_peak"`` ``(B, V)`` (:func:`second_peak_ratio` of the maps
+        as given, before any repair). Unbatched input gives unbatched outputs.
     """
     t = torch.as_tensor(maps).detach()
     single = t.ndim == 3
@@ -207,8 +213,31 @@ def postprocess_centres(
         inv = torch.linalg.inv(g)
         original = torch.einsum("bij,bkj->bki", inv[:, :2, :2], xy_in) + inv[:, None, :2, 2]
     out = {"heatmap": hm, "input": xy_in, "original": original, "confidence": conf, "centre_repaired": fired,
-           "repairs": repairs}
+           "repairs": repairs, "second_peak": second_peak_ratio(t)}
     if single:
         out = {k: (v[0] if isinstance(v, torch.Tensor) else (v[0] if isinstance(v, list) else v))
                for k, v in out.items()}
     return out
+
+
+def second_peak_ratio(maps: torch.Tensor, exclusion: int = 2) -> torch.Tensor:
+    """``(..., V)``: the height of each map's highest local maximum (3 x 3) more than ``exclusion`` map pixels from
+    its highest point (in x or y), over that highest value; 0 where there is none or the map is not positive (*ours*).
+
+    A map with two near-equal peaks names the vertebra on a coin toss: rounding alone can move its centre from one
+    peak to the other (README "Ambiguous centre maps"), so a ratio of :data:`SECOND_PEAK_FLAG` or more sets the QC
+    flag ``centre_ambiguous``. Computed here because the decoders read only the maximum; scikit-image's
+    ``peak_local_max`` would do it one map at a time on the CPU.
+    """
+    t = torch.as_tensor(maps).detach().float()
+    h, w = t.shape[-2:]
+    flat = t.reshape(-1, 1, h, w)
+    is_peak = (flat == F.max_pool2d(flat, 3, stride=1, padding=1)) & (flat > 0)
+    top, idx = flat.reshape(len(flat), -1).max(dim=-1)
+    iy, ix = (idx // w)[:, None, None, None], (idx % w)[:, None, None, None]
+    yy = torch.arange(h, device=t.device)[None, None, :, None]
+    xx = torch.arange(w, device=t.device)[None, None, None, :]
+    near = ((yy - iy).abs() <= exclusion) & ((xx - ix).abs() <= exclusion)
+    second = torch.where(is_peak & ~near, flat, torch.zeros_like(flat)).amax(dim=(-3, -2, -1))
+    ratio = torch.where(top > 0, second / top.clamp_min(1e-12), torch.zeros_like(top))
+    return ratio.reshape(t.shape[:-2])

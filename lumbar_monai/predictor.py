@@ -17,7 +17,9 @@ mean y of an end plate is above the one before it (vertebrae overlapping), all o
 impossible on an upright lateral or AP radiograph; ``level_unconfirmed`` when a vertebra counter (or level network)
 did not confirm the window Pose-Net's names of L1-L5 (``meta["level_check"]``: renamed, disputed or not counted);
 ``shape_outlier`` when a model with a shape prior (:mod:`lumbar_monai.shape_prior`) replaced a corner that lay half a
-vertebra height or more from the prior's fit to all the corners (``meta["shape_prior"]``).
+vertebra height or more from the prior's fit to all the corners (``meta["shape_prior"]``); ``centre_ambiguous`` when
+a centre map has a second peak at least :data:`~lumbar_monai.postprocess.SECOND_PEAK_FLAG` as high as its highest
+(``meta["centre_second_peak"]``, *ours*).
 
 Checkpoint format (:meth:`LandmarkPredictor.save` / :meth:`LandmarkPredictor.load`): one ``torch.save`` of plain
 dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_only=True)`` reads it::
@@ -56,6 +58,7 @@ from .counting import COUNT_INPUT, DEFAULT_AGREEMENT, check_input_size
 from .crops import crop_to_image, extract_vertebra_crops
 from .levels import DEFAULT_LEVEL_MARGIN
 from .networks.mnet import MNet
+from .postprocess import SECOND_PEAK_FLAG
 from .result import CentreAnswer, LandmarkResult
 from .shape_prior import ShapePrior
 
@@ -345,8 +348,8 @@ class LandmarkPredictor:
         out = postprocess_centres(maps.cpu(), self._centre_decoder(), geometry=np.asarray(geometries, np.float64),
                                   repair=self.stage1["repair"] is not False, **(self.stage1["repair"] or {}))
         t.lap("stage1_postprocess")
-        return [CentreAnswer(out["original"][b].numpy(), out["confidence"][b].numpy(), bool(out["centre_repaired"][b]))
-                for b in range(len(maps))]
+        return [CentreAnswer(out["original"][b].numpy(), out["confidence"][b].numpy(), bool(out["centre_repaired"][b]),
+                             second_peak=float(out["second_peak"][b].max())) for b in range(len(maps))]
 
     @torch.inference_mode()
     def detect_centres(self, image: np.ndarray, timings: dict[str, float] | None = None) -> CentreAnswer:
@@ -366,7 +369,8 @@ class LandmarkPredictor:
         t = _Timer(self.device, timings)
         out = self.framed_centres(image)
         t.lap("stage1_framed")
-        return CentreAnswer(out["original"], out["confidence"], out["centre_repaired"], out["level_check"])
+        return CentreAnswer(out["original"], out["confidence"], out["centre_repaired"], out["level_check"],
+                            out["second_peak"])
 
     def framed_centres(self, image: np.ndarray, level: Any = "model", passes: int | None = None,
                        first_window: tuple[Sequence[float], float] | None = None) -> dict[str, Any]:
@@ -562,6 +566,8 @@ class LandmarkPredictor:
             flags.append("display_uncertain")
         if out.level_check is not None and out.level_check["status"] != "confirmed":
             flags.append("level_unconfirmed")
+        if out.second_peak is not None and out.second_peak >= SECOND_PEAK_FLAG:
+            flags.append("centre_ambiguous")
         meta = dict(self.meta)
         meta["timings_ms"] = {k: 1000.0 * v for k, v in timings.items()}
         if decision is not None and decision.facing is not None:
@@ -570,6 +576,8 @@ class LandmarkPredictor:
             meta["display"] = shown.as_meta()
         if out.level_check is not None:
             meta["level_check"] = dict(out.level_check)
+        if out.second_peak is not None:
+            meta["centre_second_peak"] = round(float(out.second_peak), 4)
         if reasons:
             meta["order_violations"] = reasons
         if shape is not None:

@@ -24,6 +24,9 @@ QC_FLAGS = {
     "such images had all centres right far less often than confirmed ones (README, 'The level check')",
     "shape_outlier": "a corner lay at least half a vertebra height from the model's shape prior fitted to all the "
     "corners, and was replaced by the prior's position (names in meta['shape_prior']['outliers'])",
+    "centre_ambiguous": "a Pose-Net centre map has a second peak at least half as high as its highest "
+    "(meta['centre_second_peak']): that vertebra may be on the other peak, and rounding alone can move it there "
+    "(README, 'Ambiguous centre maps')",
 }
 
 
@@ -31,17 +34,22 @@ class CentreAnswer(tuple):
     """Stage 1's answer for one image, the triple ``(centres (V, 2) original px, confidence (V,), repaired)`` that
     ``detect_centres`` has always returned (so ``c, conf, repaired = answer`` still works), with
     :attr:`level_check` beside it: the level check of a framed stage 1 with a counter or level network
-    (``{"source", "status", "shift"}``, :data:`~lumbar_monai.levels.LEVEL_STATUSES`; ``None`` without one)."""
+    (``{"source", "status", "shift"}``, :data:`~lumbar_monai.levels.LEVEL_STATUSES`; ``None`` without one), and
+    :attr:`second_peak`: the largest :func:`~lumbar_monai.postprocess.second_peak_ratio` of the maps the centres
+    were decoded from (``None``: not measured)."""
 
     level_check: dict[str, Any] | None
+    second_peak: float | None
 
-    def __new__(cls, centres, confidence, repaired, level_check: dict[str, Any] | None = None) -> CentreAnswer:
+    def __new__(cls, centres, confidence, repaired, level_check: dict[str, Any] | None = None,
+                second_peak: float | None = None) -> CentreAnswer:
         answer = super().__new__(cls, (centres, confidence, repaired))
         answer.level_check = level_check
+        answer.second_peak = second_peak
         return answer
 
     def __getnewargs__(self) -> tuple:  # pickling (worker processes)
-        return (*self, self.level_check)
+        return (*self, self.level_check, self.second_peak)
 
     @property
     def centres(self) -> np.ndarray:

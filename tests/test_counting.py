@@ -405,7 +405,7 @@ def test_predictor_reports_the_level_check(status, tmp_path, monkeypatch):
     def fixed(*args, **kwargs):
         assert isinstance(kwargs["level"], CountPass)
         return {"original": centres, "confidence": np.ones(5), "centre_repaired": False, "windows": [],
-                "level_shift": check["shift"], "level_check": dict(check)}
+                "level_shift": check["shift"], "level_check": dict(check), "second_peak": 0.0}
 
     monkeypatch.setattr(framing, "detect_centres_framed", fixed)
     res = LandmarkPredictor.load(shipped, device="cpu").predict(image, facing="standard")

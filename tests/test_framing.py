@@ -153,6 +153,7 @@ def test_framed_detection_reads_every_pass(shipped):
     out = detect_centres_framed(shipped.centre_net, img, shipped._centre_decoder(), passes=3)
     assert len(out["windows"]) == 3 and out["original"].shape == (5, 2)
     assert out["windows"][0] == ([79.5, 199.5], 400.0)
+    assert isinstance(out["second_peak"], float) and 0.0 <= out["second_peak"] <= 1.0  # of the last pass's maps
     # a given first window (e.g. around the ground-truth centres) replaces the whole image as pass 1
     one = detect_centres_framed(shipped.centre_net, img, shipped._centre_decoder(), passes=1,
                                 first_window=([80.0, 150.0], 120.0))

@@ -156,3 +156,28 @@ def test_rule_peaks_subpixel_avoids_quantisation_trips():
     assert a.detected and not s.detected
     with pytest.raises(ValueError):
         repair_missing_centre(maps, rule_peaks="mean")
+
+
+def test_second_peak_ratio_of_constructed_maps():
+    from lumbar_monai.postprocess import second_peak_ratio
+
+    one = _maps([[((30.0, 20.0), 1.0)]])
+    two = _maps([[((30.0, 20.0), 1.0), ((30.0, 40.0), 0.6)]])  # a second vertebra-like peak 20 map pixels away
+    near = _maps([[((30.0, 20.0), 1.0), ((32.0, 20.0), 0.9)]])  # two blobs 2 px apart merge into one peak
+    flat = torch.zeros(1, SIZE, SIZE, dtype=torch.float64)
+    ratios = second_peak_ratio(torch.cat([one, two, near, flat]))
+    assert ratios.shape == (4,)
+    assert float(ratios[0]) == 0.0 and float(ratios[2]) == 0.0 and float(ratios[3]) == 0.0
+    assert float(ratios[1]) == pytest.approx(0.6, abs=0.01)
+    # the highest peak is the reference whichever channel order; batched (B, V, H, W) keeps (B, V)
+    swapped = _maps([[((30.0, 20.0), 0.5), ((30.0, 40.0), 1.0)]])
+    batch = second_peak_ratio(torch.stack([torch.cat([two, swapped]), torch.cat([one, one])]))
+    assert batch.shape == (2, 2)
+    np.testing.assert_allclose(batch.numpy(), [[0.6, 0.5], [0.0, 0.0]], atol=0.01)
+    codec = CentreHeatmapCodec("lateral", input_size=512, heatmap_size=SIZE)
+    maps = _maps([[(tuple(p), 1.0)] for p in _spine()[1:]])
+    top = float(maps[2].max())  # below 1: the centre lies between grid points
+    maps[2] += _maps([[((45.0, 55.0), 0.7)]])[0]  # one map also fires far from its vertebra
+    out = postprocess_centres(maps, codec)
+    assert out["second_peak"].shape == (6,) and float(out["second_peak"][2]) == pytest.approx(0.7 / top, abs=1e-3)
+    assert float(out["second_peak"][0]) < 0.05

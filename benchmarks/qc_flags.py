@@ -1,0 +1,75 @@
+"""How much a model's QC flags say on a labelled split: for each flag, the images that carry it and how many of
+them have all centres found, against the images without it.
+
+Every image of a datalist split goes through the predictor as a user's would (``predict``, the checkpoint's own
+settings); an image "fails" when some centre is an outlier (Section 4.2, the crop rule of the detection figures).
+Prints one row per QC flag (:data:`~lumbar_monai.result.QC_FLAGS`) and rows for "any flag" and "no flag"; the
+last column counts the flag's failures that carry no other flag (what the flag adds)::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/qc_flags.py --model bundles/lumbar_landmarks/models/aasce_ap.pt \\
+        --datalist runs/aasce_ap/datalist.json --split validation
+
+A second table lists the images by :func:`~lumbar_monai.postprocess.second_peak_ratio` band (the flag
+``centre_ambiguous``). No file names are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from lumbar_monai.io.datalist import LoadLandmarkSampled, load_landmark_datalist
+from lumbar_monai.loading import load_predictor
+from lumbar_monai.metrics.centre import centre_outliers
+from lumbar_monai.result import QC_FLAGS
+
+BANDS = (0.0, 0.25, 0.5, 0.75, 1.01)
+
+
+def flag_rows(flags: list[set[str]], failed: list[bool]) -> list[tuple[str, int, int, int, int]]:
+    """``(flag, images, all centres found, failed, failed with no other flag)`` per QC flag, then any / no flag."""
+    rows = []
+    for name in QC_FLAGS:
+        on = [i for i, f in enumerate(flags) if name in f]
+        bad = [i for i in on if failed[i]]
+        rows.append((f"`{name}`", len(on), len(on) - len(bad), len(bad), sum(len(flags[i]) == 1 for i in bad)))
+    for label, pick in (("any flag", lambda f: bool(f)), ("no flag", lambda f: not f)):
+        on = [i for i, f in enumerate(flags) if pick(f)]
+        bad = sum(failed[i] for i in on)
+        rows.append((label, len(on), len(on) - bad, bad, 0))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--datalist", required=True)
+    p.add_argument("--split", default="validation")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args()
+    pred = load_predictor(a.model, device=a.device)
+    loader = LoadLandmarkSampled(("image", "label"), layout=pred.layout)
+    flags, failed, peaks = [], [], []
+    for item in load_landmark_datalist(a.datalist, a.split):
+        sample = loader(item)
+        res = pred.predict(np.asarray(sample["image"])[0], pixel_spacing=sample.get("pixel_spacing"))
+        flags.append(set(res.qc_flags))
+        failed.append(bool(centre_outliers(res.centres[None], np.asarray(sample["points"])[None], pred.layout)[0]))
+        peaks.append(res.meta.get("centre_second_peak"))
+    print(f"{a.split}: {len(flags)} images, {sum(failed)} with a centre outlier")
+    print("| QC flag | images | all centres found | a centre outlier | outliers with no other flag |")
+    print("|---|---:|---:|---:|---:|")
+    for row in flag_rows(flags, failed):
+        print("| " + " | ".join(str(v) for v in row) + " |")
+    print()
+    print("| second peak / highest (largest over the centre maps) | images | a centre outlier |")
+    print("|---|---:|---:|")
+    known = [(v, f) for v, f in zip(peaks, failed, strict=True) if v is not None]
+    for lo, hi in zip(BANDS[:-1], BANDS[1:], strict=True):
+        band = [f for v, f in known if lo <= v < hi]
+        print(f"| {lo:.2f}-{min(hi, 1.0):.2f} | {len(band)} | {sum(band)} |")
+
+
+if __name__ == "__main__":
+    main()

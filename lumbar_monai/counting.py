@@ -12,6 +12,11 @@ T1 down, are counted: the 13th to 17th are L1-L5 (:func:`counted_chain`). The ch
 window Pose-Net's chain by whole levels only where the count disagrees by more than a margin; the window passes stay
 the localisers (:class:`CountPass`, used by :func:`lumbar_monai.framing.detect_centres_framed`).
 
+Contrast: the counter reads intensities scaled between their 1st and 99th percentiles, which leaves a film's tone
+curve (gamma) in; a counter entry with a ``median_target`` (:func:`standardise_median`, *ours*) also raises each
+image to the power that brings its median to the training images' median, so that a film processed with another
+tone curve is counted as the training films were (README "Contrast of the count").
+
 A count is only as good as its top: an image that does not show T1 (a lumbar-centred film), or shows it cut off,
 gives no reference, and the window's names stand. :func:`counted_chain` returns ``None`` unless a T1 is found and
 the peaks from it form one regular chain long enough to reach L5 (consecutive gaps within :data:`GAP_RANGE` of
@@ -36,6 +41,8 @@ __all__ = [
     "build_counter_net",
     "check_input_size",
     "letterbox",
+    "standardise_median",
+    "median_target",
     "vertebra_peaks",
     "counted_chain",
     "t1_peak",
@@ -79,10 +86,24 @@ def build_counter_net(features: Sequence[int] = COUNT_FEATURES) -> torch.nn.Modu
     return net
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int] = COUNT_INPUT) -> tuple[np.ndarray, float, np.ndarray]:
+def standardise_median(x: torch.Tensor, target: float, powers: tuple[float, float] = (0.4, 2.5)) -> torch.Tensor:
+    """``x`` (intensities in [0, 1]) raised to the power ``g`` that brings its median to ``target``:
+    ``g = log(target) / log(median)``, clipped to ``powers`` (a tone curve undone, e.g. a film shown with gamma 0.6;
+    unchanged when the median is 0 or 1). *Ours*; histogram equalisation would also remove the tone curve but
+    flattens the film's own contrast, which the counter was trained on."""
+    med = float(x.median())
+    if not 0.0 < med < 1.0:
+        return x
+    g = float(np.clip(np.log(target) / np.log(med), *powers))
+    return x.clamp(0.0, 1.0) ** g
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int] = COUNT_INPUT,
+              median_target: float | None = None) -> tuple[np.ndarray, float, np.ndarray]:
     """``(input (H, W) float32, scale, offset (x, y))`` of an ``(H0, W0)`` image: resampled (antialiased) with its
     aspect kept to fit ``size``, centred on a zero canvas, intensities mapped from their 1st-99th percentiles to
-    [0, 1]. An image pixel ``p`` lands at ``p * scale + offset`` (pixel centres; ``x`` first)."""
+    [0, 1] (and with ``median_target``, :func:`standardise_median` of the image part). An image pixel ``p`` lands at
+    ``p * scale + offset`` (pixel centres; ``x`` first)."""
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 2 or min(img.shape) < 1:
         raise ValueError(f"letterbox needs an (H, W) image, got shape {img.shape}")
@@ -93,6 +114,8 @@ def letterbox(image: np.ndarray, size: tuple[int, int] = COUNT_INPUT) -> tuple[n
                                         mode="bilinear", align_corners=False, antialias=True)[0, 0]
     lo, hi = torch.quantile(x.flatten()[:: max(1, x.numel() // 200_000)], torch.tensor([0.01, 0.99]))
     x = ((x - lo) / torch.clamp(hi - lo, min=1e-6)).clamp(0.0, 1.0)
+    if median_target is not None:
+        x = standardise_median(x, median_target)
     canvas = np.zeros(size, dtype=np.float32)
     ox, oy = (size[1] - nw) // 2, (size[0] - nh) // 2
     canvas[oy:oy + nh, ox:ox + nw] = x.numpy()
@@ -158,14 +181,16 @@ def chain_from_maps(prob: torch.Tensor | np.ndarray, threshold: float = 0.5, min
 @torch.inference_mode()
 def count_reference(net: torch.nn.Module, image: np.ndarray, threshold: float = 0.5, min_distance: float = 8.0,
                     size: tuple[int, int] = COUNT_INPUT, device: torch.device | str = "cpu",
-                    first: int = 12, count: int = 5, mirror_check: bool = False) -> np.ndarray | None:
+                    first: int = 12, count: int = 5, mirror_check: bool = False,
+                    median_target: float | None = None) -> np.ndarray | None:
     """The counted L1-L5 chain of an ``(H, W)`` image in its pixels (:func:`counted_chain`), or ``None``.
+    ``median_target``: :func:`letterbox`'s.
 
     ``mirror_check``: count the image's left-right mirror too (one batch of two; the counter has no left or right)
     and keep the count only when both exist and agree within half a spacing: a count that a mirror changes is a
     count the network was unsure of.
     """
-    x, scale, offset = letterbox(image, size)
+    x, scale, offset = letterbox(image, size, median_target)
     t = torch.as_tensor(x)[None, None]
     views = torch.cat([t, t.flip(-1)]) if mirror_check else t
     prob = torch.sigmoid(net(views.to(device))).float().cpu()
@@ -195,6 +220,7 @@ class CountPass:
         min_distance: closest two peaks (counter input pixels).
         mirror_check: keep only counts that the image's mirror repeats (:func:`count_reference`).
         input_size: the letterbox ``(height, width)`` the counter was trained on (multiples of 16).
+        median_target: :func:`letterbox`'s (``None``: off, as the counter was trained).
     """
 
     net: torch.nn.Module
@@ -205,8 +231,24 @@ class CountPass:
     min_distance: float = 8.0
     mirror_check: bool = False
     input_size: tuple[int, int] = COUNT_INPUT
+    median_target: float | None = None
 
     def reference(self, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray | None:
         """The counted L1-L5 of ``image`` (``None``: no regular chain, the window's names stand)."""
         return count_reference(self.net, image, self.threshold, self.min_distance, size=tuple(self.input_size),
-                               device=device, mirror_check=self.mirror_check)
+                               device=device, mirror_check=self.mirror_check, median_target=self.median_target)
+
+
+def median_target(images: Sequence[np.ndarray], size: tuple[int, int] = COUNT_INPUT) -> float:
+    """The median over ``images`` (``(H, W)`` each, e.g. a training split's) of each one's median intensity as
+    :func:`letterbox` scales it: the ``median_target`` that leaves a typical training film as it is."""
+    if not len(images):
+        raise ValueError("median_target needs at least one image")
+    meds = []
+    for img in images:
+        x, scale, offset = letterbox(img, size)
+        h, w = np.shape(img)[-2:]
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        ox, oy = (size[1] - nw) // 2, (size[0] - nh) // 2
+        meds.append(float(np.median(x[oy:oy + nh, ox:ox + nw])))
+    return float(np.median(meds))

@@ -121,8 +121,8 @@ class LandmarkPredictor:
         counter_net: a vertebra counter (:mod:`lumbar_monai.counting`, framed stage 1 only): counts the vertebrae
             from T1 down on the whole image; its L1-L5 rename the window Pose-Net's chain by whole levels.
                 ``stage1["count"]`` holds ``above`` (as for ``level_net``), ``margin``, ``agreement``, ``threshold``,
-            ``min_distance`` and ``mirror_check`` (:class:`~lumbar_monai.counting.CountPass`). Not together with
-            ``level_net``.
+            ``min_distance``, ``mirror_check``, ``input_size`` and ``median_target``
+            (:class:`~lumbar_monai.counting.CountPass`). Not together with ``level_net``.
         display_net: an AP display network (:mod:`lumbar_monai.display`): decides whether an AP image is shown
             mirrored (the patient's left on the image left); a mirrored image is mirrored back before the landmark
             networks and the points mirrored after, names unchanged. AP layouts only.
@@ -247,8 +247,8 @@ class LandmarkPredictor:
 
     def set_counter(self, net: torch.nn.Module, settings: Mapping[str, Any]) -> None:
         """Use the vertebra counter ``net`` (:mod:`lumbar_monai.counting`) with ``settings`` (``above``, ``margin``,
-        ``agreement``, ``threshold``, ``min_distance``, ``mirror_check``, ``input_size``; defaults for the missing
-        ones); ``ValueError`` with one line when the predictor cannot use one."""
+        ``agreement``, ``threshold``, ``min_distance``, ``mirror_check``, ``input_size``, ``median_target``; defaults
+        for the missing ones); ``ValueError`` with one line when the predictor cannot use one."""
         if not self.stage1.get("framing") or self.centre_net is None:
             raise ValueError("a vertebra counter needs a framed stage 1 (stage1['framing'])")
         if self.level_net is not None:
@@ -264,7 +264,8 @@ class LandmarkPredictor:
                                 "threshold": float(settings.get("threshold", 0.5)),
                                 "min_distance": float(settings.get("min_distance", 8.0)),
                                 "mirror_check": bool(settings.get("mirror_check", False)),
-                                "input_size": list(check_input_size(settings.get("input_size", COUNT_INPUT)))}
+                                "input_size": list(check_input_size(settings.get("input_size", COUNT_INPUT))),
+                                "median_target": check_median_target(settings.get("median_target"))}
         self.counter_net = net.to(self.device).eval()
 
     # ----- input ----------------------------------------------------------------------------------------------
@@ -398,7 +399,8 @@ class LandmarkPredictor:
             above = tuple(self.layout.num_vertebrae + self.stage1["aux_vertebrae"].index(n) for n in c["above"])
             return CountPass(net=self.counter_net, above_channels=above, margin=c["margin"],
                              agreement=c["agreement"], threshold=c["threshold"], min_distance=c["min_distance"],
-                             mirror_check=c["mirror_check"], input_size=tuple(c["input_size"]))
+                             mirror_check=c["mirror_check"], input_size=tuple(c["input_size"]),
+                             median_target=c.get("median_target"))
         if self.level_net is None:
             return None
         from .codecs.centre import CentreHeatmapCodec
@@ -709,6 +711,16 @@ class LandmarkPredictor:
 
 #: test-time augmentations of :class:`LandmarkPredictor` (its ``tta`` argument).
 TTA_MODES = ("none", "mirror")
+
+
+def check_median_target(value: Any) -> float | None:
+    """A counter's ``median_target`` (:func:`~lumbar_monai.counting.letterbox`): ``None`` or a number strictly
+    between 0 and 1; ``ValueError`` with one line otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"the counter's median_target must be a number between 0 and 1, got {value!r}")
+    return float(value)
 
 
 def check_tta(tta: str, layout: Layout) -> str:

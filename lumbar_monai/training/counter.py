@@ -11,6 +11,8 @@ images whose counted L1-L5 miss a labelled centre), not by the loss::
     python -m lumbar_monai.training.counter train --datalist runs/aasce_ap/datalist.json --out runs/counter
     python -m lumbar_monai.training.counter attach --model bundles/lumbar_landmarks/models/aasce_ap.pt \\
         --counter runs/counter/counter.pt --out runs/counter/model.pt
+    python -m lumbar_monai.training.counter standardise --model runs/counter/model.pt \
+        --datalist runs/aasce_ap/datalist.json --out runs/counter/model_std.pt   # the contrast of the count
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..counting import COUNT_INPUT, chain_from_maps, check_input_size, letterbox
 
 __all__ = ["COUNT_SIGMA", "AASCE_SPINE", "BOTTOM_CUT", "centre_heatmap", "counter_target", "RandCountViewd",
            "CentreWeightedBCE", "CountError", "count_matches", "counter_samples", "load_matching", "train_counter",
-           "counter_entry", "attach_counter", "main"]
+           "counter_entry", "attach_counter", "standardise_counter", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -350,6 +352,52 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
     return pred.save(out, half=half)
 
 
+def standardise_counter(model: str | Path, datalist: str | Path, out: str | Path, split: str = "training") -> float:
+    """Write a copy of ``model`` whose vertebra counter standardises each image's median intensity to that of
+    ``split``'s images (:func:`~lumbar_monai.counting.median_target`, :func:`~lumbar_monai.counting.letterbox`);
+    returns the target. The checkpoint is copied entry by entry (weights byte for byte); only
+    ``stage1["count"]["median_target"]`` and ``meta["counter_median_target_fit"]`` are set. An image that cannot
+    be read is skipped with a one-line warning naming its index (never its file name)."""
+    import sys
+
+    from ..counting import median_target
+    from ..errors import InputError
+    from ..io.datalist import LoadLandmarkSampled, load_landmark_datalist
+    from ..predictor import (
+        CHECKPOINT_FORMAT,
+        CHECKPOINT_VERSION,
+        LandmarkPredictor,
+        _read_checkpoint,
+        check_checkpoint_format,
+        save_checkpoint,
+    )
+
+    ckpt = dict(_read_checkpoint(model))
+    try:
+        check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+    except ValueError as e:
+        raise InputError(Path(model), f"not a two-stage landmark model ({e})") from None
+    count = (ckpt.get("stage1") or {}).get("count")
+    if ckpt.get("stage1_counter") is None or count is None:
+        raise InputError(Path(model), "the model has no vertebra counter (counter attach adds one)")
+    loader = LoadLandmarkSampled(("image", "label"), layout=str(ckpt["layout"]))
+    images = []
+    for i, item in enumerate(load_landmark_datalist(datalist, split)):
+        try:
+            images.append(np.asarray(loader(item)["image"])[0])
+        except (InputError, OSError, ValueError) as e:
+            print(f"warning: {split} item {i} skipped: {type(e).__name__}", file=sys.stderr)
+    if not images:
+        raise InputError(Path(datalist), f"split {split!r} has no readable image")
+    target = median_target(images, tuple(count.get("input_size", COUNT_INPUT)))
+    ckpt["stage1"] = {**ckpt["stage1"], "count": {**count, "median_target": target}}
+    ckpt["meta"] = {**dict(ckpt.get("meta") or {}),
+                    "counter_median_target_fit": {"split": split, "n_images": len(images)}}
+    LandmarkPredictor.from_checkpoint(ckpt, device="cpu")  # the copy loads
+    save_checkpoint(ckpt, out)
+    return target
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m lumbar_monai.training.counter", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -382,6 +430,12 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--mirror-check", action="store_true", help="keep only counts that the image's mirror repeats")
     a.add_argument("--half", default="", help="comma-separated checkpoint entries whose weights are stored as float16 "
                                               "(e.g. lumbar,stage1_counter: the shipped model)")
+    z = sub.add_parser("standardise", help="copy an AP model whose counter brings each image's median intensity to "
+                                           "that of a split's images (a film's tone curve undone)")
+    z.add_argument("--model", required=True, help="a model holding a counter (e.g. the shipped AP model)")
+    z.add_argument("--datalist", required=True)
+    z.add_argument("--split", default="training")
+    z.add_argument("--out", required=True)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ..errors import InputError
@@ -393,6 +447,9 @@ def main(argv: list[str] | None = None) -> None:
                               init=args.init, top_cut_prob=args.top_cut_prob, bottom_cut_prob=args.bottom_cut_prob,
                               input_size=[v.strip() for v in args.input_size.split(",")])
             print(f"counter: {r['epochs']} epochs, validation count error {r['count_error']:.1f} % -> {r['path']}")
+        elif args.command == "standardise":
+            target = standardise_counter(args.model, args.datalist, args.out, args.split)
+            print(f"counter median target {target:.4f} ({args.split} split) -> {args.out}")
         else:
             aux = None if args.aux_vertebrae is None else [v.strip() for v in args.aux_vertebrae.split(",") if v.strip()]
             half = [v.strip() for v in args.half.split(",") if v.strip()]

@@ -40,6 +40,7 @@ __all__ = [
     "GAP_RANGE",
     "build_counter_net",
     "check_input_size",
+    "check_median_target",
     "letterbox",
     "standardise_median",
     "median_target",
@@ -75,6 +76,24 @@ def check_input_size(size: Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
+def check_median_target(value: object) -> float | None:
+    """A counter's ``median_target`` (:func:`letterbox`): ``None`` or a number strictly between 0 and 1;
+    ``ValueError`` with one line otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"the counter's median_target must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _letterbox_box(shape: Sequence[int], size: tuple[int, int]) -> tuple[float, int, int, int, int]:
+    """``(scale, height, width, x0, y0)`` of an ``(H, W)`` image's part of the :func:`letterbox` canvas."""
+    h, w = int(shape[-2]), int(shape[-1])
+    scale = min(size[0] / h, size[1] / w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    return scale, nh, nw, (size[1] - nw) // 2, (size[0] - nh) // 2
+
+
 def build_counter_net(features: Sequence[int] = COUNT_FEATURES) -> torch.nn.Module:
     """The counter: ``BasicUNet`` (2-D, one input channel; two output channels: the logits of every vertebra
     centre and of T1's), kwargs kept for checkpoints."""
@@ -107,9 +126,7 @@ def letterbox(image: np.ndarray, size: tuple[int, int] = COUNT_INPUT,
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 2 or min(img.shape) < 1:
         raise ValueError(f"letterbox needs an (H, W) image, got shape {img.shape}")
-    h, w = img.shape
-    scale = min(size[0] / h, size[1] / w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    scale, nh, nw, ox, oy = _letterbox_box(img.shape, size)
     x = torch.nn.functional.interpolate(torch.as_tensor(np.ascontiguousarray(img))[None, None], size=(nh, nw),
                                         mode="bilinear", align_corners=False, antialias=True)[0, 0]
     lo, hi = torch.quantile(x.flatten()[:: max(1, x.numel() // 200_000)], torch.tensor([0.01, 0.99]))
@@ -117,7 +134,6 @@ def letterbox(image: np.ndarray, size: tuple[int, int] = COUNT_INPUT,
     if median_target is not None:
         x = standardise_median(x, median_target)
     canvas = np.zeros(size, dtype=np.float32)
-    ox, oy = (size[1] - nw) // 2, (size[0] - nh) // 2
     canvas[oy:oy + nh, ox:ox + nw] = x.numpy()
     # resampling maps pixel centres, p -> (p + 0.5) * n / n0 - 0.5 = p * scale + 0.5 * (scale - 1) with n / n0 =
     # scale up to the rounding of n (under half an input pixel over the whole image)
@@ -246,9 +262,6 @@ def median_target(images: Sequence[np.ndarray], size: tuple[int, int] = COUNT_IN
         raise ValueError("median_target needs at least one image")
     meds = []
     for img in images:
-        x, scale, offset = letterbox(img, size)
-        h, w = np.shape(img)[-2:]
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        ox, oy = (size[1] - nw) // 2, (size[0] - nh) // 2
-        meds.append(float(np.median(x[oy:oy + nh, ox:ox + nw])))
+        _, nh, nw, ox, oy = _letterbox_box(np.shape(img), size)
+        meds.append(float(np.median(letterbox(img, size)[0][oy:oy + nh, ox:ox + nw])))
     return float(np.median(meds))

@@ -54,7 +54,7 @@ import torch
 
 from .anatomy import Layout, crop_record, get_layout, with_crop_record
 from .codecs.corner import CornerCodec
-from .counting import COUNT_INPUT, DEFAULT_AGREEMENT, check_input_size
+from .counting import COUNT_INPUT, DEFAULT_AGREEMENT, check_input_size, check_median_target
 from .crops import crop_to_image, extract_vertebra_crops
 from .levels import DEFAULT_LEVEL_MARGIN
 from .networks.mnet import MNet
@@ -711,16 +711,6 @@ class LandmarkPredictor:
 
 #: test-time augmentations of :class:`LandmarkPredictor` (its ``tta`` argument).
 TTA_MODES = ("none", "mirror")
-
-
-def check_median_target(value: Any) -> float | None:
-    """A counter's ``median_target`` (:func:`~lumbar_monai.counting.letterbox`): ``None`` or a number strictly
-    between 0 and 1; ``ValueError`` with one line otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
-        raise ValueError(f"the counter's median_target must be a number between 0 and 1, got {value!r}")
-    return float(value)
 
 
 def check_tta(tta: str, layout: Layout) -> str:

@@ -106,7 +106,7 @@ def test_standardise_cli_sets_the_target_and_keeps_the_weights(tmp_path):
 
 @pytest.mark.parametrize("value", [0.0, 1.0, 1.5, "0.5", True])
 def test_a_bad_median_target_is_refused(value):
-    from lumbar_monai.predictor import check_median_target
+    from lumbar_monai.counting import check_median_target
 
     with pytest.raises(ValueError, match="median_target must be a number between 0 and 1"):
         check_median_target(value)

@@ -96,3 +96,35 @@ def test_flag_table_counts_what_each_flag_adds():
     assert rows["`level_unconfirmed`"] == (2, 1, 1, 0)
     assert rows["any flag"] == (3, 1, 2, 0) and rows["no flag"] == (2, 1, 1, 0)
     assert set(rows) == {f"`{k}`" for k in QC_FLAGS} | {"any flag", "no flag"}
+
+
+def test_flag_table_script_on_two_aasce_images(tmp_path):
+    """benchmarks/qc_flags.py end to end: both tables, one row per flag, counts that add up, no file name printed."""
+    import json
+    import subprocess
+
+    from test_gpu_kit import _mini_aasce
+
+    from lumbar_monai.io.aasce import read_aasce
+    from lumbar_monai.io.annotations import write_annotation_json
+
+    if not SHIPPED.is_file():
+        pytest.skip("shipped AP model not found")
+    pairs = read_aasce(_mini_aasce(tmp_path, [0, 1]), outside="skip")
+    items = [{"image": str(p), "label": str(write_annotation_json(tmp_path / "labels" / f"{i}.json", a)),
+              "aasce_order": "anatomical"} for i, (p, a) in enumerate(pairs)]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": [], "validation": items, "test": []}))
+    proc = subprocess.run([sys.executable, "benchmarks/qc_flags.py", "--model", str(SHIPPED), "--datalist",
+                           str(datalist)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("validation: 2 images, ")
+    rows = {r.split(" | ")[0].strip("| "): r for r in lines if r.startswith("| `") or r.startswith("| any") or
+            r.startswith("| no flag")}
+    assert set(rows) == {f"`{k}`" for k in QC_FLAGS} | {"any flag", "no flag"}
+    n_any, n_none = (int(rows[k].split(" | ")[1]) for k in ("any flag", "no flag"))
+    assert n_any + n_none == 2
+    bands = [r for r in lines if r.startswith("| 0.") or r.startswith("| 1.")]
+    assert len(bands) == 4 and sum(int(r.split(" | ")[1]) for r in bands) == 2
+    assert not any(Path(i["image"]).stem in proc.stdout + proc.stderr for i in items)

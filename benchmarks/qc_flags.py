@@ -23,21 +23,20 @@ from lumbar_monai.io.datalist import LoadLandmarkSampled, load_landmark_datalist
 from lumbar_monai.loading import load_predictor
 from lumbar_monai.metrics.centre import centre_outliers
 from lumbar_monai.result import QC_FLAGS
+from lumbar_monai.workflows.evaluate import qc_flag_summary
 
 BANDS = (0.0, 0.25, 0.5, 0.75, 1.01)
 
 
 def flag_rows(flags: list[set[str]], failed: list[bool]) -> list[tuple[str, int, int, int, int]]:
-    """``(flag, images, all centres found, failed, failed with no other flag)`` per QC flag, then any / no flag."""
+    """``(flag, images, all centres found, failed, failed with no other flag)`` per QC flag, then any / no flag
+    (:func:`~lumbar_monai.workflows.evaluate.qc_flag_summary`, the counts ``lumbar-monai evaluate`` writes)."""
+    summary = qc_flag_summary(flags, failed)
     rows = []
-    for name in QC_FLAGS:
-        on = [i for i, f in enumerate(flags) if name in f]
-        bad = [i for i in on if failed[i]]
-        rows.append((f"`{name}`", len(on), len(on) - len(bad), len(bad), sum(len(flags[i]) == 1 for i in bad)))
-    for label, pick in (("any flag", lambda f: bool(f)), ("no flag", lambda f: not f)):
-        on = [i for i, f in enumerate(flags) if pick(f)]
-        bad = sum(failed[i] for i in on)
-        rows.append((label, len(on), len(on) - bad, bad, 0))
+    for key, counts in summary.items():
+        label = f"`{key}`" if key in QC_FLAGS else key.replace("_", " ")
+        n, bad = counts["images"], counts["centre_outliers"]
+        rows.append((label, n, n - bad, bad, counts.get("outliers_with_no_other_flag", 0)))
     return rows
 
 

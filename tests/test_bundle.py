@@ -82,7 +82,7 @@ def test_evaluate_writes_tables_and_figures(trained):
     rows = (ev / "per_case.csv").read_text().splitlines()
     assert len(rows) == summary["n_cases"] + 1
     head = rows[0].split(",")
-    assert head[:4] == ["image", "centre_outlier", "mean_RD", "RD_L1"] and "D_S1" in head and head[-1] == "centre_err_S1"
+    assert head[:4] == ["image", "centre_outlier", "mean_RD", "RD_L1"] and "D_S1" in head and head[-2:] == ["centre_err_S1", "qc_flags"]
     table = [dict(zip(head, r.split(","), strict=True)) for r in rows[1:]]
     rd_all = [float(r["mean_RD"]) for r in table]
     assert abs(sum(rd_all) / len(rd_all) - summary["landmark_rd_all_pct"]) < 1e-3 * max(1.0, summary["landmark_rd_all_pct"])

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lumbar_monai.result import QC_FLAGS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _lm_helpers as H  # noqa: E402
 
@@ -96,6 +98,19 @@ def test_the_shipped_model_on_real_aasce_images(tmp_path):
     assert total.endswith(f"{s['landmark_outlier_pct']:.2f}")
     assert "AASCE-format folder, subset training, 480 images, 1 left out with landmarks outside the image" in proc.stdout
     assert "sunhl" not in proc.stdout + proc.stderr  # the AASCE file names carry dates: never on the console
+    # how the QC flags did: per image in per_case.csv, counted per flag in summary.json
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "per_case.csv").open()))
+    flagged = [set(r["qc_flags"].split()) for r in rows]
+    assert len(rows) == 4 and all(f <= set(QC_FLAGS) for f in flagged)
+    counts = s["qc_flags"]
+    assert counts["any_flag"]["images"] + counts["no_flag"]["images"] == 4
+    assert counts["any_flag"]["centre_outliers"] + counts["no_flag"]["centre_outliers"] == 4 - s["n_detected"]
+    for name in QC_FLAGS:
+        assert counts[name]["images"] == sum(name in f for f in flagged)
+        assert counts[name]["centre_outliers"] == sum(name in f and r["centre_outlier"] == "1"
+                                                      for f, r in zip(flagged, rows, strict=True))
 
 
 def test_an_image_that_cannot_be_read_is_reported_and_the_rest_scored(setup):

@@ -41,7 +41,7 @@ from ..metrics.landmark import (
     vertebra_total,
 )
 
-__all__ = ["evaluate_predictor", "centre_table", "landmark_table", "write_table"]
+__all__ = ["evaluate_predictor", "centre_table", "landmark_table", "write_table", "qc_flag_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +160,31 @@ def _case_overlay(path: Path, image: np.ndarray, result, gt: np.ndarray) -> None
     write_png(path, draw_annotations(image, ann))
 
 
+def qc_flag_summary(flags: Sequence[Sequence[str]], outlier: Sequence[bool]) -> dict[str, dict[str, int]]:
+    """What each QC flag (:data:`~lumbar_monai.result.QC_FLAGS`) said on scored images: for every flag
+    ``{"images", "centre_outliers", "outliers_with_no_other_flag"}`` (the last: what the flag adds), then
+    ``"any_flag"`` and ``"no_flag"`` with ``{"images", "centre_outliers"}``. ``flags``: each image's QC flags;
+    ``outlier``: whether it has a centre outlier."""
+    from ..result import QC_FLAGS
+
+    sets = [set(f) for f in flags]
+    bad = [bool(o) for o in outlier]
+    out: dict[str, dict[str, int]] = {}
+    for name in QC_FLAGS:
+        on = [i for i, f in enumerate(sets) if name in f]
+        out[name] = {"images": len(on), "centre_outliers": sum(bad[i] for i in on),
+                     "outliers_with_no_other_flag": sum(bad[i] and len(sets[i]) == 1 for i in on)}
+    for key, pick in (("any_flag", bool), ("no_flag", lambda f: not f)):
+        on = [i for i, f in enumerate(sets) if pick(f)]
+        out[key] = {"images": len(on), "centre_outliers": sum(bad[i] for i in on)}
+    return out
+
+
 def _per_case_csv(path: Path, layout: Layout, names: list[str], rd: np.ndarray, d_px: np.ndarray,
-                  centre_err: np.ndarray, outlier: np.ndarray) -> None:
+                  centre_err: np.ndarray, outlier: np.ndarray, qc_flags: Sequence[Sequence[str]]) -> None:
     """One row per test image: centre-outlier flag, ``mean_RD`` (% over all its landmarks; the mean of this column
     is ``landmark_rd_all_pct``), RD (%) and D (original px) per vertebra (means over the vertebra's corners), centre
-    error per vertebra (input px).
+    error per vertebra (input px), the result's QC flags (space-separated).
 
     The file names are those of the data set's images (never patient data for the embedded and benchmark sets);
     plots across systems (``benchmarks/plot_systems.py``) read this file."""
@@ -172,10 +192,11 @@ def _per_case_csv(path: Path, layout: Layout, names: list[str], rd: np.ndarray, 
     w = csv.writer(buf, lineterminator="\n")
     v_names = layout.vertebra_names
     w.writerow(["image", "centre_outlier", "mean_RD", *(f"RD_{v}" for v in v_names), *(f"D_{v}" for v in v_names),
-                *(f"centre_err_{v}" for v in v_names)])
+                *(f"centre_err_{v}" for v in v_names), "qc_flags"])
     rd_v, d_v = vertebra_mean(rd, layout), vertebra_mean(d_px, layout)
     for i, name in enumerate(names):
-        w.writerow([name, int(outlier[i]), *(f"{x:.4f}" for x in (rd[i].mean(), *rd_v[i], *d_v[i], *centre_err[i]))])
+        w.writerow([name, int(outlier[i]), *(f"{x:.4f}" for x in (rd[i].mean(), *rd_v[i], *d_v[i], *centre_err[i])),
+                    " ".join(qc_flags[i])])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -267,7 +288,8 @@ def evaluate_predictor(
     box_sel = inl if inl.any() else np.ones_like(inl)
     _box_plot(out / "rd_boxplot.png", lay, rd[box_sel],
               f"RD per vertebra ({split} split, {'inliers' if inl.any() else 'all cases'}, n={int(box_sel.sum())})")
-    _per_case_csv(out / "per_case.csv", lay, names, rd, d_px, err_in, outlier)
+    flags = [list(r.qc_flags) for r in results]
+    _per_case_csv(out / "per_case.csv", lay, names, rd, d_px, err_in, outlier, flags)
     image_rd = rd.mean(-1)  # per_case.csv's mean_RD: each image's RD over its landmarks
     order = np.argsort(image_rd)
     picks = {"median": int(order[len(order) // 2]), "worst": int(order[-1])}
@@ -292,6 +314,8 @@ def evaluate_predictor(
         "landmark_rd_median_image_pct": float(np.median(image_rd)),
         "landmark_outlier_pct": float(100.0 * landmark_outliers(rd[inl], lay).mean()) if inl.any() else None,
         "n_detected": int(inl.sum()),
+        # how the QC flags did here: per flag, images flagged and how many of them have a centre outlier
+        "qc_flags": qc_flag_summary(flags, outlier),
         "input_size": int(input_size),
         "checkpoint_meta": {k: v for k, v in predictor.meta.items() if k != "timings_ms"},
         "failures": failures,

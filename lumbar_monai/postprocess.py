@@ -224,10 +224,10 @@ def second_peak_ratio(maps: torch.Tensor, exclusion: int = 2) -> torch.Tensor:
     """``(..., V)``: the height of each map's highest local maximum (3 x 3) more than ``exclusion`` map pixels from
     its highest point (in x or y), over that highest value; 0 where there is none or the map is not positive (*ours*).
 
-    A map with two near-equal peaks names the vertebra on a coin toss: rounding alone can move its centre from one
-    peak to the other (README "Ambiguous centre maps"), so a ratio of :data:`SECOND_PEAK_FLAG` or more sets the QC
-    flag ``centre_ambiguous``. Computed here because the decoders read only the maximum; scikit-image's
-    ``peak_local_max`` would do it one map at a time on the CPU.
+    A map with two near-equal peaks names the vertebra on a coin toss: a change of the maps as small as 1e-6 moved
+    a centre from one peak to the other (README "Ambiguous centre maps"), so a ratio of :data:`SECOND_PEAK_FLAG` or
+    more sets the QC flag ``centre_ambiguous``. Computed here because the decoders read only the maximum;
+    scikit-image's ``peak_local_max`` would do it one map at a time on the CPU.
     """
     t = torch.as_tensor(maps).detach().float()
     h, w = t.shape[-2:]

@@ -760,6 +760,20 @@ def _read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
     return ckpt
 
 
+def read_predictor_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A two-stage predictor checkpoint file as a plain dict (weights only), for tools that copy it entry by entry
+    and change a setting (the shape prior, the counter's contrast); :class:`~lumbar_monai.errors.InputError` with
+    one line when it is not one."""
+    from .errors import InputError
+
+    ckpt = dict(_read_checkpoint(path))
+    try:
+        check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+    except ValueError as e:
+        raise InputError(path, f"not a two-stage landmark model ({e})") from None
+    return ckpt
+
+
 def read_network_file(path: str | os.PathLike, what: str, ckpt: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """A single network's checkpoint (``{"state_dict": ..., ...}``, e.g. a display network or a vertebra counter)
     read with weights only (``ckpt``: the file already read); :class:`~lumbar_monai.errors.InputError` with one line

@@ -25,7 +25,7 @@ QC_FLAGS = {
     "shape_outlier": "a corner lay at least half a vertebra height from the model's shape prior fitted to all the "
     "corners, and was replaced by the prior's position (names in meta['shape_prior']['outliers'])",
     "centre_ambiguous": "a Pose-Net centre map has a second peak at least half as high as its highest "
-    "(meta['centre_second_peak']): that vertebra may be on the other peak, and rounding alone can move it there "
+    "(meta['centre_second_peak']): that vertebra may be on the other peak, and a change of the maps as small as 1e-6 can move it there "
     "(README, 'Ambiguous centre maps')",
 }
 

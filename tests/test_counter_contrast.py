@@ -102,6 +102,17 @@ def test_standardise_cli_sets_the_target_and_keeps_the_weights(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("the model has no vertebra counter (counter attach adds one)")
+    from PIL import Image  # films that are all black give no target
+
+    width, height = Image.open(pairs[0][0]).size  # the size its label was made for
+    Image.fromarray(np.zeros((height, width), np.uint8)).save(tmp_path / "black.png")
+    black = tmp_path / "black.json"
+    black.write_text(json.dumps({"training": [{"image": str(tmp_path / "black.png"), "label": items[0]["label"]}]}))
+    proc = subprocess.run([sys.executable, "-m", "lumbar_monai.training.counter", "standardise", "--model",
+                           str(SHIPPED), "--datalist", str(black), "--out", str(tmp_path / "y.pt")], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and not (tmp_path / "y.pt").exists()
+    assert "median_target must be a number between 0 and 1" in proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0, 1.5, "0.5", True])

@@ -360,23 +360,12 @@ def standardise_counter(model: str | Path, datalist: str | Path, out: str | Path
     be read is skipped with a one-line warning naming its index (never its file name)."""
     import sys
 
-    from ..counting import median_target
+    from ..counting import check_median_target, median_target
     from ..errors import InputError
     from ..io.datalist import LoadLandmarkSampled, load_landmark_datalist
-    from ..predictor import (
-        CHECKPOINT_FORMAT,
-        CHECKPOINT_VERSION,
-        LandmarkPredictor,
-        _read_checkpoint,
-        check_checkpoint_format,
-        save_checkpoint,
-    )
+    from ..predictor import read_predictor_checkpoint, save_checkpoint
 
-    ckpt = dict(_read_checkpoint(model))
-    try:
-        check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-    except ValueError as e:
-        raise InputError(Path(model), f"not a two-stage landmark model ({e})") from None
+    ckpt = read_predictor_checkpoint(model)
     count = (ckpt.get("stage1") or {}).get("count")
     if ckpt.get("stage1_counter") is None or count is None:
         raise InputError(Path(model), "the model has no vertebra counter (counter attach adds one)")
@@ -389,11 +378,13 @@ def standardise_counter(model: str | Path, datalist: str | Path, out: str | Path
             print(f"warning: {split} item {i} skipped: {type(e).__name__}", file=sys.stderr)
     if not images:
         raise InputError(Path(datalist), f"split {split!r} has no readable image")
-    target = median_target(images, tuple(count.get("input_size", COUNT_INPUT)))
+    try:  # all-black (or all-white) films give no target
+        target = check_median_target(median_target(images, tuple(count.get("input_size", COUNT_INPUT))))
+    except ValueError as e:
+        raise InputError(Path(datalist), f"split {split!r}: {e}") from None
     ckpt["stage1"] = {**ckpt["stage1"], "count": {**count, "median_target": target}}
     ckpt["meta"] = {**dict(ckpt.get("meta") or {}),
                     "counter_median_target_fit": {"split": split, "n_images": len(images)}}
-    LandmarkPredictor.from_checkpoint(ckpt, device="cpu")  # the copy loads
     save_checkpoint(ckpt, out)
     return target
 

@@ -49,17 +49,10 @@ def attach_shape_prior(model: str | Path, datalist: str | Path, out: str | Path,
     what it did to that image) are set."""
     from ..anatomy import get_layout
     from ..errors import InputError
-    from ..predictor import (
-        CHECKPOINT_FORMAT,
-        CHECKPOINT_VERSION,
-        _read_checkpoint,
-        check_checkpoint_format,
-        save_checkpoint,
-    )
+    from ..predictor import read_predictor_checkpoint, save_checkpoint
 
-    ckpt = dict(_read_checkpoint(model))
+    ckpt = read_predictor_checkpoint(model)
     try:
-        check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
         layout = get_layout(str(ckpt["layout"]))
     except (ValueError, KeyError) as e:
         raise InputError(Path(model), f"not a two-stage landmark model ({e})") from None

@@ -23,7 +23,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,7 @@ def _case_overlay(path: Path, image: np.ndarray, result, gt: np.ndarray) -> None
     write_png(path, draw_annotations(image, ann))
 
 
-def qc_flag_summary(flags: Sequence[Sequence[str]], outlier: Sequence[bool]) -> dict[str, dict[str, int]]:
+def qc_flag_summary(flags: Sequence[Iterable[str]], outlier: Sequence[bool]) -> dict[str, dict[str, int]]:
     """What each QC flag (:data:`~lumbar_monai.result.QC_FLAGS`) said on scored images: for every flag
     ``{"images", "centre_outliers", "outliers_with_no_other_flag"}`` (the last: what the flag adds), then
     ``"any_flag"`` and ``"no_flag"`` with ``{"images", "centre_outliers"}``. ``flags``: each image's QC flags;

@@ -42,6 +42,7 @@ __all__ = [
     "check_input_size",
     "check_median_target",
     "letterbox",
+    "letterbox_box",
     "standardise_median",
     "median_target",
     "vertebra_peaks",
@@ -86,7 +87,7 @@ def check_median_target(value: object) -> float | None:
     return float(value)
 
 
-def _letterbox_box(shape: Sequence[int], size: tuple[int, int]) -> tuple[float, int, int, int, int]:
+def letterbox_box(shape: Sequence[int], size: tuple[int, int]) -> tuple[float, int, int, int, int]:
     """``(scale, height, width, x0, y0)`` of an ``(H, W)`` image's part of the :func:`letterbox` canvas."""
     h, w = int(shape[-2]), int(shape[-1])
     scale = min(size[0] / h, size[1] / w)
@@ -126,7 +127,7 @@ def letterbox(image: np.ndarray, size: tuple[int, int] = COUNT_INPUT,
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 2 or min(img.shape) < 1:
         raise ValueError(f"letterbox needs an (H, W) image, got shape {img.shape}")
-    scale, nh, nw, ox, oy = _letterbox_box(img.shape, size)
+    scale, nh, nw, ox, oy = letterbox_box(img.shape, size)
     x = torch.nn.functional.interpolate(torch.as_tensor(np.ascontiguousarray(img))[None, None], size=(nh, nw),
                                         mode="bilinear", align_corners=False, antialias=True)[0, 0]
     lo, hi = torch.quantile(x.flatten()[:: max(1, x.numel() // 200_000)], torch.tensor([0.01, 0.99]))
@@ -262,6 +263,6 @@ def median_target(images: Sequence[np.ndarray], size: tuple[int, int] = COUNT_IN
         raise ValueError("median_target needs at least one image")
     meds = []
     for img in images:
-        _, nh, nw, ox, oy = _letterbox_box(np.shape(img), size)
+        _, nh, nw, ox, oy = letterbox_box(np.shape(img), size)
         meds.append(float(np.median(letterbox(img, size)[0][oy:oy + nh, ox:ox + nw])))
     return float(np.median(meds))

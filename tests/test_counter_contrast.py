@@ -122,3 +122,78 @@ def test_a_bad_median_target_is_refused(value):
     with pytest.raises(ValueError, match="median_target must be a number between 0 and 1"):
         check_median_target(value)
     assert check_median_target(None) is None and check_median_target(0.5) == 0.5
+
+
+def _boxed(film: np.ndarray, size=(192, 80)):
+    """A counter sample of ``film``: the letterbox canvas, its box and 17 centres down the middle."""
+    from lumbar_monai.counting import letterbox_box
+
+    canvas, scale, offset = letterbox(film, size)
+    _, nh, nw, x0, y0 = letterbox_box(film.shape, size)
+    centres = np.stack([np.full(17, 60.0), np.linspace(20.0, 280.0, 17)], 1) * scale + offset
+    return {"image": canvas, "centres": centres, "box": np.array([x0, y0, nw, nh])}
+
+
+def test_training_views_standardise_the_image_part_after_their_gamma():
+    """A counter trained on standardised contrast sees what the letterbox gives it at inference: the image part
+    (not the black padding) brought to the target, whatever gamma the view drew; the geometry is unchanged."""
+    from lumbar_monai.training.counter import RandCountViewd
+
+    sample = _boxed(_film())
+    x0, y0, w, h = sample["box"]
+    plain = RandCountViewd(jitter=False, median_target=0.3)(sample)["image"][0].numpy()
+    assert np.median(plain[y0:y0 + h, x0:x0 + w]) == pytest.approx(0.3, abs=0.01)
+    assert plain[:, :x0].max() == 0.0 and plain[:, x0 + w:].max() == 0.0  # the padding stays black
+    inference = letterbox(_film(), (192, 80), median_target=0.3)[0]
+    np.testing.assert_allclose(plain, inference, atol=1e-5)  # training and inference agree
+    still = dict(zoom=(1.0, 1.0), rotate=0.0, shift=(0.0, 0.0))
+    views = []
+    for gamma in (0.6, 1.6):
+        view = RandCountViewd(gamma=(gamma, gamma), median_target=0.3, **still)
+        view.set_random_state(0)
+        views.append(view(sample))
+    a, b = (v["image"][0].numpy() for v in views)
+    assert np.median(a[y0:y0 + h, x0:x0 + w]) == pytest.approx(0.3, abs=0.01)
+    np.testing.assert_allclose(a, b, atol=2e-3)  # the drawn tone curve is undone
+    plain_view = RandCountViewd(gamma=(1.6, 1.6), **still)  # without a target the gamma stays in
+    plain_view.set_random_state(0)
+    assert abs(float(np.median(plain_view(sample)["image"][0].numpy()[y0:y0 + h, x0:x0 + w])) - 0.3) > 0.05
+    np.testing.assert_allclose(views[0]["centres"].numpy(), views[1]["centres"].numpy())
+    with pytest.raises(ValueError, match="needs the image's box in 'box'"):
+        RandCountViewd(jitter=False, median_target=0.3)({k: v for k, v in sample.items() if k != "box"})
+    with pytest.raises(ValueError, match="median_target must be a number between 0 and 1"):
+        RandCountViewd(median_target=1.5)
+
+
+def test_training_target_and_the_train_command(monkeypatch, tmp_path):
+    """``counter train --median-target training`` fits the target on the training samples (the median of their
+    image parts' medians); a number passes as is; anything else is refused in one line; ``attach`` carries a
+    counter file's target into the model."""
+    from test_gpu_kit import SHIPPED
+
+    import lumbar_monai.training.counter as counter
+    from lumbar_monai.predictor import LandmarkPredictor
+
+    samples = [_boxed(_film(seed)) for seed in range(3)]
+    meds = [np.median(s["image"][s["box"][1]:s["box"][1] + s["box"][3], s["box"][0]:s["box"][0] + s["box"][2]])
+            for s in samples]
+    assert counter.training_median_target(samples) == pytest.approx(float(np.median(meds)))
+    with pytest.raises(ValueError, match="no training image"):
+        counter.training_median_target([])
+    seen = {}
+    monkeypatch.setattr(counter, "train_counter",
+                        lambda *a, **k: seen.update(k) or {"epochs": 0, "count_error": 0.0, "path": "x"})
+    for arg, want in (("training", "training"), ("0.42", 0.42)):
+        counter.main(["train", "--datalist", "d.json", "--out", "o", "--median-target", arg])
+        assert seen["median_target"] == want
+    counter.main(["train", "--datalist", "d.json", "--out", "o"])
+    assert seen["median_target"] is None
+    with pytest.raises(SystemExit, match="--median-target is a number in \\(0, 1\\) or 'training'"):
+        counter.main(["train", "--datalist", "d.json", "--out", "o", "--median-target", "bright"])
+    if not SHIPPED.is_file():
+        pytest.skip("shipped AP model not found")
+    entry = dict(counter.counter_entry(SHIPPED))
+    assert entry["median_target"] is None  # the shipped counter reads the plain letterbox
+    torch.save({**entry, "median_target": 0.42}, tmp_path / "counter.pt")
+    model = counter.attach_counter(SHIPPED, tmp_path / "counter.pt", tmp_path / "model.pt")
+    assert LandmarkPredictor.load(model, device="cpu").level_pass().median_target == pytest.approx(0.42)

@@ -32,10 +32,20 @@ from ignite.metrics.metric import reinit__is_reduced
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
-from ..counting import COUNT_INPUT, chain_from_maps, check_input_size, letterbox, vertebra_peaks
+from ..counting import (
+    COUNT_INPUT,
+    chain_from_maps,
+    check_input_size,
+    check_median_target,
+    letterbox,
+    letterbox_box,
+    standardise_median,
+    vertebra_peaks,
+)
 
 __all__ = ["COUNT_SIGMA", "AASCE_SPINE", "BOTTOM_CUT", "centre_heatmap", "counter_target", "RandCountViewd",
-           "CentreWeightedBCE", "CountError", "count_matches", "counter_samples", "load_matching", "train_counter",
+           "CentreWeightedBCE", "CountError", "count_matches", "counter_samples", "training_median_target",
+           "load_matching", "train_counter",
            "counter_entry", "attach_counter", "standardise_counter", "main"]
 
 logger = logging.getLogger(__name__)
@@ -75,19 +85,26 @@ class RandCountViewd(RandomizableTransform, MapTransform):
     ``bottom_cut`` L4-L5 centre distances under the L5 centre (a film that ends just below L5; *ours*): the targets
     stay, L5 is above the row. Without ``jitter`` the letterboxed image is the
     input (validation).
+
+    With ``median_target`` (a counter trained on standardised contrast, as it will read films with
+    ``stage1["count"]["median_target"]``; *ours*) the image's part of the canvas (``box_key``: ``(x0, y0, width,
+    height)``, :func:`counter_samples`) is gamma-changed and then :func:`~lumbar_monai.counting.standardise_median`-ed
+    before the geometry, so the network sees what :func:`~lumbar_monai.counting.letterbox` gives it at inference.
     """
 
     def __init__(self, keys: KeysCollection = "image", point_key: str = "centres", label_key: str = "label",
                  zoom: tuple[float, float] = (0.8, 1.15), rotate: float = 8.0, shift: tuple[float, float] = (0.1, 0.06),
                  gamma: tuple[float, float] = (0.6, 1.6), sigma: float = COUNT_SIGMA, jitter: bool = True,
                  top_cut_prob: float = 0.0, bottom_cut_prob: float = 0.0,
-                 bottom_cut: tuple[float, float] = BOTTOM_CUT) -> None:
+                 bottom_cut: tuple[float, float] = BOTTOM_CUT, median_target: float | None = None,
+                 box_key: str = "box") -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, 1.0)
         self.point_key, self.label_key = point_key, label_key
         self.zoom, self.rotate, self.shift, self.gamma = tuple(zoom), float(rotate), tuple(shift), tuple(gamma)
         self.sigma, self.jitter, self.top_cut_prob = float(sigma), bool(jitter), float(top_cut_prob)
         self.bottom_cut_prob, self.bottom_cut = float(bottom_cut_prob), tuple(float(v) for v in bottom_cut)
+        self.median_target, self.box_key = check_median_target(median_target), box_key
 
     def randomize(self, data: Any = None) -> None:
         self._zoom = self.R.uniform(*self.zoom)
@@ -122,6 +139,18 @@ class RandCountViewd(RandomizableTransform, MapTransform):
         pts = (np.asarray(points, np.float64) - centre - t) @ np.linalg.inv(m).T + centre
         return img, pts
 
+    def _standardised(self, img: np.ndarray, d: Mapping[Hashable, Any]) -> np.ndarray:
+        """The canvas with its image part gamma-changed (when jittered) and brought to ``median_target``."""
+        if self.box_key not in d:
+            raise ValueError(f"RandCountViewd with a median_target needs the image's box in '{self.box_key}'")
+        x0, y0, w, h = (int(v) for v in np.asarray(d[self.box_key]).ravel()[:4])
+        out = np.array(img, dtype=np.float32, copy=True)
+        part = torch.as_tensor(np.clip(out[y0:y0 + h, x0:x0 + w], 0.0, 1.0))
+        if self.jitter:
+            part = part ** self._gamma
+        out[y0:y0 + h, x0:x0 + w] = standardise_median(part, self.median_target).numpy()
+        return out
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         pts = np.asarray(d[self.point_key], np.float64)
@@ -130,9 +159,12 @@ class RandCountViewd(RandomizableTransform, MapTransform):
         for key in self.key_iterator(d):
             img = np.asarray(d[key], np.float32)
             shown = pts  # the centres drawn in the targets, T1 first
+            if self.median_target is not None:
+                img = self._standardised(img, d)
             if self.jitter:
                 img, pts = self._warp(img, pts)
-                img = np.clip(img, 0.0, 1.0) ** self._gamma
+                if self.median_target is None:
+                    img = np.clip(img, 0.0, 1.0) ** self._gamma
                 shown = pts
                 if self._cut is not None:  # blank above a row between T1 and T4; those vertebrae leave the targets
                     row = pts[0, 1] + self._cut * (pts[3, 1] - pts[0, 1])
@@ -212,7 +244,8 @@ def count_matches(prob: torch.Tensor, centres: np.ndarray, threshold: float = 0.
 def counter_samples(datalist: str | Path, split: str, layout: str = "ap", long_side: int = 1024,
                     cache: str | Path | None = None,
                     size: tuple[int, int] = COUNT_INPUT) -> list[dict[str, Any]]:
-    """``[{"image": letterboxed (H, W), "centres": (17, 2) T1-L5 in letterbox pixels}]`` of one split of an AASCE
+    """``[{"image": letterboxed (H, W), "centres": (17, 2) T1-L5 in letterbox pixels, "box": the image's part of
+    the canvas (x0, y0, width, height)}]`` of one split of an AASCE
     datalist (the images shrunk to ``long_side`` and cached as :func:`~lumbar_monai.training.framed.load_split`
     does; T1-T12 from the AASCE copy that holds each image, :func:`~lumbar_monai.training.framed.attach_aux_centres`)."""
     from ..anatomy import get_layout
@@ -225,9 +258,23 @@ def counter_samples(datalist: str | Path, split: str, layout: str = "ap", long_s
     for s in samples:
         lumbar = np.asarray(s["points"], np.float64).reshape(lay.num_vertebrae, -1, 2).mean(1)
         img, scale, offset = letterbox(s["image"].astype(np.float32) / 255.0, size)
+        _, nh, nw, x0, y0 = letterbox_box(s["image"].shape, size)
         centres = np.concatenate([np.asarray(s["aux_points"], np.float64), lumbar]) * scale + offset
-        out.append({"image": img, "centres": centres.astype(np.float32)})
+        out.append({"image": img, "centres": centres.astype(np.float32), "box": np.array([x0, y0, nw, nh])})
     return out
+
+
+def training_median_target(samples: Sequence[Mapping[str, Any]]) -> float:
+    """The median over :func:`counter_samples` of each image part's median intensity (what
+    :func:`~lumbar_monai.counting.median_target` measures on the images themselves)."""
+    meds = []
+    for s in samples:
+        x0, y0, w, h = (int(v) for v in s["box"])
+        meds.append(float(np.median(s["image"][y0:y0 + h, x0:x0 + w])))
+    target = check_median_target(float(np.median(meds)) if meds else None)
+    if target is None:
+        raise ValueError("no training image to fit the counter's median_target on")
+    return target
 
 
 def load_matching(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> int:
@@ -253,13 +300,16 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
                   batch_size: int = 8, lr: float = 2e-3, long_side: int = 1024, max_seconds: float | None = None,
                   device: str = "auto", seed: int = 0, init: str | Path | None = None,
                   top_cut_prob: float = 0.0, input_size: Sequence[int] = COUNT_INPUT,
-                  bottom_cut_prob: float = 0.0) -> dict[str, Any]:
+                  bottom_cut_prob: float = 0.0, median_target: float | str | None = None) -> dict[str, Any]:
     """Train the counter on ``datalist``'s training split (the best epoch by :class:`CountError` on its validation
     split) and write ``out/counter.pt``; returns ``{"count_error": %, "epochs": n, "path": str}``. ``init``: a
     counter checkpoint (or a bare state dict) to start from (:func:`load_matching`; the U-Net is fully
     convolutional, so a counter of another ``input_size`` starts it too); ``top_cut_prob``, ``bottom_cut_prob``:
     :class:`RandCountViewd`'s;
-    ``input_size``: the letterbox ``(height, width)``, kept in the checkpoint (``attach`` copies it)."""
+    ``input_size``: the letterbox ``(height, width)``, kept in the checkpoint (``attach`` copies it);
+    ``median_target``: train on standardised contrast (:class:`RandCountViewd`), a number in (0, 1) or
+    ``"training"`` (the median of the training images' medians, :func:`training_median_target`); kept in the
+    checkpoint, and ``attach`` sets the model's ``stage1["count"]["median_target"]`` from it."""
     from monai.data import DataLoader, Dataset
     from monai.handlers import from_engine
     from monai.utils import set_determinism
@@ -278,24 +328,27 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     val = counter_samples(datalist, "validation", layout, long_side, out / f"cache_validation_{long_side}.npz", size)
     if not train or not val:
         raise ValueError(f"{datalist}: the counter needs training and validation images")
+    target = training_median_target(train) if median_target == "training" else check_median_target(median_target)
     net = build_counter_net()
     if init is not None:
         state = torch.load(init, map_location="cpu", weights_only=True)
         load_matching(net, state.get("state_dict", state) if isinstance(state, Mapping) else state)
     net = net.to(dev)
     metric = CountError(output_transform=from_engine(["pred", "label"]))
-    views = RandCountViewd(top_cut_prob=top_cut_prob, bottom_cut_prob=bottom_cut_prob)
+    views = RandCountViewd(top_cut_prob=top_cut_prob, bottom_cut_prob=bottom_cut_prob, median_target=target)
     result = fit(net, DataLoader(Dataset(train, transform=views), batch_size=batch_size, shuffle=True,
                                  num_workers=0),
                  CentreWeightedBCE(), lr=lr, max_epochs=epochs,
-                 val_loader=DataLoader(Dataset(val, transform=RandCountViewd(jitter=False)), batch_size=batch_size,
+                 val_loader=DataLoader(Dataset(val, transform=RandCountViewd(jitter=False, median_target=target)),
+                                       batch_size=batch_size,
                                        num_workers=0),
                  patience=max(epochs, 1), device=dev, max_seconds=max_seconds, select_metric=metric)
     net = net.cpu().eval()
     error = float(min(result["val_history"])) if result["val_history"] else float("nan")
     path = save_checkpoint({"network": "BasicUNet", "kwargs": _kwargs_of(net),
                             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                            "count_error": error, "epochs": len(result["history"]), "input_size": list(size)},
+                            "count_error": error, "epochs": len(result["history"]), "input_size": list(size),
+                            "median_target": target},
                            out / "counter.pt")
     logger.info("counter: %d epochs, validation count error %.1f %%", len(result["history"]), error)
     return {"count_error": error, "epochs": len(result["history"]), "path": str(path)}
@@ -317,7 +370,7 @@ def counter_entry(path: str | Path) -> Mapping[str, Any]:
     settings = (ckpt.get("stage1") or {}).get("count") or {}
     counted = (ckpt.get("meta") or {}).get("counter") or {}
     return {**ckpt["stage1_counter"], "input_size": settings.get("input_size", list(COUNT_INPUT)),
-            "count_error": counted.get("count_error", float("nan"))}
+            "count_error": counted.get("count_error", float("nan")), "median_target": settings.get("median_target")}
 
 
 def attach_counter(model: str | Path, counter: str | Path, out: str | Path, margin: float | None = None,
@@ -341,7 +394,8 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
         pred.stage1["aux_vertebrae"] = [str(v) for v in aux_vertebrae]
     entry = counter_entry(counter)
     settings = {"above": [v for v in ("T11", "T12") if v in pred.stage1.get("aux_vertebrae", [])],
-                "mirror_check": bool(mirror_check), "input_size": entry.get("input_size", COUNT_INPUT)}
+                "mirror_check": bool(mirror_check), "input_size": entry.get("input_size", COUNT_INPUT),
+                "median_target": entry.get("median_target")}  # a counter trained on standardised contrast
     if margin is not None:
         settings["margin"] = float(margin)
     try:
@@ -389,6 +443,15 @@ def standardise_counter(model: str | Path, datalist: str | Path, out: str | Path
     return target
 
 
+def _median_target_arg(value: str | None) -> float | str | None:
+    if value is None or value == "training":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--median-target is a number in (0, 1) or 'training', got {value!r}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m lumbar_monai.training.counter", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -407,6 +470,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--bottom-cut-prob", type=float, default=0.0,
                    help=f"share of training views blanked below a row {BOTTOM_CUT[0]}-{BOTTOM_CUT[1]} L4-L5 centre "
                         "distances under L5 (a film that ends just below L5; every target kept)")
+    t.add_argument("--median-target", default=None,
+                   help="train on standardised contrast: each image brought to this median intensity, a number in "
+                        "(0, 1) or 'training' (the training images' median); attach carries it into the model")
     t.add_argument("--input-size", default=f"{COUNT_INPUT[0]},{COUNT_INPUT[1]}",
                    help="letterbox HEIGHT,WIDTH of the counter input, multiples of 16 (default %(default)s)")
     a = sub.add_parser("attach", help="copy an AP model with the counter in it")
@@ -436,7 +502,8 @@ def main(argv: list[str] | None = None) -> None:
             r = train_counter(args.datalist, args.out, layout=args.layout, epochs=args.epochs, lr=args.lr,
                               long_side=args.long_side, max_seconds=args.max_seconds, device=args.device,
                               init=args.init, top_cut_prob=args.top_cut_prob, bottom_cut_prob=args.bottom_cut_prob,
-                              input_size=[v.strip() for v in args.input_size.split(",")])
+                              input_size=[v.strip() for v in args.input_size.split(",")],
+                              median_target=_median_target_arg(args.median_target))
             print(f"counter: {r['epochs']} epochs, validation count error {r['count_error']:.1f} % -> {r['path']}")
         elif args.command == "standardise":
             target = standardise_counter(args.model, args.datalist, args.out, args.split)

@@ -193,7 +193,31 @@ def test_training_target_and_the_train_command(monkeypatch, tmp_path):
     if not SHIPPED.is_file():
         pytest.skip("shipped AP model not found")
     entry = dict(counter.counter_entry(SHIPPED))
-    assert entry["median_target"] is None  # the shipped counter reads the plain letterbox
+    shipped = torch.load(SHIPPED, map_location="cpu", weights_only=True)["stage1"]["count"]
+    assert entry["median_target"] == shipped["median_target"]  # a model's counter brings its own target along
     torch.save({**entry, "median_target": 0.42}, tmp_path / "counter.pt")
     model = counter.attach_counter(SHIPPED, tmp_path / "counter.pt", tmp_path / "model.pt")
     assert LandmarkPredictor.load(model, device="cpu").level_pass().median_target == pytest.approx(0.42)
+
+
+def test_a_counter_starts_from_a_counter_file_or_a_model_holding_one(tmp_path):
+    """``counter train --init`` takes the shipped model itself (its float16 counter copied into the new network), a
+    counter file or a bare state dict; a file none of whose tensors fit is refused instead of training from scratch."""
+    from test_gpu_kit import SHIPPED
+
+    from lumbar_monai.training.counter import counter_entry, initial_counter
+
+    if not SHIPPED.is_file():
+        pytest.skip("shipped AP model not found")
+    shipped = counter_entry(SHIPPED)["state_dict"]
+    net = initial_counter(SHIPPED)
+    for k, v in net.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, shipped[k].float())
+    torch.save({"state_dict": net.state_dict()}, tmp_path / "counter.pt")
+    torch.save(net.state_dict(), tmp_path / "bare.pt")
+    for path in ("counter.pt", "bare.pt"):
+        assert all(torch.equal(a, b) for a, b in zip(initial_counter(tmp_path / path).state_dict().values(),
+                                                     net.state_dict().values(), strict=True))
+    torch.save({"state_dict": {"other.weight": torch.zeros(3)}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="no tensor of it fits the counter"):
+        initial_counter(tmp_path / "other.pt")

@@ -275,7 +275,7 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     pred = LandmarkPredictor.load(model, device="cpu")
     assert pred.stage1["count"] == {"above": ["T11", "T12"], "margin": 0.3, "agreement": 0.5, "threshold": 0.5,
                                   "min_distance": 8.0, "mirror_check": False, "input_size": [192, 80],
-                                  "median_target": None}  # off unless `counter standardise` sets it
+                                  "median_target": None}  # off unless the counter was trained with one or `counter standardise` sets it
     assert isinstance(pred.level_pass(), CountPass) and pred.level_pass().above_channels == (5, 6)
     assert pred.level_pass().input_size == (192, 80)  # the counter's own letterbox, from its checkpoint
     res = pred.predict(pairs[0][0])

@@ -45,7 +45,7 @@ from ..counting import (
 
 __all__ = ["COUNT_SIGMA", "AASCE_SPINE", "BOTTOM_CUT", "centre_heatmap", "counter_target", "RandCountViewd",
            "CentreWeightedBCE", "CountError", "count_matches", "counter_samples", "training_median_target",
-           "load_matching", "train_counter",
+           "load_matching", "initial_counter", "train_counter",
            "counter_entry", "attach_counter", "standardise_counter", "main"]
 
 logger = logging.getLogger(__name__)
@@ -296,6 +296,23 @@ def load_matching(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> in
     return copied
 
 
+def initial_counter(init: str | Path | None = None) -> torch.nn.Module:
+    """A new counter network, its weights copied from ``init`` where given (:func:`load_matching`): a counter
+    checkpoint, a model holding a counter (e.g. the shipped AP model) or a bare state dict; ``ValueError`` with one
+    line when no tensor of ``init`` fits."""
+    from ..counting import build_counter_net
+
+    net = build_counter_net()
+    if init is None:
+        return net
+    state = torch.load(init, map_location="cpu", weights_only=True)
+    if isinstance(state, Mapping) and "stage1_counter" in state:  # a model holding a counter
+        state = counter_entry(init)
+    if not load_matching(net, state.get("state_dict", state) if isinstance(state, Mapping) else state):
+        raise ValueError(f"{init}: no tensor of it fits the counter (not a counter or a model holding one)")
+    return net
+
+
 def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epochs: int = 100,
                   batch_size: int = 8, lr: float = 2e-3, long_side: int = 1024, max_seconds: float | None = None,
                   device: str = "auto", seed: int = 0, init: str | Path | None = None,
@@ -303,7 +320,7 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
                   bottom_cut_prob: float = 0.0, median_target: float | str | None = None) -> dict[str, Any]:
     """Train the counter on ``datalist``'s training split (the best epoch by :class:`CountError` on its validation
     split) and write ``out/counter.pt``; returns ``{"count_error": %, "epochs": n, "path": str}``. ``init``: a
-    counter checkpoint (or a bare state dict) to start from (:func:`load_matching`; the U-Net is fully
+    counter checkpoint, a model holding one (e.g. the shipped AP model) or a bare state dict to start from (:func:`load_matching`; the U-Net is fully
     convolutional, so a counter of another ``input_size`` starts it too); ``top_cut_prob``, ``bottom_cut_prob``:
     :class:`RandCountViewd`'s;
     ``input_size``: the letterbox ``(height, width)``, kept in the checkpoint (``attach`` copies it);
@@ -314,7 +331,6 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     from monai.handlers import from_engine
     from monai.utils import set_determinism
 
-    from ..counting import build_counter_net
     from ..devices import resolve_device
     from ..predictor import _kwargs_of, save_checkpoint
     from .fit import fit
@@ -329,11 +345,7 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     if not train or not val:
         raise ValueError(f"{datalist}: the counter needs training and validation images")
     target = training_median_target(train) if median_target == "training" else check_median_target(median_target)
-    net = build_counter_net()
-    if init is not None:
-        state = torch.load(init, map_location="cpu", weights_only=True)
-        load_matching(net, state.get("state_dict", state) if isinstance(state, Mapping) else state)
-    net = net.to(dev)
+    net = initial_counter(init).to(dev)
     metric = CountError(output_transform=from_engine(["pred", "label"]))
     views = RandCountViewd(top_cut_prob=top_cut_prob, bottom_cut_prob=bottom_cut_prob, median_target=target)
     result = fit(net, DataLoader(Dataset(train, transform=views), batch_size=batch_size, shuffle=True,
@@ -464,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--long-side", type=int, default=1024)
     t.add_argument("--max-seconds", type=float, default=None)
     t.add_argument("--device", default="auto")
-    t.add_argument("--init", default=None, help="a counter checkpoint to start from")
+    t.add_argument("--init", default=None, help="a counter checkpoint, or a model holding a counter, to start from")
     t.add_argument("--top-cut-prob", type=float, default=0.0,
                    help="share of training views blanked above a row between T1 and T4 (no T1 target)")
     t.add_argument("--bottom-cut-prob", type=float, default=0.0,

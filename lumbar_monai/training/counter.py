@@ -8,10 +8,11 @@ another gamma (:class:`RandCountViewd`; the points move with the image). The fit
 ``TimeLimit``); the best weights are chosen by the landmark metric, :class:`CountError` (the share of validation
 images whose counted L1-L5 miss a labelled centre), not by the loss::
 
-    python -m lumbar_monai.training.counter train --datalist runs/aasce_ap/datalist.json --out runs/counter
+    python -m lumbar_monai.training.counter train --datalist runs/aasce_ap/datalist.json --out runs/counter \\
+        --median-target training   # trained on standardised contrast, as the shipped counter (round 25)
     python -m lumbar_monai.training.counter attach --model bundles/lumbar_landmarks/models/aasce_ap.pt \\
         --counter runs/counter/counter.pt --out runs/counter/model.pt
-    python -m lumbar_monai.training.counter standardise --model runs/counter/model.pt \
+    python -m lumbar_monai.training.counter standardise --model runs/counter/model.pt \\
         --datalist runs/aasce_ap/datalist.json --out runs/counter/model_std.pt   # the contrast of the count
 """
 
@@ -319,11 +320,10 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
                   top_cut_prob: float = 0.0, input_size: Sequence[int] = COUNT_INPUT,
                   bottom_cut_prob: float = 0.0, median_target: float | str | None = None) -> dict[str, Any]:
     """Train the counter on ``datalist``'s training split (the best epoch by :class:`CountError` on its validation
-    split) and write ``out/counter.pt``; returns ``{"count_error": %, "epochs": n, "path": str}``. ``init``: a
-    counter checkpoint, a model holding one (e.g. the shipped AP model) or a bare state dict to start from (:func:`load_matching`; the U-Net is fully
-    convolutional, so a counter of another ``input_size`` starts it too); ``top_cut_prob``, ``bottom_cut_prob``:
-    :class:`RandCountViewd`'s;
-    ``input_size``: the letterbox ``(height, width)``, kept in the checkpoint (``attach`` copies it);
+    split) and write ``out/counter.pt``; returns ``{"count_error": %, "epochs": n, "path": str}``. ``init``: what
+    :func:`initial_counter` starts from (a counter checkpoint, a model holding one or a bare state dict; the U-Net
+    is fully convolutional, so a counter of another ``input_size`` starts it too); ``top_cut_prob``,
+    ``bottom_cut_prob``: :class:`RandCountViewd`'s; ``input_size``: the letterbox ``(height, width)``, kept in the checkpoint (``attach`` copies it);
     ``median_target``: train on standardised contrast (:class:`RandCountViewd`), a number in (0, 1) or
     ``"training"`` (the median of the training images' medians, :func:`training_median_target`); kept in the
     checkpoint, and ``attach`` sets the model's ``stage1["count"]["median_target"]`` from it."""
@@ -352,8 +352,7 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
                                  num_workers=0),
                  CentreWeightedBCE(), lr=lr, max_epochs=epochs,
                  val_loader=DataLoader(Dataset(val, transform=RandCountViewd(jitter=False, median_target=target)),
-                                       batch_size=batch_size,
-                                       num_workers=0),
+                                       batch_size=batch_size, num_workers=0),
                  patience=max(epochs, 1), device=dev, max_seconds=max_seconds, select_metric=metric)
     net = net.cpu().eval()
     error = float(min(result["val_history"])) if result["val_history"] else float("nan")

@@ -252,8 +252,11 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
               "aasce_order": "anatomical"} for i, (p, a) in enumerate(pairs)]
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"training": items[:2], "validation": items[2:], "test": []}))
-    r = train_counter(datalist, tmp_path / "counter", epochs=1, long_side=512, batch_size=2, input_size=(192, 80))
+    r = train_counter(datalist, tmp_path / "counter", epochs=1, long_side=512, batch_size=2, input_size=(192, 80),
+                      median_target="training")  # on standardised contrast, as the shipped counter
     assert r["epochs"] == 1 and 0.0 <= r["count_error"] <= 100.0
+    target = torch.load(r["path"], map_location="cpu", weights_only=True)["median_target"]
+    assert 0.0 < target < 1.0  # fitted on the two training images, kept with the weights
     # the window networks alone, their auxiliary channels unnamed (as the round-4 Pose-Net's checkpoint was)
     legacy = torch.load(SHIPPED, map_location="cpu", weights_only=True)
     shipped_size = legacy["stage1"]["count"]["input_size"]
@@ -275,7 +278,7 @@ def test_train_attach_and_predict_with_a_counter(tmp_path):
     pred = LandmarkPredictor.load(model, device="cpu")
     assert pred.stage1["count"] == {"above": ["T11", "T12"], "margin": 0.3, "agreement": 0.5, "threshold": 0.5,
                                   "min_distance": 8.0, "mirror_check": False, "input_size": [192, 80],
-                                  "median_target": None}  # off unless the counter was trained with one or `counter standardise` sets it
+                                  "median_target": target}  # the counter's own, as it was trained
     assert isinstance(pred.level_pass(), CountPass) and pred.level_pass().above_channels == (5, 6)
     assert pred.level_pass().input_size == (192, 80)  # the counter's own letterbox, from its checkpoint
     res = pred.predict(pairs[0][0])

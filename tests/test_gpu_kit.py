@@ -153,6 +153,8 @@ def test_device_script_dry_run_on_the_cpu(tmp_path):
     assert "./aasce_ap_continue_continued/eval_count_test/passes3/landmark_error.md" in names
     counted = torch.load(out / "aasce_ap_continue_continued_count.pt", map_location="cpu", weights_only=True)
     assert counted["stage1_counter"] is not None and counted["stage1"]["count"]["input_size"] == [512, 208]
+    shipped_count = torch.load(SHIPPED, map_location="cpu", weights_only=True)["stage1"]["count"]
+    assert counted["stage1"]["count"]["median_target"] == shipped_count["median_target"]  # read as it was trained
     assert not [n for n in names if n.endswith((".npz", ".pt", ".png"))]
 
 

@@ -25,7 +25,7 @@ each other).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +45,7 @@ __all__ = [
     "letterbox_box",
     "standardise_median",
     "median_target",
+    "median_of_parts",
     "vertebra_peaks",
     "counted_chain",
     "t1_peak",
@@ -256,13 +257,26 @@ class CountPass:
                                device=device, mirror_check=self.mirror_check, median_target=self.median_target)
 
 
+def median_of_parts(canvases: Iterable[tuple[np.ndarray, Sequence[int]]]) -> float:
+    """The median over letterbox canvases of the median of each one's image part (``box``: ``(x0, y0, width,
+    height)``)."""
+    meds = []
+    for canvas, box in canvases:
+        x0, y0, w, h = (int(v) for v in box)
+        meds.append(float(np.median(np.asarray(canvas)[y0:y0 + h, x0:x0 + w])))
+    return float(np.median(meds))
+
+
 def median_target(images: Sequence[np.ndarray], size: tuple[int, int] = COUNT_INPUT) -> float:
     """The median over ``images`` (``(H, W)`` each, e.g. a training split's) of each one's median intensity as
-    :func:`letterbox` scales it: the ``median_target`` that leaves a typical training film as it is."""
+    :func:`letterbox` scales it (:func:`median_of_parts`): the ``median_target`` that leaves a typical training film
+    as it is."""
     if not len(images):
         raise ValueError("median_target needs at least one image")
-    meds = []
-    for img in images:
-        _, nh, nw, ox, oy = letterbox_box(np.shape(img), size)
-        meds.append(float(np.median(letterbox(img, size)[0][oy:oy + nh, ox:ox + nw])))
-    return float(np.median(meds))
+
+    def parts():
+        for img in images:
+            _, nh, nw, ox, oy = letterbox_box(np.shape(img), size)
+            yield letterbox(img, size)[0], (ox, oy, nw, nh)
+
+    return median_of_parts(parts())

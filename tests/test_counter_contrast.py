@@ -180,6 +180,9 @@ def test_training_target_and_the_train_command(monkeypatch, tmp_path):
     assert counter.training_median_target(samples) == pytest.approx(float(np.median(meds)))
     with pytest.raises(ValueError, match="no training image"):
         counter.training_median_target([])
+    black = {**samples[0], "image": np.zeros_like(samples[0]["image"])}
+    with pytest.raises(ValueError, match="median_target must be a number between 0 and 1"):
+        counter.training_median_target([black])  # all-black films give no target
     seen = {}
     monkeypatch.setattr(counter, "train_counter",
                         lambda *a, **k: seen.update(k) or {"epochs": 0, "count_error": 0.0, "path": "x"})

@@ -40,6 +40,7 @@ from ..counting import (
     check_median_target,
     letterbox,
     letterbox_box,
+    median_of_parts,
     standardise_median,
     vertebra_peaks,
 )
@@ -91,6 +92,8 @@ class RandCountViewd(RandomizableTransform, MapTransform):
     ``stage1["count"]["median_target"]``; *ours*) the image's part of the canvas (``box_key``: ``(x0, y0, width,
     height)``, :func:`counter_samples`) is gamma-changed and then :func:`~lumbar_monai.counting.standardise_median`-ed
     before the geometry, so the network sees what :func:`~lumbar_monai.counting.letterbox` gives it at inference.
+    The standardisation undoes the drawn gamma (exactly, unless its power is clipped): such a counter learns no
+    contrast of its own, it relies on the standardisation.
     """
 
     def __init__(self, keys: KeysCollection = "image", point_key: str = "centres", label_key: str = "label",
@@ -266,16 +269,11 @@ def counter_samples(datalist: str | Path, split: str, layout: str = "ap", long_s
 
 
 def training_median_target(samples: Sequence[Mapping[str, Any]]) -> float:
-    """The median over :func:`counter_samples` of each image part's median intensity (what
-    :func:`~lumbar_monai.counting.median_target` measures on the images themselves)."""
-    meds = []
-    for s in samples:
-        x0, y0, w, h = (int(v) for v in s["box"])
-        meds.append(float(np.median(s["image"][y0:y0 + h, x0:x0 + w])))
-    target = check_median_target(float(np.median(meds)) if meds else None)
-    if target is None:
+    """:func:`~lumbar_monai.counting.median_of_parts` of :func:`counter_samples` (already letterboxed): the target
+    :func:`~lumbar_monai.counting.median_target` fits on the images themselves."""
+    if not samples:
         raise ValueError("no training image to fit the counter's median_target on")
-    return target
+    return check_median_target(median_of_parts((s["image"], s["box"]) for s in samples))  # all-black: refused
 
 
 def load_matching(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> int:
@@ -308,7 +306,7 @@ def initial_counter(init: str | Path | None = None) -> torch.nn.Module:
         return net
     state = torch.load(init, map_location="cpu", weights_only=True)
     if isinstance(state, Mapping) and "stage1_counter" in state:  # a model holding a counter
-        state = counter_entry(init)
+        state = counter_entry(init, state)
     if not load_matching(net, state.get("state_dict", state) if isinstance(state, Mapping) else state):
         raise ValueError(f"{init}: no tensor of it fits the counter (not a counter or a model holding one)")
     return net
@@ -365,15 +363,15 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     return {"count_error": error, "epochs": len(result["history"]), "path": str(path)}
 
 
-def counter_entry(path: str | Path) -> Mapping[str, Any]:
+def counter_entry(path: str | Path, ckpt: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """The counter checkpoint entry (``network``, ``kwargs``, ``state_dict``, ``input_size``, ...) of ``path``: a
     file written by ``counter train``, or a predictor checkpoint that holds a counter (e.g. the shipped AP model:
     its counter can be attached to other window networks); :class:`~lumbar_monai.errors.InputError` with one line
-    otherwise."""
+    otherwise. ``ckpt``: the file already read."""
     from ..errors import InputError
     from ..predictor import _read_checkpoint, read_network_file
 
-    ckpt = _read_checkpoint(path)
+    ckpt = _read_checkpoint(path) if ckpt is None else ckpt
     if "stage1_counter" not in ckpt:
         return read_network_file(path, "vertebra counter (train one with 'counter train')", ckpt)
     if not isinstance(ckpt["stage1_counter"], Mapping):

@@ -1,6 +1,6 @@
 """The ablation-table runner end to end with tiny settings: the three systems of issue 9 train, evaluate and land in
-one table, a stage-1-only variant reuses the reference run's M-Nets, and a second table in the same folder does not
-train the reference again. Plumbing, not accuracy."""
+one table, a stage-1-only variant reuses the reference run's M-Nets, a row identical to the reference is the reference
+run, and a second table in the same folder neither trains nor evaluates the reference again. Plumbing, not accuracy."""
 
 from __future__ import annotations
 
@@ -39,11 +39,12 @@ def _run(table: str, out: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory) -> tuple[Path, dict[str, float]]:
-    """Table 2 ("kernel") and then the systems table run into one folder; the reference's stage markers' times
-    between the two runs."""
+    """Table 2 ("kernel") and then the systems table run into one folder; the reference's stage markers' and
+    evaluation summary's times between the two runs."""
     out = tmp_path_factory.mktemp("ablation")
     _run("kernel", out)
     markers = {m.name: m.stat().st_mtime for m in (out / "default" / "models").glob("*.done.json")}
+    markers["summary.json"] = (out / "default" / "eval" / "summary.json").stat().st_mtime
     _run("systems", out)
     return out, markers
 
@@ -65,8 +66,10 @@ def test_systems_table_trains_and_evaluates_all_three(tables):
     assert torch.load(ckpt, weights_only=True)["format"] == "lumbar-monai/one-stage-predictor"
     kim = json.loads((tmp_path / "kim_baseline" / "models" / "posenet.done.json").read_text())
     assert "reused_from" not in kim and kim["wall_seconds"] > 0
-    # the full method is the reference run Table 2 trained before: its finished stages were not trained again
+    # the full method is the reference run Table 2 trained and evaluated before: neither was run again
+    summary = markers.pop("summary.json")
     assert markers and all((tmp_path / "default" / "models" / name).stat().st_mtime == t for name, t in markers.items())
+    assert (tmp_path / "default" / "eval" / "summary.json").stat().st_mtime == summary
 
 
 def test_stage1_variant_reuses_the_reference_mnets(tables):
@@ -79,3 +82,34 @@ def test_stage1_variant_reuses_the_reference_mnets(tables):
     assert "Pose-Net 7x7: inlier_px" in md
     row = [r for r in (tmp_path / "kernel.csv").read_text().splitlines() if r.startswith("Pose-Net 7x7")][0]
     assert row.split(",")[-2] == "posenet"
+
+
+def test_row_identical_to_the_reference_is_the_reference_run(tables):
+    """Table 2's 13x13 row sets the bundle default: no run of its own, the reference's numbers in its row."""
+    tmp_path, _ = tables
+    assert not (tmp_path / "posenet_kernel13").exists()
+    rows = {r.split(",")[0]: r.split(",")[1:] for r in (tmp_path / "kernel.csv").read_text().splitlines()[1:]}
+    assert set(rows) == {"Pose-Net 7x7", "Pose-Net 13x13"}
+    reference = json.loads((tmp_path / "default" / "eval" / "summary.json").read_text())
+    assert float(rows["Pose-Net 13x13"][1]) == pytest.approx(reference["centre_detection_accuracy_pct"], abs=0.006)
+    assert rows["Pose-Net 13x13"][-2] == "mnet_lumbar+mnet_sacrum+posenet"  # the reference trained every stage
+    assert "reference run (their overrides equal its configuration): Pose-Net 13x13." in (tmp_path / "kernel.md").read_text()
+
+
+def test_same_as_reference_reads_values_after_command_line_overrides():
+    from lumbar_monai.workflows.ablation import BUNDLE, override_file, same_as_reference
+
+    base = [BUNDLE / "configs" / "train.json"]
+    files = {n: [override_file(n)] for n in ("posenet_kernel13", "posenet_kernel7", "rsc_06", "coordconv_2",
+                                             "paf_width4", "cutout_none", "kim_baseline", "baselines/one_stage_basicunet")}
+    same = {n: same_as_reference(base, f, []) for n, f in files.items()}
+    assert same == {"posenet_kernel13": True, "posenet_kernel7": False, "rsc_06": True, "coordconv_2": True,
+                    "paf_width4": True, "cutout_none": False, "kim_baseline": False,
+                    "baselines/one_stage_basicunet": False}  # a merge key (+imports) is a change
+    assert same_as_reference(base, [], [])
+    assert same_as_reference(base, files["posenet_kernel13"] + files["coordconv_2"], ["--posenet#max_epochs", "2"])
+    # the command line sets the kernel for every run: the 7x7 file then changes nothing either
+    assert same_as_reference(base, files["posenet_kernel7"], ["--posenet#kernel_size", "13"])
+    assert same_as_reference(base, files["rsc_06"], ["--posenet#cutout_ratio", "0.8"])
+    # against another reference (a schedule or data config in the base) the same file is a change
+    assert not same_as_reference(base + files["kim_baseline"], files["posenet_kernel13"], [])

@@ -11,7 +11,10 @@ The collected table is ``DIR/<table>.md`` and ``.csv``.
 
 Stage reuse: a variant whose overrides touch only stage 1 (``posenet#...``) takes the M-Nets of the reference run
 (the method with no override, trained first) instead of training identical ones again, and a variant that touches
-only the M-Nets takes its Pose-Net; the table says which stages each row trained and how long they took.
+only the M-Nets takes its Pose-Net; the table says which stages each row trained and how long they took. A variant
+whose override files set only values the reference configuration already has (Table 2's 13x13 kernel is the bundle
+default) is the reference run: it is neither trained nor evaluated again. A run evaluated after its last checkpoint
+(by an earlier table with the same ``--out``) is kept as it is; delete its ``eval`` folder to evaluate it again.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from ..io.atomic import atomic_write_text
 
-__all__ = ["TABLES", "run_table", "stages_touched"]
+__all__ = ["TABLES", "run_table", "same_as_reference", "stages_touched"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,38 @@ def _training_record(run_dir: Path) -> tuple[str, float]:
     return "+".join(trained), seconds
 
 
+def cli_value(text: str):
+    """A ``--key value`` override's value as the bundle's command line reads it: JSON for numbers, lists, dicts and
+    booleans, the bare string otherwise."""
+    return json.loads(text) if text[:1] in "[{0123456789-" or text in ("true", "false") else text
+
+
+def _parsed(configs: list[Path], extra: list[str]):
+    """The configuration the bundle runs: ``configs`` read in order, then the command-line overrides on top."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(c) for c in configs])
+    for k, v in zip(extra[::2], extra[1::2], strict=True):
+        key = k.lstrip("-")
+        if "#" not in key or key.rsplit("#", 1)[0] in parser:
+            parser[key] = cli_value(v)
+    return parser
+
+
+def same_as_reference(base: list[Path], files: list[Path], extra: list[str]) -> bool:
+    """Whether the override ``files`` change nothing the reference run (``base`` and ``extra``, no file) trains with:
+    every key they set holds the same raw value in both configurations, command-line overrides applied last as the
+    bundle applies them. A merge key (``+name``) counts as a change."""
+    if not files:
+        return True
+    keys = [key for f in files for key in json.loads(f.read_text())]
+    if any(key.startswith("+") for key in keys):
+        return False
+    reference, variant = _parsed(base, extra), _parsed(base + files, extra)
+    return all(key in reference and reference[key] == variant[key] for key in keys)
+
+
 def _applicable(extra: list[str], configs: list[Path]) -> list[str]:
     """The ``--key value`` overrides whose parent section exists in these configs (``one_stage#...`` only reaches the
     variant that has the one-stage baseline)."""
@@ -147,6 +182,13 @@ def run_dir_for(out: Path, names: list[str]) -> Path:
     return out / ("_".join(n.replace("/", "-") for n in names) or "default")
 
 
+def _finished(run_dir: Path) -> bool:
+    """Whether the run was evaluated after its last checkpoint was written (an earlier table in the same folder)."""
+    summary = run_dir / "eval" / "summary.json"
+    models = list((run_dir / "models").glob("*")) if (run_dir / "models").is_dir() else []
+    return summary.is_file() and bool(models) and all(m.stat().st_mtime <= summary.stat().st_mtime for m in models)
+
+
 def _bundle(run_id: str, configs: list[Path], overrides: list[str]) -> None:
     files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
     cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files, *overrides]
@@ -171,28 +213,40 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_confi
         parser.read_config([str(p) for p in base])
         for k, v in zip(extra[::2], extra[1::2], strict=True):
             if k.lstrip("-").startswith("synthetic#"):
-                parser[k.lstrip("-")] = json.loads(v) if v[:1] in "[{0123456789-" or v in ("true", "false") else v
+                parser[k.lstrip("-")] = cli_value(v)
         from .data import prepare_datalist
 
         dataset_dir = prepare_datalist(None, out / "data", parser["synthetic"]["n"], parser["synthetic"]["seed"],
                                        parser["synthetic"]["max_side"])
         common_data = ["--dataset_dir", str(dataset_dir)]
     reference = out / "default"
-    order = sorted(variants, key=lambda v: bool(v[1]))  # the reference (no override) first, when it is a row
-    if reuse and all(v[1] for v in variants):
+    # a row whose overrides change nothing is the reference run (trained once, first); without reuse every row trains
+    is_reference = {label: not names or (reuse and same_as_reference(base, [override_file(n) for n in names], extra))
+                    for label, names in variants}
+    run_dirs = {label: reference if is_reference[label] else run_dir_for(out, names) for label, names in variants}
+    order = sorted(variants, key=lambda v: not is_reference[v[0]])  # the reference first, when it is a row
+    if reuse and not any(is_reference.values()):
         order = [("reference", []), *variants]
-    rows = {}
+        run_dirs["reference"] = reference
+    rows, evaluated = {}, {}
     for label, names in order:
-        run_dir = run_dir_for(out, names)
-        files = [override_file(n) for n in names]
+        run_dir = run_dirs[label]
+        if run_dir in evaluated:  # a second row that is the reference run
+            rows[label] = rows[evaluated[run_dir]]
+            continue
+        evaluated[run_dir] = label
+        files = [] if run_dir == reference else [override_file(n) for n in names]
         touched = stages_touched(files)
-        if reuse and names and touched == {"stage1"}:
+        if reuse and files and touched == {"stage1"}:
             _reuse_stages(reference, run_dir, STAGE2)
-        elif reuse and names and touched == {"stage2"}:
+        elif reuse and files and touched == {"stage2"}:
             _reuse_stages(reference, run_dir, STAGE1)
         common = ["--output_dir", str(run_dir), *common_data]
-        _bundle("training", base + files, common + _applicable(extra, base + files))
-        _bundle("evaluate", [BUNDLE / "configs" / "evaluate.json", *data_cfg], common)
+        if not _finished(run_dir):
+            _bundle("training", base + files, common + _applicable(extra, base + files))
+            _bundle("evaluate", [BUNDLE / "configs" / "evaluate.json", *data_cfg], common)
+        else:
+            logger.info("%s: trained and evaluated before, kept", run_dir)
         summary = json.loads((run_dir / "eval" / "summary.json").read_text())
         rows[label] = (summary, *_training_record(run_dir))
     cols = ["variant", "centre error all (px)", "centre detection accuracy (%)", "landmark D Total (px)",
@@ -211,12 +265,15 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_confi
     where = dataset_config.name if dataset_config else f"synthetic lateral set in {out / 'data'}"
     md = [f"### {paper_table} re-run: {table}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(r) + " |" for r in body]
-    md += ["", *per_vertebra_table(table, [(label, run_dir_for(out, names)) for label, names in variants])]
+    md += ["", *per_vertebra_table(table, [(label, run_dirs[label]) for label, _ in variants])]
     md += ["", f"Schedule: {schedule.name if schedule else 'bundle default (small CPU demonstration)'}"
            f"{' with ' + ' '.join(extra) if extra else ''}; data: {where}. Centre error in pixels of the stage-1 "
            "input; D and RD on the images without centre outliers, 'RD all cases' on every test image; 'Total' is the "
            "mean of the per-vertebra means, as in the paper. Per-vertebra "
            "tables: <variant>/eval/*.md.", ""]
+    same = [label for label, names in variants if names and is_reference[label]]
+    if same:
+        md[-1:] = [f"Rows that are the reference run (their overrides equal its configuration): {'; '.join(same)}.", ""]
     path = out / f"{table}.md"
     atomic_write_text(path, "\n".join(md))
     buf = io.StringIO()

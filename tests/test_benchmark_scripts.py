@@ -311,3 +311,40 @@ def test_model_size_counts_the_counter_at_its_letterbox():
         rows[size] = [c.strip() for c in line.strip("|").split("|")]
     assert rows["384,160"][3] == rows["512,208"][3] == "0.49 M"
     assert float(rows["512,208"][-1]) > float(rows["384,160"][-1])
+
+
+def test_rd_components_rows_split_rd_into_its_parts():
+    """benchmarks/rd_components.py's rows: per vertebra, per corner kind, and the paper's Total."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from rd_components import component_rows
+
+    from lumbar_monai.anatomy import AP
+
+    rx = np.full((3, AP.num_points), 2.0)
+    ry = np.full((3, AP.num_points), -3.0)
+    rx[:, :4] = 6.0  # L1's corners only
+    rows = {r[0]: r[1:] for r in component_rows(rx, ry, AP)}
+    assert list(rows)[:5] == ["L1", "L2", "L3", "L4", "L5"] and "superior_right (all vertebrae)" in rows
+    assert rows["L1"] == ["12", "6.00", "-3.00", "6.00", "3.00", f"{np.hypot(6, 3):.2f}"]
+    assert rows["L2"] == ["12", "2.00", "-3.00", "2.00", "3.00", f"{np.hypot(2, 3):.2f}"]
+    assert rows["inferior_left (all vertebrae)"][:2] == ["15", f"{(6 + 4 * 2) / 5:.2f}"]
+    assert rows["Total"][1:3] == [f"{(6 + 4 * 2) / 5:.2f}", "-3.00"]
+    assert rows["Total"][-1] == f"{(np.hypot(6, 3) + 4 * np.hypot(2, 3)) / 5:.2f}"  # the per-vertebra means' mean
+
+
+def test_rd_components_prints_its_table(tmp_path):
+    model = _two_image_aasce_datalist(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/rd_components.py", "--model", str(model), "--datalist",
+                           str(tmp_path / "datalist.json"), "--split", "validation"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sunhl" not in proc.stdout and "2 of 2 images with all centres detected" in proc.stdout
+    header, rows = _table(proc.stdout)
+    assert header[0] == "landmarks" and [r[0] for r in rows][:5] == ["L1", "L2", "L3", "L4", "L5"]
+    assert rows[-1][0] == "Total" and int(rows[-1][1]) == 2 * 20
+    for r in rows:
+        for value in r[4:7]:  # mean |r_x|, mean |r_y|, mean RD
+            _positive(value)

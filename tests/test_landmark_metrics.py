@@ -12,6 +12,7 @@ from lumbar_monai.metrics.landmark import (
     distance_error,
     edge_partners,
     landmark_outliers,
+    relative_distance_components,
     relative_distance_error,
     relative_distance_error_vertebra,
     vertebra_mean,
@@ -50,6 +51,26 @@ def test_lumbar_rd_eq12_14_uses_horizontal_and_vertical_edges():
     pred = gt + [[0, 0], [0, 0], [5.0, 0], [0, 8.0]]
     rd = relative_distance_error_vertebra(pred, gt, LATERAL.vertebrae[0])
     np.testing.assert_allclose(rd, [0, 0, 100 * 5 / np.hypot(40, 10), 100 * 8 / 40])
+
+
+def test_rd_components_are_the_signed_parts_of_eq12_15():
+    """Signed r_x over the end plate, r_y over the side edge (Eq. 12-13), both over l for S1 (Eq. 15); they
+    recompose RD exactly (Eq. 14), for both layouts."""
+    gt = _layout_points()
+    pred = gt.copy()
+    pred[0] += [4.0, 3.0]  # L1 superior corner: r_x = 4/40, r_y = 3/30
+    pred[3] += [0.0, -6.0]  # r_y = -6/30
+    pred[-2] += [-3.0, 4.0]  # S1 corner: over l = 60
+    rx, ry = relative_distance_components(pred, gt, LATERAL)
+    assert rx.shape == ry.shape == (LATERAL.num_points,)
+    np.testing.assert_allclose([rx[0], ry[0], rx[3], ry[3], rx[-2], ry[-2]], [10.0, 10.0, 0.0, -20.0, -5.0, 20 / 3])
+    assert not np.any(np.delete(np.abs(rx) + np.abs(ry), [0, 3, LATERAL.num_points - 2]))
+    rng = np.random.default_rng(0)
+    for layout in (LATERAL, AP):
+        g = np.stack([_layout_points(layout)] * 3)
+        p = g + rng.normal(0.0, 3.0, g.shape)
+        rx, ry = relative_distance_components(p, g, layout)
+        np.testing.assert_allclose(np.hypot(rx, ry), relative_distance_error(p, g, layout), rtol=1e-12)
 
 
 def test_sacrum_rd_eq15():

@@ -29,6 +29,7 @@ from ..anatomy import Layout, VertebraSpec, get_layout
 __all__ = [
     "distance_error",
     "edge_partners",
+    "relative_distance_components",
     "relative_distance_error_vertebra",
     "relative_distance_error",
     "vertebra_mean",
@@ -75,12 +76,34 @@ def relative_distance_error_vertebra(pred, gt, spec: VertebraSpec) -> np.ndarray
         a, b = spec.end_plates[0]
         length = np.linalg.norm(g[..., a, :] - g[..., b, :], axis=-1)[..., None]
         return 100.0 * np.linalg.norm(p - g, axis=-1) / length
-    hi, vi = edge_partners(spec)
-    h = np.linalg.norm(g - g[..., hi, :], axis=-1)
-    v = np.linalg.norm(g - g[..., vi, :], axis=-1)
-    rx = (p[..., 0] - g[..., 0]) / h
-    ry = (p[..., 1] - g[..., 1]) / v
+    rx, ry = _components_vertebra(p, g, spec)
     return 100.0 * np.sqrt(rx * rx + ry * ry)
+
+
+def _components_vertebra(p: np.ndarray, g: np.ndarray, spec: VertebraSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Signed ``(r_x, r_y)`` (fractions) of one vertebra's corners: Eq. 12-13 (``h``, ``v``) or, with one end
+    plate, both over the end-plate length ``l`` of Eq. 15."""
+    if len(spec.end_plates) == 1:
+        a, b = spec.end_plates[0]
+        h = v = np.linalg.norm(g[..., a, :] - g[..., b, :], axis=-1)[..., None]
+    else:
+        hi, vi = edge_partners(spec)
+        h = np.linalg.norm(g - g[..., hi, :], axis=-1)
+        v = np.linalg.norm(g - g[..., vi, :], axis=-1)
+    return (p[..., 0] - g[..., 0]) / h, (p[..., 1] - g[..., 1]) / v
+
+
+def relative_distance_components(pred, gt, layout: Layout | str) -> tuple[np.ndarray, np.ndarray]:
+    """The signed parts of RD, in %: ``(..., N)`` ``100 r_x`` and ``100 r_y`` of every landmark (Eq. 12-13; for a
+    one-end-plate vertebra both over the end-plate length ``l`` of Eq. 15), so that
+    ``RD = sqrt(rx^2 + ry^2)`` (Eq. 14). Positive: the prediction lies right of / below the label (image axes)."""
+    layout = get_layout(layout)
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64)
+    rx, ry = np.empty(p.shape[:-1]), np.empty(p.shape[:-1])
+    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=False):
+        rx[..., sl], ry[..., sl] = _components_vertebra(p[..., sl, :], g[..., sl, :], spec)
+    return 100.0 * rx, 100.0 * ry
 
 
 def relative_distance_error(pred, gt, layout: Layout | str) -> np.ndarray:

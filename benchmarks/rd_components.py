@@ -1,0 +1,83 @@
+"""Where a model's landmark error lies: RD split into its horizontal and vertical parts (Eq. 12-14), signed and
+absolute, per vertebra and per corner, on the images whose centres are all detected (Section 4.2), as the paper's RD.
+
+``r_x`` is the horizontal offset over the length of the end plate through the label, ``r_y`` the vertical offset over
+the vertebra's side edge through it (``RD = sqrt(r_x^2 + r_y^2)``); a signed mean far from zero is a bias a
+correction could remove, an absolute mean with a signed mean near zero is scatter. ``Total`` is the mean of the
+per-vertebra means, as the paper's tables. No file names are printed; nothing is written.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/rd_components.py \\
+        --model bundles/lumbar_landmarks/models/aasce_ap.pt --datalist runs/aasce_ap/datalist.json --split validation
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from lumbar_monai.anatomy import Layout
+from lumbar_monai.io.datalist import LoadLandmarkSampled, load_landmark_datalist
+from lumbar_monai.metrics.centre import centre_outliers
+from lumbar_monai.metrics.landmark import relative_distance_components
+from lumbar_monai.predictor import LandmarkPredictor
+
+COLUMNS = ("landmarks", "n values", "mean r_x (%)", "mean r_y (%)", "mean abs r_x (%)", "mean abs r_y (%)",
+           "mean RD (%)")
+
+
+def _row(name: str, rx: np.ndarray, ry: np.ndarray) -> list[str]:
+    rd = np.sqrt(rx * rx + ry * ry)
+    return [name, str(rx.size), *(f"{float(v):.2f}" for v in (rx.mean(), ry.mean(), np.abs(rx).mean(),
+                                                               np.abs(ry).mean(), rd.mean()))]
+
+
+def component_rows(rx: np.ndarray, ry: np.ndarray, layout: Layout) -> list[list[str]]:
+    """Table rows from ``(images, N)`` signed components (%): one per vertebra, one per corner kind over the
+    vertebrae that have it, and ``Total`` (each column the mean of the per-vertebra means)."""
+    rows = [_row(spec.name, rx[:, sl], ry[:, sl]) for spec, sl in zip(layout.vertebrae, layout.vertebra_slices,
+                                                                       strict=True)]
+    kinds: dict[str, list[int]] = {}
+    for spec, sl in zip(layout.vertebrae, layout.vertebra_slices, strict=True):
+        for corner, index in zip(spec.corners, range(sl.start, sl.stop), strict=True):
+            kinds.setdefault(corner, []).append(index)
+    rows += [_row(f"{corner} (all vertebrae)", rx[:, idx], ry[:, idx]) for corner, idx in kinds.items()]
+    per_vertebra = np.asarray([[float(v) for v in r[2:]] for r in rows[: layout.num_vertebrae]])
+    rows.append(["Total", str(rx.size), *(f"{v:.2f}" for v in per_vertebra.mean(0))])
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--datalist", required=True)
+    p.add_argument("--split", default="validation")
+    p.add_argument("--limit", type=int, default=None, help="the first N images of the split")
+    a = p.parse_args()
+    torch.set_grad_enabled(False)
+    pred = LandmarkPredictor.load(a.model, device="cpu")
+    layout = pred.layout
+    loader = LoadLandmarkSampled(("image", "label"), layout=layout)  # as the evaluate workflow reads a split
+    items = load_landmark_datalist(a.datalist, a.split)[: a.limit]
+    rxs, rys = [], []
+    for item in items:
+        s = loader(item)
+        gt = np.asarray(s["points"], dtype=np.float64)
+        r = pred.predict(np.asarray(s["image"])[0])
+        if bool(centre_outliers(np.asarray(r.centres), gt, layout)):
+            continue
+        rx, ry = relative_distance_components(np.asarray(r.points), gt, layout)
+        rxs.append(rx)
+        rys.append(ry)
+    print(f"split {a.split}: {len(rxs)} of {len(items)} images with all centres detected; model {a.model}")
+    if not rxs:
+        raise SystemExit("error: no image of the split has all its centres detected")
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|---|" + "---:|" * (len(COLUMNS) - 1))
+    for row in component_rows(np.stack(rxs), np.stack(rys), layout):
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

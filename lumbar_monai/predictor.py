@@ -29,6 +29,7 @@ dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_on
                 "input_size": 512, "heatmap_size": 64, "preprocessing": {...}} | None,
      "lumbar": {"network": "MNet", "kwargs": {...}, "state_dict": {...}} | None,
      "sacrum": {...} | None,
+     "lumbar_vertebrae": {"L5": {"network": "MNet", "kwargs": {...}, "state_dict": {...}}} | None,  # optional
      "stage1_level": {"network": "PoseNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
      "display": {"network": "Classifier", "kwargs": {...}, "state_dict": {...}} | None,  # optional, AP
      "stage1_counter": {"network": "BasicUNet", "kwargs": {...}, "state_dict": {...}} | None,  # optional
@@ -112,6 +113,9 @@ class LandmarkPredictor:
     Args:
         layout: landmark layout.
         lumbar_net: the lumbar M-Net (``4 [+1]`` channels for the lateral layout).
+        vertebra_nets: M-Nets of single lumbar vertebrae by name (*ours*, e.g. ``{"L5": net}``: a copy of the
+            lumbar M-Net trained further on that vertebra's crops alone): a vertebra named here is read by its own
+            network, on the same crop with the same corner codec; the others by ``lumbar_net``.
         sacrum_net: the sacrum M-Net, required when the layout has a sacrum.
         centre_net: the Pose-Net; without it :meth:`predict` needs ``centres``.
         level_net: a level network (:mod:`lumbar_monai.levels`, framed stage 1 only): a Pose-Net on the whole
@@ -175,6 +179,7 @@ class LandmarkPredictor:
         display_net: torch.nn.Module | None = None,
         counter_net: torch.nn.Module | None = None,
         shape_prior: ShapePrior | None = None,
+        vertebra_nets: Mapping[str, torch.nn.Module] | None = None,
     ) -> None:
         self.layout = get_layout(layout)
         if shape_prior is not None and shape_prior.layout != self.layout.name:
@@ -193,6 +198,7 @@ class LandmarkPredictor:
         self.device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
         self.lumbar_net = lumbar_net.to(self.device).eval()
+        self.vertebra_nets = self._check_vertebra_nets(vertebra_nets or {})
         self.sacrum_net = sacrum_net.to(self.device).eval() if sacrum_net is not None else None
         self.centre_net = centre_net.to(self.device).eval() if centre_net is not None else None
         self.crop_size = int(crop_size)
@@ -225,9 +231,20 @@ class LandmarkPredictor:
         self.amp = (self.device.type == "cuda") if amp is None else bool(amp)
         self.channels_last = self.device.type == "cuda"
         if self.channels_last:
-            for net in (self.lumbar_net, self.sacrum_net, self.centre_net, self.level_net, self.counter_net):
+            for net in (self.lumbar_net, self.sacrum_net, self.centre_net, self.level_net, self.counter_net,
+                        *self.vertebra_nets.values()):
                 if net is not None:
                     net.to(memory_format=torch.channels_last)
+
+    def _check_vertebra_nets(self, nets: Mapping[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
+        """``vertebra_nets`` in layout order, on the device; ``ValueError`` for a name that is not one of the layout's
+        lumbar vertebrae."""
+        lumbar = [self.layout.vertebrae[i].name for i in self.layout.lumbar_indices]
+        unknown = [name for name in nets if name not in lumbar]
+        if unknown:
+            raise ValueError(f"vertebra_nets: {unknown} are not lumbar vertebrae of layout {self.layout.name!r} "
+                             f"({', '.join(lumbar)})")
+        return {name: nets[name].to(self.device).eval() for name in lumbar if name in nets}
 
     def _check_level(self, s1: Mapping[str, Any]) -> dict[str, Any]:
         """The ``stage1["level"]`` settings of a level network, checked (``ValueError`` with one line)."""
@@ -437,7 +454,10 @@ class LandmarkPredictor:
         aff = np.concatenate(affs)
         t.lap("stage2_crops")
         n = len(affs)
-        groups = [(list(lay.lumbar_indices), self.lumbar_net, self.lumbar_codec)]
+        own = {lay.vertebra_names.index(name): net for name, net in self.vertebra_nets.items()}
+        shared = [i for i in lay.lumbar_indices if i not in own]
+        groups = [(shared, self.lumbar_net, self.lumbar_codec)] if shared else []
+        groups += [([i], net, self.lumbar_codec) for i, net in own.items()]
         if lay.sacrum_index is not None:
             groups.append(([lay.sacrum_index], self.sacrum_net, self.sacrum_codec))
         decoded = []
@@ -645,6 +665,8 @@ class LandmarkPredictor:
                 "state_dict": _cpu_state(self.display_net)},
             "lumbar": {"network": "MNet", "kwargs": _kwargs_of(self.lumbar_net),
                        "state_dict": _cpu_state(self.lumbar_net)},
+            "lumbar_vertebrae": {name: {"network": "MNet", "kwargs": _kwargs_of(net), "state_dict": _cpu_state(net)}
+                                 for name, net in self.vertebra_nets.items()} or None,
             "sacrum": None if self.sacrum_net is None else {
                 "network": "MNet", "kwargs": _kwargs_of(self.sacrum_net), "state_dict": _cpu_state(self.sacrum_net)},
             "crop_size": self.crop_size,
@@ -663,6 +685,9 @@ class LandmarkPredictor:
         from them, ``load_state_dict`` casting). A ``ValueError`` names an entry the checkpoint does not hold."""
         ckpt = self.checkpoint()
         for name in half:
+            if name == "lumbar_vertebrae" and ckpt.get(name):  # one network per vertebra
+                ckpt[name] = {v: {**e, "state_dict": _half_weights(e["state_dict"])} for v, e in ckpt[name].items()}
+                continue
             if ckpt.get(name) is None or not isinstance(ckpt[name], Mapping) or "state_dict" not in ckpt[name]:
                 raise ValueError(f"no network {name!r} in this checkpoint to store as float16")
             ckpt[name] = {**ckpt[name], "state_dict": _half_weights(ckpt[name]["state_dict"])}
@@ -701,6 +726,7 @@ class LandmarkPredictor:
             display_net=_build_display(ckpt["display"]) if ckpt.get("display") is not None else None,
             counter_net=_build_counter(ckpt["stage1_counter"]) if ckpt.get("stage1_counter") is not None else None,
             shape_prior=ShapePrior.from_record(ckpt["shape_prior"]) if ckpt.get("shape_prior") is not None else None,
+            vertebra_nets={name: _build(MNet, e) for name, e in (ckpt.get("lumbar_vertebrae") or {}).items()},
         )
 
     @classmethod

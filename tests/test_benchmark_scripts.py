@@ -325,13 +325,18 @@ def test_rd_components_rows_split_rd_into_its_parts():
     rx = np.full((3, AP.num_points), 2.0)
     ry = np.full((3, AP.num_points), -3.0)
     rx[:, :4] = 6.0  # L1's corners only
+    rx[0, 19] = 40.0  # one L5 corner of one image past the 30 % tail
     rows = {r[0]: r[1:] for r in component_rows(rx, ry, AP)}
     assert list(rows)[:5] == ["L1", "L2", "L3", "L4", "L5"] and "superior_right (all vertebrae)" in rows
-    assert rows["L1"] == ["12", "6.00", "-3.00", "6.00", "3.00", f"{np.hypot(6, 3):.2f}"]
-    assert rows["L2"] == ["12", "2.00", "-3.00", "2.00", "3.00", f"{np.hypot(2, 3):.2f}"]
-    assert rows["inferior_left (all vertebrae)"][:2] == ["15", f"{(6 + 4 * 2) / 5:.2f}"]
-    assert rows["Total"][1:3] == [f"{(6 + 4 * 2) / 5:.2f}", "-3.00"]
-    assert rows["Total"][-1] == f"{(np.hypot(6, 3) + 4 * np.hypot(2, 3)) / 5:.2f}"  # the per-vertebra means' mean
+    assert rows["L1"] == ["12", "6.00", "-3.00", "6.00", "3.00", f"{np.hypot(6, 3):.2f}", "0.0"]
+    assert rows["L2"] == ["12", "2.00", "-3.00", "2.00", "3.00", f"{np.hypot(2, 3):.2f}", "0.0"]
+    assert rows["L5"][-1] == f"{100 / 12:.1f}" and rows["inferior_left (all vertebrae)"][-1] == f"{100 / 15:.1f}"
+    assert rows["L4"][:2] == ["12", "2.00"]
+    assert rows["Total"][-1] == f"{100 / 60:.1f}"  # of all values
+    rd_l5 = (np.hypot(40, 3) + 11 * np.hypot(2, 3)) / 12
+    # each mean column of Total is the mean of the per-vertebra means (the paper's Total)
+    assert rows["Total"][-2] == f"{(np.hypot(6, 3) + 3 * np.hypot(2, 3) + rd_l5) / 5:.2f}"
+    assert rows["Total"][1] == f"{(6 + 3 * 2 + (40 + 11 * 2) / 12) / 5:.2f}"
 
 
 def test_rd_components_prints_its_table(tmp_path):
@@ -348,3 +353,4 @@ def test_rd_components_prints_its_table(tmp_path):
     for r in rows:
         for value in r[4:7]:  # mean |r_x|, mean |r_y|, mean RD
             _positive(value)
+        assert 0.0 <= float(r[7]) <= 100.0

@@ -52,7 +52,7 @@ __all__ = [
 #: the :class:`Stage2Config` fields a schedule's ``mnet_lumbar`` section may set besides the network and the run
 #: (:func:`lumbar_monai.training.framed.train_mnet`): how crops are sampled and augmented.
 SCHEDULE_FIELDS = ("crop_antialias", "translate", "rotate", "scale", "augment_prob", "brightness", "contrast",
-                   "intensity_prob", "gamma", "noise_std", "mirror_prob")
+                   "intensity_prob", "gamma", "noise_std", "mirror_prob", "vertebrae")
 
 
 @dataclass
@@ -74,6 +74,7 @@ class Stage2Config:
     gamma: float = 0.0  # *ours*: gamma drawn from (1 / (1 + g), 1 + g) with intensity_prob (0: off)
     noise_std: float = 0.0  # *ours*: Gaussian noise of std up to this (on [0, 1] crops) with intensity_prob (0: off)
     mirror_prob: float = 0.0  # *ours*: left-right mirrors (AP: sides swapped, Layout.mirror_order; lateral: names kept)
+    vertebrae: tuple[str, ...] = ()  # *ours*: crops of these lumbar vertebrae only (e.g. ("L5",)); (): all of `kind`
     paf: bool = True
     paf_width: float = 4.0
     paf_mode: str = "exact"
@@ -157,6 +158,11 @@ def schedule_settings(section: Mapping[str, Any]) -> dict[str, Any]:
     defaults = Stage2Config()
     out = {}
     for k in (k for k in SCHEDULE_FIELDS if k in section):
+        if k == "vertebrae":
+            if not isinstance(section[k], list) or not all(isinstance(v, str) for v in section[k]):
+                raise ValueError(f"schedule key 'vertebrae' is a list of vertebra names, got {section[k]!r}")
+            out[k] = tuple(section[k])
+            continue
         kind = type(getattr(defaults, k))
         if kind is bool and not isinstance(section[k], bool):  # bool("false") would be True
             raise ValueError(f"schedule key {k!r} is true or false, got {section[k]!r}")
@@ -180,7 +186,7 @@ def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | Non
         *_mirror(cfg, augment),
         ScaleIntensityd("image", minv=0.0, maxv=1.0),
         VertebraCropsd(
-            "image", cfg.layout, points_key="points", vertebrae=cfg.kind, out_size=cfg.crop_size,
+            "image", cfg.layout, points_key="points", vertebrae=crop_vertebrae(cfg), out_size=cfg.crop_size,
             blur_sigma=0.0,
             translate=cfg.translate if augment else 0.0, rotate=cfg.rotate if augment else 0.0,
             scale=tuple(cfg.scale) if augment else (1.0, 1.0), prob=cfg.augment_prob, antialias=cfg.crop_antialias,
@@ -205,6 +211,22 @@ def stage2_transforms(cfg: Stage2Config, train: bool = True, augment: bool | Non
             chain.append(RandGaussianNoised("image", prob=cfg.intensity_prob, std=cfg.noise_std, sample_std=True))
     chain.append(CornerTargetsd("points", corner, paf))
     return Compose(chain)
+
+
+def crop_vertebrae(cfg: Stage2Config) -> str | list[int]:
+    """The vertebrae a stage-2 run crops: ``cfg.kind``, or the indices of ``cfg.vertebrae`` (``ValueError`` for a
+    name that is not one of the layout's vertebrae of that kind)."""
+    if not cfg.vertebrae:
+        return cfg.kind
+    from ..anatomy import get_layout
+
+    layout = get_layout(cfg.layout)
+    allowed = [v.name for v in layout.vertebrae if v.kind == cfg.kind]
+    unknown = [v for v in cfg.vertebrae if v not in allowed]
+    if unknown:
+        raise ValueError(f"vertebrae {unknown} are not {cfg.kind} vertebrae of layout {layout.name!r} "
+                         f"({', '.join(allowed)})")
+    return [layout.vertebra_names.index(v) for v in cfg.vertebrae]
 
 
 def _mirror(cfg: Stage2Config, augment: bool) -> list:

@@ -216,6 +216,14 @@ CNT25="$RUN/counter_std"
     --input-size 512,208 --lr 3e-4 --epochs 200 --max-seconds 2400 --median-target training > "$RUN/counter_std.log" 2>&1
 "$PY" -m lumbar_monai.training.counter attach --model $MODEL --counter "$CNT25/counter.pt" --out $MODEL \
     --half lumbar,stage1_counter
+# Not kept in round 27 (README "An M-Net of L5's own"): the shipped lumbar M-Net fine-tuned on L5's crops alone (lr
+# 5e-4 decaying over 2400 s, 196 epochs, the best the 42nd: L5 validation corner error 5.72 -> 5.09 px) and attached
+# for L5 only; validation RD on detected images 15.72 % either way, median image 12.37 -> 12.43 % (1 thread):
+#   framed mnet --init $MODEL --override mnet_lumbar.vertebrae '["L5"]' --override mnet_lumbar.lr 5e-4 \
+#       --override mnet_lumbar.max_seconds 2400 --override mnet_lumbar.max_epochs 1000 --override mnet_lumbar.patience 1000 \
+#       --override mnet_lumbar.translate 0.2 --override mnet_lumbar.mirror_prob 0.5 $SQUARE --override lr_decay '"time"'
+#   python -m lumbar_monai.training.vertebra_mnet --model $MODEL --mnet L5_RUN/mnet_lumbar.pt --vertebra L5 \
+#       --out L5_RUN/model.pt --half lumbar,stage1_counter,lumbar_vertebrae
 # The AP display network (is the film shown mirrored?), chosen on the validation split among three runs (README
 # "AP display side"), attached to a copy: not shipped, because on the test split it calls a standard film mirrored.
 DSP="$RUN/display"

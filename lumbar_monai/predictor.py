@@ -246,6 +246,13 @@ class LandmarkPredictor:
                              f"({', '.join(lumbar)})")
         return {name: nets[name].to(self.device).eval() for name in lumbar if name in nets}
 
+    def set_vertebra_nets(self, nets: Mapping[str, torch.nn.Module]) -> None:
+        """Replace :attr:`vertebra_nets` (see the class docstring), checked as the constructor checks them."""
+        self.vertebra_nets = self._check_vertebra_nets(nets)
+        if self.channels_last:
+            for net in self.vertebra_nets.values():
+                net.to(memory_format=torch.channels_last)
+
     def _check_level(self, s1: Mapping[str, Any]) -> dict[str, Any]:
         """The ``stage1["level"]`` settings of a level network, checked (``ValueError`` with one line)."""
         if not s1.get("framing"):

@@ -94,7 +94,7 @@ def _stage_file(path: Path, net: MNet, **extra) -> Path:
     return path
 
 
-def test_attach_command_adds_the_network_and_refuses_other_crops(tmp_path):
+def test_attach_command_adds_the_network_and_refuses_other_crops(tmp_path, capsys):
     model = _predictor(_mnet(0)).save(tmp_path / "model.pt")
     good = _stage_file(tmp_path / "l5.pt", _mnet(1))
     out = tmp_path / "with_l5.pt"
@@ -102,6 +102,11 @@ def test_attach_command_adds_the_network_and_refuses_other_crops(tmp_path):
     assert main([*args, "--mnet", str(good), "--out", str(out), "--half", "lumbar_vertebrae"]) == 0
     loaded = LandmarkPredictor.load(out, device="cpu")
     assert list(loaded.vertebra_nets) == ["L5"]
+    capsys.readouterr()
+    assert main(["--model", str(model), "--vertebra", "S1", "--mnet", str(good), "--out", str(tmp_path / "s1.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "['S1'] are not lumbar vertebrae of layout 'ap'" in err
+    assert not (tmp_path / "s1.pt").exists()
     square = _stage_file(tmp_path / "square.pt", _mnet(1), crop_aspect=1.0)  # the model's crops: AP's 1.25
     run = [sys.executable, "-m", "lumbar_monai.training.vertebra_mnet", *args]
     bad = subprocess.run([*run, "--mnet", str(square), "--out", str(tmp_path / "x.pt")], cwd=REPO, capture_output=True,

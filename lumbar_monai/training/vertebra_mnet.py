@@ -48,7 +48,7 @@ def attach_vertebra_mnet(model: str | Path, mnet: str | Path, vertebra: str, out
         raise InputError(Path(mnet), f"{net.out_channels} output channels, the model's lumbar M-Net has "
                                      f"{pred.lumbar_net.out_channels}")
     try:
-        pred.vertebra_nets = pred._check_vertebra_nets({**pred.vertebra_nets, vertebra: net})
+        pred.set_vertebra_nets({**pred.vertebra_nets, vertebra: net})
     except ValueError as e:
         raise InputError(Path(model), str(e)) from None
     return pred.save(out, half=half)

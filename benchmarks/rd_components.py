@@ -70,7 +70,6 @@ def main() -> None:
     p.add_argument("--centres", choices=("pipeline", "labels"), default="pipeline",
                    help="stage 1's centres (images with a centre outlier left out, as the paper's RD) or the labelled ones")
     a = p.parse_args()
-    torch.set_grad_enabled(False)
     pred = LandmarkPredictor.load(a.model, device="cpu")
     layout = pred.layout
     loader = LoadLandmarkSampled(("image", "label"), layout=layout)  # as the evaluate workflow reads a split
@@ -80,12 +79,10 @@ def main() -> None:
         s = loader(item)
         gt = np.asarray(s["points"], dtype=np.float64)
         image = np.asarray(s["image"])[0]
-        if a.centres == "labels":
-            r = pred.predict(image, centres=layout.centres(gt))
-        else:
-            r = pred.predict(image)
-            if bool(centre_outliers(np.asarray(r.centres), gt, layout)):
-                continue
+        with torch.no_grad():  # a context, not a global switch: main() also runs inside the test process
+            r = pred.predict(image, centres=layout.centres(gt)) if a.centres == "labels" else pred.predict(image)
+        if a.centres != "labels" and bool(centre_outliers(np.asarray(r.centres), gt, layout)):
+            continue
         rx, ry = relative_distance_components(np.asarray(r.points), gt, layout)
         rxs.append(rx)
         rys.append(ry)

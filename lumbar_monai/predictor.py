@@ -692,12 +692,13 @@ class LandmarkPredictor:
         from them, ``load_state_dict`` casting). A ``ValueError`` names an entry the checkpoint does not hold."""
         ckpt = self.checkpoint()
         for name in half:
-            if name == "lumbar_vertebrae" and ckpt.get(name):  # one network per vertebra
-                ckpt[name] = {v: {**e, "state_dict": _half_weights(e["state_dict"])} for v, e in ckpt[name].items()}
-                continue
-            if ckpt.get(name) is None or not isinstance(ckpt[name], Mapping) or "state_dict" not in ckpt[name]:
+            entry = ckpt.get(name)
+            if _is_network(entry):
+                ckpt[name] = _half_entry(entry)
+            elif isinstance(entry, Mapping) and entry and all(map(_is_network, entry.values())):  # networks by name
+                ckpt[name] = {key: _half_entry(e) for key, e in entry.items()}
+            else:
                 raise ValueError(f"no network {name!r} in this checkpoint to store as float16")
-            ckpt[name] = {**ckpt[name], "state_dict": _half_weights(ckpt[name]["state_dict"])}
         return save_checkpoint(ckpt, path)
 
     @classmethod
@@ -754,6 +755,16 @@ def check_tta(tta: str, layout: Layout) -> str:
     if tta == "mirror" and layout.mirror_order is None:
         raise ValueError(f"tta 'mirror' needs a layout with left/right corners (AP), not {layout.name!r}")
     return tta
+
+
+def _is_network(entry: Any) -> bool:
+    """Whether a checkpoint entry is one network (``{"state_dict": ..., ...}``)."""
+    return isinstance(entry, Mapping) and "state_dict" in entry
+
+
+def _half_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A network entry with its floating-point weights stored as float16."""
+    return {**entry, "state_dict": _half_weights(entry["state_dict"])}
 
 
 def _half_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -73,8 +73,10 @@ def test_checkpoint_keeps_the_vertebra_net_in_float16_too(tmp_path):
 
 def test_stage2_training_crops_only_the_named_vertebrae():
     assert schedule_settings({"vertebrae": ["L5"]}) == {"vertebrae": ("L5",)}
-    with pytest.raises(ValueError, match="list of vertebra names"):
+    with pytest.raises(ValueError, match="'vertebrae' is a list, got 'L5'"):
         schedule_settings({"vertebrae": "L5"})
+    with pytest.raises(ValueError, match="'scale' is a list"):
+        schedule_settings({"scale": 0.9})
     cfg = Stage2Config(layout="ap", crop_size=CROP, vertebrae=("L5",), channels=(4, 8))
     assert crop_vertebrae(cfg) == [4] and crop_vertebrae(Stage2Config(layout="ap")) == "lumbar"
     with pytest.raises(ValueError, match=r"\['S1'\] are not lumbar vertebrae of layout 'ap'"):

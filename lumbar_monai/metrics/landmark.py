@@ -70,14 +70,8 @@ def relative_distance_error_vertebra(pred, gt, spec: VertebraSpec) -> np.ndarray
         pred, gt: ``(..., K, 2)`` corners of this vertebra.
         spec: the vertebra's :class:`~lumbar_monai.anatomy.VertebraSpec`.
     """
-    p = np.asarray(pred, dtype=np.float64)
-    g = np.asarray(gt, dtype=np.float64)
-    if len(spec.end_plates) == 1:
-        a, b = spec.end_plates[0]
-        length = np.linalg.norm(g[..., a, :] - g[..., b, :], axis=-1)[..., None]
-        return 100.0 * np.linalg.norm(p - g, axis=-1) / length
-    rx, ry = _components_vertebra(p, g, spec)
-    return 100.0 * np.sqrt(rx * rx + ry * ry)
+    rx, ry = _components_vertebra(np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64), spec)
+    return 100.0 * np.sqrt(rx * rx + ry * ry)  # with one end plate: ||pred - gt|| / l
 
 
 def _components_vertebra(p: np.ndarray, g: np.ndarray, spec: VertebraSpec) -> tuple[np.ndarray, np.ndarray]:

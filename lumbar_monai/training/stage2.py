@@ -154,18 +154,15 @@ def _codecs(cfg: Stage2Config) -> tuple[CornerCodec, PAFCodec | None]:
 
 def schedule_settings(section: Mapping[str, Any]) -> dict[str, Any]:
     """The :data:`SCHEDULE_FIELDS` a schedule section sets, each as its :class:`Stage2Config` field's type (``scale``
-    a pair, ``crop_antialias`` a flag, the others numbers)."""
+    a pair and ``vertebrae`` names, both JSON lists; ``crop_antialias`` a flag; the others numbers)."""
     defaults = Stage2Config()
     out = {}
     for k in (k for k in SCHEDULE_FIELDS if k in section):
-        if k == "vertebrae":
-            if not isinstance(section[k], list) or not all(isinstance(v, str) for v in section[k]):
-                raise ValueError(f"schedule key 'vertebrae' is a list of vertebra names, got {section[k]!r}")
-            out[k] = tuple(section[k])
-            continue
         kind = type(getattr(defaults, k))
         if kind is bool and not isinstance(section[k], bool):  # bool("false") would be True
             raise ValueError(f"schedule key {k!r} is true or false, got {section[k]!r}")
+        if kind is tuple and not isinstance(section[k], list):  # tuple("L5") would be ("L", "5")
+            raise ValueError(f"schedule key {k!r} is a list, got {section[k]!r}")
         out[k] = kind(section[k])
     return out
 

@@ -108,16 +108,32 @@ def cli_value(text: str):
     return json.loads(text) if text[:1] in "[{0123456789-" or text in ("true", "false") else text
 
 
-def _parsed(configs: list[Path], extra: list[str]):
-    """The configuration the bundle runs: ``configs`` read in order, then the command-line overrides on top."""
+def _read(configs: list[Path]):
+    """``configs`` read in order into one MONAI ``ConfigParser`` (nothing resolved)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config([str(c) for c in configs])
+    return parser
+
+
+def _applicable_to(parser, extra: list[str]) -> list[str]:
+    """The ``--key value`` overrides whose parent section exists in ``parser``'s configuration (``one_stage#...`` only
+    reaches the variant that has the one-stage baseline)."""
+    kept = []
     for k, v in zip(extra[::2], extra[1::2], strict=True):
         key = k.lstrip("-")
         if "#" not in key or key.rsplit("#", 1)[0] in parser:
-            parser[key] = cli_value(v)
+            kept += [k, v]
+    return kept
+
+
+def _parsed(configs: list[Path], extra: list[str]):
+    """The configuration the bundle runs: ``configs`` read in order, then the applicable command-line overrides."""
+    parser = _read(configs)
+    kept = _applicable_to(parser, extra)
+    for k, v in zip(kept[::2], kept[1::2], strict=True):
+        parser[k.lstrip("-")] = cli_value(v)
     return parser
 
 
@@ -135,18 +151,8 @@ def same_as_reference(base: list[Path], files: list[Path], extra: list[str]) -> 
 
 
 def _applicable(extra: list[str], configs: list[Path]) -> list[str]:
-    """The ``--key value`` overrides whose parent section exists in these configs (``one_stage#...`` only reaches the
-    variant that has the one-stage baseline)."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config([str(c) for c in configs])
-    kept = []
-    for k, v in zip(extra[::2], extra[1::2], strict=True):
-        key = k.lstrip("-")
-        if "#" not in key or key.rsplit("#", 1)[0] in parser:
-            kept += [k, v]
-    return kept
+    """:func:`_applicable_to` the configuration of ``configs``."""
+    return _applicable_to(_read(configs), extra)
 
 
 #: which per-vertebra table each paper table shows: centres (Tables 2-4) or landmarks (Tables 5-7); both otherwise
@@ -207,13 +213,7 @@ def run_table(table: str, out: Path, schedule: Path | None = None, dataset_confi
     common_data: list[str] = []
     if not dataset_config:
         # one synthetic set for all variants: prepare it once with the schedule's synthetic settings
-        from monai.bundle import ConfigParser
-
-        parser = ConfigParser()
-        parser.read_config([str(p) for p in base])
-        for k, v in zip(extra[::2], extra[1::2], strict=True):
-            if k.lstrip("-").startswith("synthetic#"):
-                parser[k.lstrip("-")] = cli_value(v)
+        parser = _parsed(base, extra)
         from .data import prepare_datalist
 
         dataset_dir = prepare_datalist(None, out / "data", parser["synthetic"]["n"], parser["synthetic"]["seed"],

@@ -35,10 +35,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from _splits import add_split_arguments, labelled_images
 
 from lumbar_monai.anatomy import Layout
 from lumbar_monai.facing import mirror_points
-from lumbar_monai.io.datalist import LoadLandmarkSampled, load_landmark_datalist
 from lumbar_monai.metrics.centre import centre_outliers
 from lumbar_monai.metrics.landmark import relative_distance_error, vertebra_total
 from lumbar_monai.predictor import LandmarkPredictor
@@ -145,9 +145,7 @@ def score(pred: LandmarkPredictor, samples: list[tuple[np.ndarray, np.ndarray]])
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--datalist", required=True)
-    p.add_argument("--split", default="validation")
+    add_split_arguments(p)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--aspect", type=float, default=2.3, help="height/width of the wider and shorter fields")
     p.add_argument("--lumbar-half-height", type=float, default=3.5,
@@ -162,11 +160,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     pred = LandmarkPredictor.load(a.model, device="cpu")
     layout = pred.layout
-    loader = LoadLandmarkSampled(("image", "label"), layout=layout)  # as the evaluate workflow reads a split
-    base = []
-    for item in load_landmark_datalist(a.datalist, a.split)[: a.limit]:
-        s = loader(item)
-        base.append((np.asarray(s["image"])[0], np.asarray(s["points"], dtype=np.float64)))
+    base = [(img, pts) for img, pts, _ in labelled_images(a.datalist, a.split, layout, a.limit)]
     print(f"split {a.split}, {len(base)} images; model {a.model}")
     print("| view | n | centre detection (%) | RD detected images, paper's Total (%) | RD median image (%) |")
     print("|---|---:|---:|---:|---:|")

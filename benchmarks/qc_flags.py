@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
+from _splits import add_split_arguments, labelled_images
 
-from lumbar_monai.io.datalist import LoadLandmarkSampled, load_landmark_datalist
 from lumbar_monai.loading import load_predictor
 from lumbar_monai.metrics.centre import centre_outliers
 from lumbar_monai.result import QC_FLAGS
@@ -42,19 +41,15 @@ def flag_rows(flags: list[set[str]], failed: list[bool]) -> list[tuple[str, int,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--datalist", required=True)
-    p.add_argument("--split", default="validation")
+    add_split_arguments(p)
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
     pred = load_predictor(a.model, device=a.device)
-    loader = LoadLandmarkSampled(("image", "label"), layout=pred.layout)
     flags, failed, peaks = [], [], []
-    for item in load_landmark_datalist(a.datalist, a.split):
-        sample = loader(item)
-        res = pred.predict(np.asarray(sample["image"])[0], pixel_spacing=sample.get("pixel_spacing"))
+    for image, points, sample in labelled_images(a.datalist, a.split, pred.layout):
+        res = pred.predict(image, pixel_spacing=sample.get("pixel_spacing"))
         flags.append(set(res.qc_flags))
-        failed.append(bool(centre_outliers(res.centres[None], np.asarray(sample["points"])[None], pred.layout)[0]))
+        failed.append(bool(centre_outliers(res.centres[None], points[None], pred.layout)[0]))
         peaks.append(res.meta.get("centre_second_peak"))
     print(f"{a.split}: {len(flags)} images, {sum(failed)} with a centre outlier")
     print("| QC flag | images | all centres found | a centre outlier | outliers with no other flag |")

@@ -19,9 +19,9 @@ import argparse
 
 import numpy as np
 import torch
+from _splits import add_split_arguments, labelled_images
 
 from lumbar_monai.anatomy import Layout
-from lumbar_monai.io.datalist import LoadLandmarkSampled, load_landmark_datalist
 from lumbar_monai.metrics.centre import centre_outliers
 from lumbar_monai.metrics.landmark import relative_distance_components
 from lumbar_monai.predictor import LandmarkPredictor
@@ -63,22 +63,16 @@ def component_rows(rx: np.ndarray, ry: np.ndarray, layout: Layout) -> list[list[
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--datalist", required=True)
-    p.add_argument("--split", default="validation")
+    add_split_arguments(p)
     p.add_argument("--limit", type=int, default=None, help="the first N images of the split")
     p.add_argument("--centres", choices=("pipeline", "labels"), default="pipeline",
                    help="stage 1's centres (images with a centre outlier left out, as the paper's RD) or the labelled ones")
     a = p.parse_args()
     pred = LandmarkPredictor.load(a.model, device="cpu")
     layout = pred.layout
-    loader = LoadLandmarkSampled(("image", "label"), layout=layout)  # as the evaluate workflow reads a split
-    items = load_landmark_datalist(a.datalist, a.split)[: a.limit]
-    rxs, rys = [], []
-    for item in items:
-        s = loader(item)
-        gt = np.asarray(s["points"], dtype=np.float64)
-        image = np.asarray(s["image"])[0]
+    n, rxs, rys = 0, [], []
+    for image, gt, _ in labelled_images(a.datalist, a.split, layout, a.limit):
+        n += 1
         with torch.no_grad():  # a context, not a global switch: main() also runs inside the test process
             r = pred.predict(image, centres=layout.centres(gt)) if a.centres == "labels" else pred.predict(image)
         if a.centres != "labels" and bool(centre_outliers(np.asarray(r.centres), gt, layout)):
@@ -87,7 +81,7 @@ def main() -> None:
         rxs.append(rx)
         rys.append(ry)
     counted = "scored on their labelled centres" if a.centres == "labels" else "with all centres detected"
-    print(f"split {a.split}: {len(rxs)} of {len(items)} images {counted}; model {a.model}")
+    print(f"split {a.split}: {len(rxs)} of {n} images {counted}; model {a.model}")
     if not rxs:
         raise SystemExit("error: no image of the split has all its centres detected")
     print("| " + " | ".join(COLUMNS) + " |")

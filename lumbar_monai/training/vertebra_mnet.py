@@ -1,8 +1,8 @@
 """An M-Net of one lumbar vertebra, attached to a predictor checkpoint (*ours*; round 27 of the AP model).
 
 The paper reads every lumbar vertebra with one M-Net. Where one vertebra is read much worse than the others (on the
-AASCE AP films L5, whose inferior corners the shared M-Net places 0.3-1.2 vertebra heights below their labels on validation), a copy of the lumbar M-Net trained
-further on that vertebra's crops alone can read it instead: ``"vertebrae": ["L5"]`` in a framed schedule's
+AASCE AP films L5: on validation most of its far-off inferior corners lie 0.3-1.2 vertebra heights below their
+labels), a copy of the lumbar M-Net trained further on that vertebra's crops alone can read it instead: ``"vertebrae": ["L5"]`` in a framed schedule's
 ``mnet_lumbar`` section trains on those crops (and keeps the best weights by their validation corner error), and
 this module puts the result into a model as ``vertebra_nets`` (:class:`~lumbar_monai.predictor.LandmarkPredictor`;
 the checkpoint's ``lumbar_vertebrae`` entry). The crop geometry must be the model's: same crop side, blur,

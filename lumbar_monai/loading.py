@@ -13,7 +13,8 @@ import torch
 
 from .baselines.one_stage import CHECKPOINT_FORMAT as ONE_STAGE_FORMAT
 from .baselines.one_stage import OneStagePredictor
-from .predictor import LandmarkPredictor, _from_file, _read_checkpoint
+from .checkpoint import predictor_from_file, read_checkpoint
+from .predictor import LandmarkPredictor
 
 __all__ = ["load_predictor"]
 
@@ -23,6 +24,6 @@ def load_predictor(path: str | os.PathLike, device: str | torch.device | None = 
     one-stage baseline (:class:`~lumbar_monai.baselines.one_stage.OneStagePredictor`), chosen by the checkpoint's
     ``format``; the file is read with ``torch.load(weights_only=True)``. Bad files raise
     :class:`~lumbar_monai.errors.InputError`."""
-    ckpt = _read_checkpoint(path)
+    ckpt = read_checkpoint(path)
     cls = OneStagePredictor if ckpt.get("format") == ONE_STAGE_FORMAT else LandmarkPredictor
-    return _from_file(cls, path, device, ckpt)
+    return predictor_from_file(cls, path, device, ckpt)

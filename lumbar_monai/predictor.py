@@ -43,7 +43,6 @@ A checkpoint without ``crop_scale`` / ``crop_aspect`` / ``crop_spacing`` predate
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -54,6 +53,20 @@ import numpy as np
 import torch
 
 from .anatomy import Layout, crop_record, get_layout, with_crop_record
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    build_counter,
+    build_display,
+    build_network,
+    check_checkpoint_format,
+    half_entry,
+    is_network_entry,
+    network_entry,
+    predictor_from_file,
+    save_checkpoint,
+    with_init_kwargs,
+)
 from .codecs.corner import CornerCodec
 from .counting import COUNT_INPUT, DEFAULT_AGREEMENT, check_input_size, check_median_target
 from .crops import crop_to_image, extract_vertebra_crops
@@ -63,10 +76,7 @@ from .postprocess import SECOND_PEAK_FLAG
 from .result import CentreAnswer, LandmarkResult
 from .shape_prior import ShapePrior
 
-__all__ = ["LandmarkPredictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations"]
-
-CHECKPOINT_FORMAT = "lumbar-monai-landmarks"
-CHECKPOINT_VERSION = 1
+__all__ = ["LandmarkPredictor", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "order_violations", "with_init_kwargs"]
 DEFAULT_CONFIDENCE_THRESHOLD = 0.3
 
 
@@ -658,24 +668,13 @@ class LandmarkPredictor:
             "version": CHECKPOINT_VERSION,
             "layout": self.layout.name,
             **crop_record(self.layout),
-            "stage1": None if self.centre_net is None else {
-                "network": type(self.centre_net).__name__, "kwargs": _kwargs_of(self.centre_net),
-                "state_dict": _cpu_state(self.centre_net), **self.stage1},
-            "stage1_level": None if self.level_net is None else {
-                "network": type(self.level_net).__name__, "kwargs": _kwargs_of(self.level_net),
-                "state_dict": _cpu_state(self.level_net)},
-            "stage1_counter": None if self.counter_net is None else {
-                "network": type(self.counter_net).__name__, "kwargs": _kwargs_of(self.counter_net),
-                "state_dict": _cpu_state(self.counter_net)},
-            "display": None if self.display_net is None else {
-                "network": type(self.display_net).__name__, "kwargs": _kwargs_of(self.display_net),
-                "state_dict": _cpu_state(self.display_net)},
-            "lumbar": {"network": "MNet", "kwargs": _kwargs_of(self.lumbar_net),
-                       "state_dict": _cpu_state(self.lumbar_net)},
-            "lumbar_vertebrae": {name: {"network": "MNet", "kwargs": _kwargs_of(net), "state_dict": _cpu_state(net)}
-                                 for name, net in self.vertebra_nets.items()} or None,
-            "sacrum": None if self.sacrum_net is None else {
-                "network": "MNet", "kwargs": _kwargs_of(self.sacrum_net), "state_dict": _cpu_state(self.sacrum_net)},
+            "stage1": None if self.centre_net is None else {**network_entry(self.centre_net), **self.stage1},
+            "stage1_level": None if self.level_net is None else network_entry(self.level_net),
+            "stage1_counter": None if self.counter_net is None else network_entry(self.counter_net),
+            "display": None if self.display_net is None else network_entry(self.display_net),
+            "lumbar": network_entry(self.lumbar_net, "MNet"),
+            "lumbar_vertebrae": {name: network_entry(net, "MNet") for name, net in self.vertebra_nets.items()} or None,
+            "sacrum": None if self.sacrum_net is None else network_entry(self.sacrum_net, "MNet"),
             "crop_size": self.crop_size,
             "crop_blur_sigma": self.crop_blur_sigma,
             "crop_antialias": self.crop_antialias,
@@ -693,10 +692,10 @@ class LandmarkPredictor:
         ckpt = self.checkpoint()
         for name in half:
             entry = ckpt.get(name)
-            if _is_network(entry):
-                ckpt[name] = _half_entry(entry)
-            elif isinstance(entry, Mapping) and entry and all(map(_is_network, entry.values())):  # networks by name
-                ckpt[name] = {key: _half_entry(e) for key, e in entry.items()}
+            if is_network_entry(entry):
+                ckpt[name] = half_entry(entry)
+            elif isinstance(entry, Mapping) and entry and all(map(is_network_entry, entry.values())):  # networks by name
+                ckpt[name] = {key: half_entry(e) for key, e in entry.items()}
             else:
                 raise ValueError(f"no network {name!r} in this checkpoint to store as float16")
         return save_checkpoint(ckpt, path)
@@ -710,13 +709,13 @@ class LandmarkPredictor:
         stage1 = ckpt.get("stage1")
         centre_net = None
         if stage1 is not None:
-            centre_net = _build(PoseNet, stage1)
+            centre_net = build_network(PoseNet, stage1)
         layout = get_layout(ckpt["layout"])
         layout = with_crop_record(layout, ckpt)  # the crops the M-Nets were trained on
         return cls(
             layout=layout,
-            lumbar_net=_build(MNet, ckpt["lumbar"]),
-            sacrum_net=_build(MNet, ckpt["sacrum"]) if ckpt.get("sacrum") is not None else None,
+            lumbar_net=build_network(MNet, ckpt["lumbar"]),
+            sacrum_net=build_network(MNet, ckpt["sacrum"]) if ckpt.get("sacrum") is not None else None,
             centre_net=centre_net,
             crop_size=ckpt.get("crop_size", 256),
             crop_blur_sigma=ckpt.get("crop_blur_sigma", 1.0),
@@ -730,17 +729,17 @@ class LandmarkPredictor:
             meta=ckpt.get("meta"),
             centre_refinement=int(ckpt.get("centre_refinement", 0)),
             tta=str(ckpt.get("tta", "none")),
-            level_net=_build(PoseNet, ckpt["stage1_level"]) if ckpt.get("stage1_level") is not None else None,
-            display_net=_build_display(ckpt["display"]) if ckpt.get("display") is not None else None,
-            counter_net=_build_counter(ckpt["stage1_counter"]) if ckpt.get("stage1_counter") is not None else None,
+            level_net=build_network(PoseNet, ckpt["stage1_level"]) if ckpt.get("stage1_level") is not None else None,
+            display_net=build_display(ckpt["display"]) if ckpt.get("display") is not None else None,
+            counter_net=build_counter(ckpt["stage1_counter"]) if ckpt.get("stage1_counter") is not None else None,
             shape_prior=ShapePrior.from_record(ckpt["shape_prior"]) if ckpt.get("shape_prior") is not None else None,
-            vertebra_nets={name: _build(MNet, e) for name, e in (ckpt.get("lumbar_vertebrae") or {}).items()},
+            vertebra_nets={name: build_network(MNet, e) for name, e in (ckpt.get("lumbar_vertebrae") or {}).items()},
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> LandmarkPredictor:
         """Read a checkpoint file with ``torch.load(weights_only=True)``."""
-        return _from_file(cls, path, device)
+        return predictor_from_file(cls, path, device)
 
 
 #: test-time augmentations of :class:`LandmarkPredictor` (its ``tta`` argument).
@@ -755,149 +754,6 @@ def check_tta(tta: str, layout: Layout) -> str:
     if tta == "mirror" and layout.mirror_order is None:
         raise ValueError(f"tta 'mirror' needs a layout with left/right corners (AP), not {layout.name!r}")
     return tta
-
-
-def _is_network(entry: Any) -> bool:
-    """Whether a checkpoint entry is one network (``{"state_dict": ..., ...}``)."""
-    return isinstance(entry, Mapping) and "state_dict" in entry
-
-
-def _half_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A network entry with its floating-point weights stored as float16."""
-    return {**entry, "state_dict": _half_weights(entry["state_dict"])}
-
-
-def _half_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state dict with its floating-point tensors cast to float16 (integer buffers unchanged)."""
-    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-
-
-def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """``torch.save`` a checkpoint dict (plain tensors and values) atomically."""
-    from .io.atomic import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save(dict(ckpt), buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
-
-
-def check_checkpoint_format(ckpt: Mapping[str, Any], fmt: str, version: int) -> None:
-    """Raise ``ValueError`` unless ``ckpt`` has format ``fmt`` and a version this code reads."""
-    if ckpt.get("format") != fmt:
-        raise ValueError(f"not a {fmt} checkpoint (format={ckpt.get('format')!r})")
-    if int(ckpt.get("version", 0)) > version:
-        raise ValueError(f"checkpoint version {ckpt.get('version')} is newer than this code ({version})")
-
-
-def _read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
-    from .errors import InputError
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(path, "checkpoint file not found") from None
-    except Exception as e:  # noqa: BLE001 - unpickling errors have many types
-        raise InputError(path, f"not a loadable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, Mapping):
-        raise InputError(path, "checkpoint is not a dict")
-    return ckpt
-
-
-def read_predictor_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A two-stage predictor checkpoint file as a plain dict (weights only), for tools that copy it entry by entry
-    and change a setting (the shape prior, the counter's contrast); :class:`~lumbar_monai.errors.InputError` with
-    one line when it is not one."""
-    from .errors import InputError
-
-    ckpt = dict(_read_checkpoint(path))
-    try:
-        check_checkpoint_format(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-    except ValueError as e:
-        raise InputError(path, f"not a two-stage landmark model ({e})") from None
-    return ckpt
-
-
-def read_network_file(path: str | os.PathLike, what: str, ckpt: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
-    """A single network's checkpoint (``{"state_dict": ..., ...}``, e.g. a display network or a vertebra counter)
-    read with weights only (``ckpt``: the file already read); :class:`~lumbar_monai.errors.InputError` with one line
-    otherwise (``what`` tells the user what the file should have been)."""
-    from .errors import InputError
-
-    entry = _read_checkpoint(path) if ckpt is None else ckpt
-    if "state_dict" not in entry:
-        raise InputError(path, f"not a {what} checkpoint")
-    return entry
-
-
-def _from_file(cls, path: str | os.PathLike, device, ckpt: Mapping[str, Any] | None = None):
-    from .errors import InputError
-
-    ckpt = _read_checkpoint(path) if ckpt is None else ckpt
-    try:
-        return cls.from_checkpoint(ckpt, device=device)
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise InputError(path, f"invalid checkpoint: {e}") from None
-
-
-# ----- helpers ------------------------------------------------------------------------------------------------
-def _kwargs_of(net: torch.nn.Module) -> dict[str, Any]:
-    kw = getattr(net, "init_kwargs", None)
-    if kw is None:
-        raise ValueError(f"{type(net).__name__} has no init_kwargs: build it with with_init_kwargs() to save it")
-    # weights_only loading accepts plain values only: layouts by name, tuples as lists
-    return {k: (v.name if isinstance(v, Layout) else list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
-
-
-def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
-
-
-def _build_display(entry: Mapping[str, Any]) -> torch.nn.Module:
-    """The display network of a checkpoint (``monai.networks.nets.Classifier``; nothing else is built)."""
-    from monai.networks.nets import Classifier
-
-    if entry.get("network") != "Classifier":
-        raise ValueError(f"checkpoint 'display' must be a Classifier, got {entry.get('network')!r}")
-    kwargs = dict(entry["kwargs"])
-    net = Classifier(**{**kwargs, "in_shape": tuple(kwargs["in_shape"]), "channels": tuple(kwargs["channels"]),
-                        "strides": tuple(kwargs["strides"])})
-    net.load_state_dict(entry["state_dict"])
-    net.init_kwargs = dict(entry["kwargs"])
-    return net
-
-
-def _build_counter(entry: Mapping[str, Any]) -> torch.nn.Module:
-    """The vertebra counter of a checkpoint (``monai.networks.nets.BasicUNet``; nothing else is built)."""
-    from monai.networks.nets import BasicUNet
-
-    if entry.get("network") != "BasicUNet":
-        raise ValueError(f"checkpoint 'stage1_counter' must be a BasicUNet, got {entry.get('network')!r}")
-    kwargs = dict(entry["kwargs"])
-    net = BasicUNet(**{**kwargs, "features": tuple(kwargs["features"])})
-    net.load_state_dict(entry["state_dict"])
-    net.init_kwargs = dict(entry["kwargs"])
-    return net
-
-
-def _build(cls, entry: Mapping[str, Any]) -> torch.nn.Module:
-    kwargs = dict(entry["kwargs"])
-    if "channels" in kwargs:
-        kwargs["channels"] = tuple(kwargs["channels"])
-    net = cls(**kwargs)
-    net.load_state_dict(entry["state_dict"])
-    net.init_kwargs = dict(entry["kwargs"])
-    return net
-
-
-def with_init_kwargs(cls, **kwargs) -> torch.nn.Module:
-    """Build ``cls(**kwargs)`` and remember the kwargs, so that :meth:`LandmarkPredictor.save` can store them."""
-    net = cls(**kwargs)
-    net.init_kwargs = dict(kwargs)
-    return net
-
-
-__all__.append("with_init_kwargs")
 
 
 class _Timer:

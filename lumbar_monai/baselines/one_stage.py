@@ -34,8 +34,9 @@ from monai.networks.nets import BasicUNet
 from monai.transforms import Compose, MapTransform, SelectItemsd, Transform
 
 from ..anatomy import Layout, get_layout
+from ..checkpoint import check_checkpoint_format, cpu_state, save_checkpoint
 from ..codecs.gaussian import decode_peaks, render_gaussians
-from ..predictor import DEFAULT_CONFIDENCE_THRESHOLD, _cpu_state, check_checkpoint_format, save_checkpoint
+from ..predictor import DEFAULT_CONFIDENCE_THRESHOLD
 from ..result import LandmarkResult
 
 __all__ = [
@@ -212,7 +213,7 @@ class OneStagePredictor:
             "version": CHECKPOINT_VERSION,
             "layout": self.layout.name,
             "network": {"name": "BasicUNet", "kwargs": dict(self.network_kwargs),
-                        "state_dict": _cpu_state(self.network)},
+                        "state_dict": cpu_state(self.network)},
             "input_size": self.stage1["input_size"],
             "confidence_threshold": self.confidence_threshold,
             "meta": dict(self.meta),

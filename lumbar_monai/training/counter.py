@@ -33,6 +33,14 @@ from ignite.metrics.metric import reinit__is_reduced
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
+from ..checkpoint import (
+    build_counter,
+    network_entry,
+    read_checkpoint,
+    read_network_file,
+    read_predictor_checkpoint,
+    save_checkpoint,
+)
 from ..counting import (
     COUNT_INPUT,
     chain_from_maps,
@@ -330,7 +338,6 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     from monai.utils import set_determinism
 
     from ..devices import resolve_device
-    from ..predictor import _kwargs_of, save_checkpoint
     from .fit import fit
 
     size = check_input_size(input_size)
@@ -354,9 +361,7 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
                  patience=max(epochs, 1), device=dev, max_seconds=max_seconds, select_metric=metric)
     net = net.cpu().eval()
     error = float(min(result["val_history"])) if result["val_history"] else float("nan")
-    path = save_checkpoint({"network": "BasicUNet", "kwargs": _kwargs_of(net),
-                            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                            "count_error": error, "epochs": len(result["history"]), "input_size": list(size),
+    path = save_checkpoint({**network_entry(net, "BasicUNet"), "count_error": error, "epochs": len(result["history"]), "input_size": list(size),
                             "median_target": target},
                            out / "counter.pt")
     logger.info("counter: %d epochs, validation count error %.1f %%", len(result["history"]), error)
@@ -369,9 +374,8 @@ def counter_entry(path: str | Path, ckpt: Mapping[str, Any] | None = None) -> Ma
     its counter can be attached to other window networks); :class:`~lumbar_monai.errors.InputError` with one line
     otherwise. ``ckpt``: the file already read."""
     from ..errors import InputError
-    from ..predictor import _read_checkpoint, read_network_file
 
-    ckpt = _read_checkpoint(path) if ckpt is None else ckpt
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
     if "stage1_counter" not in ckpt:
         return read_network_file(path, "vertebra counter (train one with 'counter train')", ckpt)
     if not isinstance(ckpt["stage1_counter"], Mapping):
@@ -392,7 +396,7 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
     the image's mirror repeats (:func:`~lumbar_monai.counting.count_reference`); ``half``: the entries whose weights
     are stored as float16 (:meth:`~lumbar_monai.predictor.LandmarkPredictor.save`)."""
     from ..errors import InputError
-    from ..predictor import LandmarkPredictor, _build_counter
+    from ..predictor import LandmarkPredictor
 
     pred = LandmarkPredictor.load(model, device="cpu")
     if aux_vertebrae is not None and not pred.stage1.get("aux_vertebrae"):
@@ -408,7 +412,7 @@ def attach_counter(model: str | Path, counter: str | Path, out: str | Path, marg
     if margin is not None:
         settings["margin"] = float(margin)
     try:
-        pred.set_counter(_build_counter(entry), settings)
+        pred.set_counter(build_counter(entry), settings)
     except ValueError as e:
         raise InputError(Path(model), str(e)) from None
     pred.meta["counter"] = {"count_error": float(entry.get("count_error", float("nan")))}
@@ -426,7 +430,6 @@ def standardise_counter(model: str | Path, datalist: str | Path, out: str | Path
     from ..counting import check_median_target, median_target
     from ..errors import InputError
     from ..io.datalist import LoadLandmarkSampled, load_landmark_datalist
-    from ..predictor import read_predictor_checkpoint, save_checkpoint
 
     ckpt = read_predictor_checkpoint(model)
     count = (ckpt.get("stage1") or {}).get("count")

@@ -28,6 +28,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
+from ..checkpoint import build_display, network_entry, read_network_file, save_checkpoint
 from ..display import DISPLAY_INPUT, build_display_net, display_input, mirrored_probability
 
 __all__ = ["RandDisplayViewd", "train_display", "attach_display", "main"]
@@ -124,7 +125,6 @@ def train_display(datalist: str | Path, out: str | Path, layout: str = "ap", epo
     from monai.utils import set_determinism
 
     from ..devices import resolve_device
-    from ..predictor import _kwargs_of, save_checkpoint
     from .fit import fit
 
     out = Path(out)
@@ -146,9 +146,7 @@ def train_display(datalist: str | Path, out: str | Path, layout: str = "ap", epo
                  device=dev, max_seconds=max_seconds)
     net = net.cpu().eval()
     acc = validation_accuracy(net, val)
-    path = save_checkpoint({"network": "Classifier", "kwargs": _kwargs_of(net),
-                            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                            "val_accuracy": acc, "epochs": len(result["history"])}, out / "display.pt")
+    path = save_checkpoint({**network_entry(net, "Classifier"), "val_accuracy": acc, "epochs": len(result["history"])}, out / "display.pt")
     logger.info("display network: %d epochs, validation accuracy %.1f %% (images and mirrors)",
                 len(result["history"]), acc)
     return {"val_accuracy": acc, "epochs": len(result["history"]), "path": str(path)}
@@ -157,13 +155,13 @@ def train_display(datalist: str | Path, out: str | Path, layout: str = "ap", epo
 def attach_display(model: str | Path, display: str | Path, out: str | Path) -> Path:
     """Write a copy of the AP predictor checkpoint ``model`` with the display network ``display`` in it."""
     from ..errors import InputError
-    from ..predictor import LandmarkPredictor, _build_display, read_network_file
+    from ..predictor import LandmarkPredictor
 
     pred = LandmarkPredictor.load(model, device="cpu")
     if pred.layout.view == "lateral":
         raise InputError(Path(model), "a display network is for AP models; this one is lateral")
     entry = read_network_file(display, "display network (train one with 'display train')")
-    pred.display_net = _build_display(entry).eval()
+    pred.display_net = build_display(entry).eval()
     pred.meta["display_net"] = {"val_accuracy": float(entry.get("val_accuracy", float("nan")))}
     return pred.save(out)
 

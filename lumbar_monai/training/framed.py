@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..anatomy import Layout, crop_record, get_layout, with_crop_record
+from ..checkpoint import build_network, cpu_state, network_kwargs, save_checkpoint, with_init_kwargs
 from ..devices import resolve_device
 
 __all__ = ["load_split", "attach_aux_centres", "attach_extra_windows", "window_shifts", "load_init", "init_weights", "train_posenet", "train_mnet", "vertebrae_above_l1", "export",
@@ -308,7 +309,6 @@ def train_posenet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Ma
     from monai.utils import set_determinism
 
     from ..networks.posenet import PoseNet
-    from ..predictor import with_init_kwargs
     from .fit import fit
     from .stage1 import PoseNetTupleLoss
 
@@ -358,7 +358,6 @@ def train_mnet(train: Sequence[Mapping], val: Sequence[Mapping], schedule: Mappi
     from ..codecs.corner import vertebra_template
     from ..losses.corner import corner_loss_for
     from ..networks.mnet import MNet
-    from ..predictor import with_init_kwargs
     from .fit import fit
     from .stage2 import Stage2Config, schedule_settings, stage2_transforms
 
@@ -426,10 +425,7 @@ def _amp(schedule: Mapping[str, Any], device: str | torch.device) -> bool:
 
 
 def _save_stage(path: Path, net: torch.nn.Module, extra: Mapping[str, Any]) -> None:
-    from ..predictor import _kwargs_of, save_checkpoint
-
-    save_checkpoint({"kwargs": _kwargs_of(net), "state_dict": {k: v.detach().cpu() for k, v in
-                                                                  net.state_dict().items()}, **extra}, path)
+    save_checkpoint({"kwargs": network_kwargs(net), "state_dict": cpu_state(net), **extra}, path)
 
 
 def mnet_layout(schedule: Mapping[str, Any], layout: str) -> Layout:
@@ -466,7 +462,7 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
     :data:`~lumbar_monai.levels.DEFAULT_LEVEL_MARGIN`)."""
     from ..networks.mnet import MNet
     from ..networks.posenet import PoseNet
-    from ..predictor import LandmarkPredictor, _build
+    from ..predictor import LandmarkPredictor
 
     s1 = torch.load(out_dir / "posenet.pt", map_location="cpu", weights_only=True)
     s2 = torch.load(out_dir / "mnet_lumbar.pt", map_location="cpu", weights_only=True)
@@ -487,7 +483,7 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
         level_size = sl.get("input_size", level_input_size)
         if level_size is None:
             raise ValueError(f"{level}: the stage checkpoint does not record its input size: give level_input_size")
-        level_net = _build(PoseNet, sl)
+        level_net = build_network(PoseNet, sl)
         stage1["level"] = {"input_size": int(level_size), "above": vertebrae_above_l1(s1.get("aux_vertebrae") or []),
                            "margin": float(DEFAULT_LEVEL_MARGIN if level_margin is None else level_margin)}
         meta = {**meta, "level_network": Path(level).name}
@@ -495,7 +491,7 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
     # crop_scale (the stage checkpoints recorded none), a square, vertical spacing
     lay = with_crop_record(get_layout(layout), s2, default_scale=get_layout(layout).crop_scale)
     pred = LandmarkPredictor(
-        layout=lay, lumbar_net=_build(MNet, s2), centre_net=_build(PoseNet, s1), crop_size=int(s2["crop_size"]),
+        layout=lay, lumbar_net=build_network(MNet, s2), centre_net=build_network(PoseNet, s1), crop_size=int(s2["crop_size"]),
         crop_blur_sigma=float(s2["crop_blur_sigma"]), crop_antialias=bool(s2.get("crop_antialias", False)),
         device="cpu", meta=meta, stage1=stage1,
         centre_refinement=centre_refinement, tta=tta, level_net=level_net,

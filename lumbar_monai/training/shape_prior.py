@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..anatomy import Layout
+from ..checkpoint import read_predictor_checkpoint, save_checkpoint
 from ..shape_prior import DEFAULT_CUT, DEFAULT_MODES, ShapePrior
 
 __all__ = ["read_split_shapes", "attach_shape_prior", "main"]
@@ -49,7 +50,6 @@ def attach_shape_prior(model: str | Path, datalist: str | Path, out: str | Path,
     what it did to that image) are set."""
     from ..anatomy import get_layout
     from ..errors import InputError
-    from ..predictor import read_predictor_checkpoint, save_checkpoint
 
     ckpt = read_predictor_checkpoint(model)
     try:

@@ -29,9 +29,10 @@ def attach_vertebra_mnet(model: str | Path, mnet: str | Path, vertebra: str, out
     stored as float16 (:meth:`~lumbar_monai.predictor.LandmarkPredictor.save`). One-line
     :class:`~lumbar_monai.errors.InputError` for a file that is not such a network or was trained on other crops."""
     from ..anatomy import crop_record
+    from ..checkpoint import build_network, read_network_file
     from ..errors import InputError
     from ..networks.mnet import MNet
-    from ..predictor import LandmarkPredictor, _build, read_network_file
+    from ..predictor import LandmarkPredictor
 
     pred = LandmarkPredictor.load(model, device="cpu")
     entry = read_network_file(mnet, "lumbar M-Net stage")
@@ -41,7 +42,7 @@ def attach_vertebra_mnet(model: str | Path, mnet: str | Path, vertebra: str, out
     if differ:
         raise InputError(Path(mnet), f"trained on other crops than the model's: {'; '.join(differ)}")
     try:
-        net = _build(MNet, entry)
+        net = build_network(MNet, entry)
     except (KeyError, TypeError, RuntimeError) as e:
         raise InputError(Path(mnet), f"not an M-Net: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if net.out_channels != pred.lumbar_net.out_channels:

@@ -183,9 +183,10 @@ def export_predictor_checkpoint(
             layout without sacrum).
     """
     from ..anatomy import get_layout
+    from ..checkpoint import with_init_kwargs
     from ..networks.mnet import MNet
     from ..networks.posenet import PoseNet
-    from ..predictor import LandmarkPredictor, with_init_kwargs
+    from ..predictor import LandmarkPredictor
     from ..training.stage2 import Stage2Config
 
     d = Path(ckpt_dir)

@@ -361,9 +361,8 @@ def train_counter(datalist: str | Path, out: str | Path, layout: str = "ap", epo
                  patience=max(epochs, 1), device=dev, max_seconds=max_seconds, select_metric=metric)
     net = net.cpu().eval()
     error = float(min(result["val_history"])) if result["val_history"] else float("nan")
-    path = save_checkpoint({**network_entry(net, "BasicUNet"), "count_error": error, "epochs": len(result["history"]), "input_size": list(size),
-                            "median_target": target},
-                           out / "counter.pt")
+    path = save_checkpoint({**network_entry(net, "BasicUNet"), "count_error": error, "epochs": len(result["history"]),
+                            "input_size": list(size), "median_target": target}, out / "counter.pt")
     logger.info("counter: %d epochs, validation count error %.1f %%", len(result["history"]), error)
     return {"count_error": error, "epochs": len(result["history"]), "path": str(path)}
 

@@ -146,7 +146,8 @@ def train_display(datalist: str | Path, out: str | Path, layout: str = "ap", epo
                  device=dev, max_seconds=max_seconds)
     net = net.cpu().eval()
     acc = validation_accuracy(net, val)
-    path = save_checkpoint({**network_entry(net, "Classifier"), "val_accuracy": acc, "epochs": len(result["history"])}, out / "display.pt")
+    path = save_checkpoint({**network_entry(net, "Classifier"), "val_accuracy": acc,
+                            "epochs": len(result["history"])}, out / "display.pt")
     logger.info("display network: %d epochs, validation accuracy %.1f %% (images and mirrors)",
                 len(result["history"]), acc)
     return {"val_accuracy": acc, "epochs": len(result["history"]), "path": str(path)}

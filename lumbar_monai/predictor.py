@@ -694,7 +694,7 @@ class LandmarkPredictor:
             entry = ckpt.get(name)
             if is_network_entry(entry):
                 ckpt[name] = half_entry(entry)
-            elif isinstance(entry, Mapping) and entry and all(map(is_network_entry, entry.values())):  # networks by name
+            elif isinstance(entry, Mapping) and entry and all(map(is_network_entry, entry.values())):  # by name
                 ckpt[name] = {key: half_entry(e) for key, e in entry.items()}
             else:
                 raise ValueError(f"no network {name!r} in this checkpoint to store as float16")

@@ -492,7 +492,8 @@ def export(out_dir: Path, schedule: Mapping[str, Any], layout: str, model_path: 
     lay = with_crop_record(get_layout(layout), s2, default_scale=get_layout(layout).crop_scale)
     pred = LandmarkPredictor(
         layout=lay, lumbar_net=build_network(MNet, s2), centre_net=build_network(PoseNet, s1),
-        crop_size=int(s2["crop_size"]), crop_blur_sigma=float(s2["crop_blur_sigma"]), crop_antialias=bool(s2.get("crop_antialias", False)),
+        crop_size=int(s2["crop_size"]), crop_blur_sigma=float(s2["crop_blur_sigma"]),
+        crop_antialias=bool(s2.get("crop_antialias", False)),
         device="cpu", meta=meta, stage1=stage1,
         centre_refinement=centre_refinement, tta=tta, level_net=level_net,
     )

@@ -21,8 +21,9 @@ vertebra height or more from the prior's fit to all the corners (``meta["shape_p
 a centre map has a second peak at least :data:`~lumbar_monai.postprocess.SECOND_PEAK_FLAG` as high as its highest
 (``meta["centre_second_peak"]``, *ours*).
 
-Checkpoint format (:meth:`LandmarkPredictor.save` / :meth:`LandmarkPredictor.load`): one ``torch.save`` of plain
-dicts, lists, strings, numbers and tensors, so that ``torch.load(..., weights_only=True)`` reads it::
+Checkpoint format (:meth:`LandmarkPredictor.save` / :meth:`LandmarkPredictor.load`, the file and network-entry
+helpers in :mod:`lumbar_monai.checkpoint`): one ``torch.save`` of plain dicts, lists, strings, numbers and tensors,
+so that ``torch.load(..., weights_only=True)`` reads it::
 
     {"format": "lumbar-monai-landmarks", "version": 1, "layout": "lateral",
      "stage1": {"network": "PoseNet", "kwargs": {...}, "state_dict": {...},
